@@ -1,0 +1,3 @@
+from crysloop.cli import main
+
+main()

@@ -1,0 +1,48 @@
+"""The ``crysloop`` command line: one Typer app with a sub-app per area."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from crysloop.cli import data, db
+
+app = typer.Typer(
+    name="crysloop",
+    help="Closed-loop inverse design of crystalline materials.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(db.app, name="db")
+
+err_console = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; any failure becomes one ``error:`` line and a non-zero exit, never a traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if os.environ.get("CRYSLOOP_DEBUG"):
+            raise
+        message = str(exc) or type(exc).__name__
+        from crysloop.errors import CrysloopError
+
+        prefix = "" if isinstance(exc, CrysloopError) else f"{type(exc).__name__}: "
+        err_console.print(f"[bold red]error:[/] {prefix}{message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    sys.exit(0)

@@ -1,0 +1,58 @@
+"""Runtime settings of crysloop, read from ``CRYSLOOP_*`` environment variables (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "crysloop"
+
+
+class Settings(BaseSettings):
+    """Where crysloop keeps data, which database it talks to and which engines it runs."""
+
+    model_config = SettingsConfigDict(env_prefix="CRYSLOOP_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Embedded database, caches, runs.")
+    mongodb_uri: str | None = Field(
+        default=None, description="mongodb://user:password@host:27017/?authSource=admin; unset = embedded database."
+    )
+    db_name: str = "crysloop"
+    mlip: str = Field(default="mattersim-1m", description="Default potential: mattersim-1m, mattersim-5m or chgnet.")
+    device: str = Field(default="auto", description="torch device for models and potentials: auto, cpu, cuda[:N].")
+    vasp_cmd: str = Field(default="vasp_std", description="Command custodian runs for VASP.")
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def db_dir(self) -> Path:
+        return self.data_dir / "db"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; call ``get_settings.cache_clear()`` after changing the environment."""
+    return Settings()
+
+
+def resolve_device(device: str | None = None) -> str:
+    """Turn ``auto`` into ``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    device = device or get_settings().device
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
