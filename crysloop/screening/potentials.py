@@ -1,0 +1,214 @@
+"""Machine-learned interatomic potentials (CHGNet, MatterSim) as ASE calculators, with batched inference.
+
+Names used everywhere (settings, CLI, database): ``chgnet`` (weights inside its wheel, works offline),
+``mattersim-1m`` and ``mattersim-5m`` (MatterSim v1.0.0 checkpoints from ``~/.local/mattersim/pretrained_models``,
+downloaded there on first use, or a local ``.pth`` file given as ``weights``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator
+from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from crysloop.errors import CrysloopError, InputError, OfflineError
+from crysloop.infra.settings import get_settings, resolve_device
+
+if TYPE_CHECKING:
+    from chgnet.model import CHGNet
+    from mattersim.forcefield.potential import Potential
+
+MATTERSIM_CHECKPOINTS = {"mattersim-1m": "mattersim-v1.0.0-1M.pth", "mattersim-5m": "mattersim-v1.0.0-5M.pth"}
+MLIP_NAMES = ("chgnet", *MATTERSIM_CHECKPOINTS)
+MATTERSIM_CACHE = Path("~/.local/mattersim/pretrained_models").expanduser()
+
+_load_lock = threading.Lock()
+
+
+@dataclass
+class Prediction:
+    """Energy (eV, whole cell), forces (eV/A, natoms x 3) and stress (eV/A^3, ASE Voigt order) of one structure."""
+
+    energy: float
+    forces: np.ndarray
+    stress: np.ndarray
+
+
+def check_mlip_name(name: str | None) -> str:
+    """The canonical potential name (``settings.mlip`` when None); an unknown name is an ``InputError``."""
+    name = (name or get_settings().mlip).lower()
+    if name not in MLIP_NAMES:
+        raise InputError(f"unknown MLIP {name!r}; choose one of {', '.join(MLIP_NAMES)}")
+    return name
+
+
+def get_calculator(name: str | None = None, device: str | None = None, weights: str | Path | None = None) -> Calculator:
+    """A fresh ASE calculator for potential ``name`` on ``device`` (models are loaded once and shared).
+
+    ``weights`` is a local MatterSim checkpoint file, overriding the cache and download for MatterSim names.
+    """
+    name = check_mlip_name(name)
+    device = resolve_device(device)
+    if name == "chgnet":
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its device
+            return CHGNetCalculator(model=_chgnet_model(device), use_device=device)
+    potential = load_mattersim_potential(name, device, weights)
+    return mattersim_calculator(potential)
+
+
+@lru_cache(maxsize=4)
+def _chgnet_model(device: str) -> CHGNet:
+    from chgnet.model import CHGNet
+
+    with _load_lock, contextlib.redirect_stdout(io.StringIO()):
+        return CHGNet.load(verbose=False, use_device=device)
+
+
+def mattersim_checkpoint_path(name: str, weights: str | Path | None = None) -> Path:
+    """Where the MatterSim checkpoint lives: ``weights`` if given, else mattersim's cache, downloading it if absent."""
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise InputError(f"MatterSim weights file {path} does not exist")
+        return path
+    filename = MATTERSIM_CHECKPOINTS[name]
+    path = MATTERSIM_CACHE / filename
+    if path.is_file():
+        return path
+    from mattersim.utils.download_utils import download_checkpoint
+
+    try:
+        download_checkpoint(filename, save_folder=str(MATTERSIM_CACHE))
+    except Exception as exc:  # noqa: BLE001 - any network failure means the weights are missing
+        raise OfflineError(
+            f"MatterSim weights {filename} are not in {MATTERSIM_CACHE} and could not be downloaded "
+            f"({type(exc).__name__}); download them from github.com/microsoft/mattersim/tree/main/pretrained_models "
+            f"into that folder, or use --mlip chgnet"
+        ) from exc
+    return path
+
+
+def load_mattersim_potential(name: str = "mattersim-1m", device: str | None = None, weights: str | Path | None = None) -> Potential:
+    """The pretrained MatterSim ``Potential`` (cached per name, device and file), loaded with ``weights_only``."""
+    return _load_mattersim_cached(check_mlip_name(name), resolve_device(device), mattersim_checkpoint_path(name, weights))
+
+
+@lru_cache(maxsize=4)
+def _load_mattersim_cached(name: str, device: str, path: Path) -> Potential:
+    import torch
+
+    with _load_lock:
+        try:
+            checkpoint = torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise CrysloopError(f"cannot read MatterSim checkpoint {path} for {name}: {exc}") from exc
+        if checkpoint.get("model_name", "m3gnet") != "m3gnet" or "model" not in checkpoint:
+            raise CrysloopError(f"{path} is not a MatterSim M3GNet checkpoint")
+        return mattersim_potential(checkpoint["model_args"], checkpoint["model"], device)
+
+
+def mattersim_potential(model_args: dict | None = None, state_dict: dict | None = None, device: str | None = None) -> Potential:
+    """A MatterSim ``Potential`` around an M3GNet built from ``model_args`` (mattersim defaults when None).
+
+    Without ``state_dict`` the weights stay randomly initialised: useful to exercise the code path without weights.
+    """
+    from mattersim.forcefield.m3gnet.m3gnet import M3Gnet
+    from mattersim.forcefield.potential import Potential
+
+    device = resolve_device(device)
+    model = M3Gnet(device=device, **(model_args or {})).to(device)
+    if state_dict is not None:
+        model.load_state_dict(state_dict, strict=False)
+    model.eval()
+    return Potential(model, device=device, model_name="m3gnet")
+
+
+def mattersim_calculator(potential: Potential) -> Calculator:
+    """An ASE calculator (energy, forces, stress) over a MatterSim ``Potential``."""
+    from mattersim.forcefield.potential import MatterSimCalculator
+
+    return MatterSimCalculator(potential=potential, device=potential.device)
+
+
+def _as_atoms(item: Atoms | Structure) -> Atoms:
+    return AseAtomsAdaptor.get_atoms(item) if isinstance(item, Structure) else item
+
+
+def _as_structure(item: Atoms | Structure) -> Structure:
+    return item if isinstance(item, Structure) else AseAtomsAdaptor.get_structure(item)
+
+
+def predict_batch(items: Sequence[Atoms | Structure], calculator: Calculator, batch_size: int = 16) -> list[Prediction]:
+    """Energies, forces and stresses of many structures, batched through the model when the calculator allows.
+
+    CHGNet and MatterSim calculators run ``batch_size`` structures per forward pass; any other ASE calculator
+    is called one structure at a time.
+    """
+    if not items:
+        return []
+    model = getattr(calculator, "model", None)
+    potential = getattr(calculator, "potential", None)
+    if model is not None and hasattr(model, "predict_structure"):
+        return _predict_chgnet(model, [_as_structure(i) for i in items], batch_size, calculator)
+    if potential is not None and hasattr(potential, "predict_properties"):
+        return _predict_mattersim(potential, [_as_atoms(i) for i in items], batch_size)
+    predictions = []
+    for item in items:
+        atoms = _as_atoms(item).copy()
+        atoms.calc = calculator
+        predictions.append(Prediction(atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
+    return predictions
+
+
+def _predict_chgnet(model: CHGNet, structures: list[Structure], batch_size: int, calculator: Calculator) -> list[Prediction]:
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    outputs = model.predict_structure(structures, task="efs", batch_size=batch_size)
+    if isinstance(outputs, dict):
+        outputs = [outputs]
+    stress_weight = getattr(calculator, "stress_weight", units.GPa)
+    predictions = []
+    for structure, out in zip(structures, outputs, strict=True):
+        energy = float(out["e"]) * (len(structure) if model.is_intensive else 1)
+        stress = np.asarray(out["s"], dtype=float) * stress_weight
+        if stress.shape == (3, 3):
+            stress = full_3x3_to_voigt_6_stress(stress)
+        predictions.append(Prediction(energy, np.asarray(out["f"], dtype=float), stress))
+    return predictions
+
+
+def _predict_mattersim(potential: Potential, atoms_list: list[Atoms], batch_size: int) -> list[Prediction]:
+    from ase.stress import full_3x3_to_voigt_6_stress
+    from mattersim.datasets.utils.build import build_dataloader
+
+    args = potential.model.model_args
+    loader = build_dataloader(
+        atoms_list,
+        batch_size=batch_size,
+        only_inference=True,
+        cutoff=args["cutoff"],
+        threebody_cutoff=args["threebody_cutoff"],
+    )
+    energies, forces, stresses = potential.predict_properties(loader, include_forces=True, include_stresses=True)
+    return [
+        Prediction(float(e), np.asarray(f, dtype=float), full_3x3_to_voigt_6_stress(np.asarray(s) * units.GPa))
+        for e, f, s in zip(energies, forces, stresses, strict=True)
+    ]
+
+
+def batch_forces(items: Sequence[Atoms | Structure], calculator: Calculator, batch_size: int = 16) -> list[np.ndarray]:
+    """Forces (eV/A) on many structures, e.g. displaced supercells for phonopy/phono3py, batched where possible."""
+    return [p.forces for p in predict_batch(items, calculator, batch_size)]
