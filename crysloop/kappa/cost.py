@@ -1,0 +1,45 @@
+"""Cost control before a kappa calculation: skip metals (band gap or a composition proxy) and cells that are too big."""
+
+from __future__ import annotations
+
+from pymatgen.core import Composition, Structure
+
+
+def looks_metallic(composition: Composition) -> bool:
+    """Composition proxy for a metal when no band gap is known.
+
+    Metallic when every element is a metal, or when metals are present and no charge-balanced oxidation-state
+    assignment exists (intermetallics, suboxides). Elemental metalloids and non-metals (Si, Ge, C) count as
+    non-metals. A proxy, not a band structure: a band gap or a user label overrides it.
+    """
+    elements = composition.elements
+    metals = [el for el in elements if el.is_metal and not el.is_metalloid]
+    if not metals:
+        return False
+    if len(metals) == len(elements):
+        return True
+    return not composition.oxi_state_guesses(max_sites=-50)
+
+
+def skip_reason(
+    structure: Structure,
+    max_atoms: int = 20,
+    band_gap: float | None = None,
+    is_metal: bool | None = None,
+    min_band_gap: float = 0.0,
+) -> str | None:
+    """Why a kappa calculation on ``structure`` should be skipped, or None to go ahead.
+
+    The primitive cell must hold at most ``max_atoms`` sites (the displacement count grows steeply with it).
+    A metal is skipped (phonon-only kappa misses the electronic part): a user label ``is_metal`` wins, then a
+    known ``band_gap`` (metal when <= ``min_band_gap`` eV), then :func:`looks_metallic`.
+    """
+    nsites = len(structure.get_primitive_structure())
+    if nsites > max_atoms:
+        return f"primitive cell has {nsites} atoms > max_atoms={max_atoms}"
+    if is_metal is None:
+        is_metal = band_gap <= min_band_gap if band_gap is not None else looks_metallic(structure.composition)
+        source = "band gap" if band_gap is not None else "composition proxy"
+    else:
+        source = "user label"
+    return f"metal ({source})" if is_metal else None
