@@ -176,6 +176,8 @@ class DFTAttempt(me.EmbeddedDocument):
     error = me.StringField()
     corrections = me.ListField(me.DictField())
     restarted_from = me.StringField()
+    structure = me.DictField()  # the structure this attempt started from
+    incar_overrides = me.DictField()  # INCAR changes carried over from earlier attempts' corrections
 
 
 class DFTJob(me.Document):

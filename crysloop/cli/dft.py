@@ -1,0 +1,105 @@
+"""``crysloop dft``: relax the best screened candidates with VASP, resume failed jobs, report the metrics."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crysloop.dft.metrics import DFTMetrics, dft_metrics
+from crysloop.dft.presets import PRESETS, RunSettings
+from crysloop.errors import InputError
+from crysloop.infra.db import database
+from crysloop.infra.settings import get_settings
+
+app = typer.Typer(help="DFT verification with VASP (atomate2 + custodian): run, resume, report.", no_args_is_help=True)
+console = Console()
+
+CAMPAIGN = typer.Option(None, "--campaign", help="Campaign name; all campaigns when left out.")
+MAX_ERRORS = typer.Option(5, "--max-errors", min=0, help="Errors custodian may correct within one attempt.")
+POLL = typer.Option(10.0, "--poll-seconds", min=0.01, help="Seconds between custodian's checks of a running VASP.")
+
+
+def _run_settings(max_errors: int, poll_seconds: float) -> RunSettings:
+    return RunSettings(vasp_cmd=get_settings().vasp_cmd, max_errors=max_errors, polling_time_step=poll_seconds)
+
+
+def _print_metrics(metrics: DFTMetrics) -> None:
+    def fmt(value, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    table = Table("metric", "value", title="DFT verification")
+    table.add_row("jobs", str(metrics.n_jobs))
+    table.add_row("finished (completed or failed)", str(metrics.n_finished))
+    table.add_row("converged", str(metrics.n_converged))
+    table.add_row("convergence rate", fmt(metrics.convergence_rate, ".1%"))
+    table.add_row("mean ionic steps", fmt(metrics.mean_ionic_steps, ".1f"))
+    table.add_row("mean |E_DFT - E_initial| (eV/atom)", fmt(metrics.mean_energy_diff_per_atom, ".4f"))
+    for state, count in sorted(metrics.states.items()):
+        table.add_row(f"jobs {state}", str(count))
+    console.print(table)
+
+
+@app.command()
+def run(
+    campaign: str = CAMPAIGN,
+    preset: str = typer.Option("crysvcd", "--preset", help=f"Input preset: {', '.join(PRESETS)}."),
+    top_n: int = typer.Option(10, "--top-n", min=1, help="How many screened candidates (lowest e_above_hull)."),
+    max_errors: int = MAX_ERRORS,
+    poll_seconds: float = POLL,
+) -> None:
+    """Relax the best screened candidates with VASP (command: CRYSLOOP_VASP_CMD) and store the results."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown DFT preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    from crysloop.flows.dft import dft_flow
+
+    with database():
+        metrics = dft_flow(campaign=campaign, preset=preset, top_n=top_n, run=_run_settings(max_errors, poll_seconds))
+    _print_metrics(DFTMetrics(**metrics))
+
+
+@app.command()
+def resume(
+    campaign: str = CAMPAIGN,
+    max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Attempts a job may have in all."),
+    max_errors: int = MAX_ERRORS,
+    poll_seconds: float = POLL,
+) -> None:
+    """Restart failed jobs from their last CONTCAR with the INCAR corrections custodian recorded."""
+    from crysloop.flows.dft import dft_resume_flow
+
+    with database():
+        metrics = dft_resume_flow(
+            campaign=campaign, max_attempts=max_attempts, run=_run_settings(max_errors, poll_seconds)
+        )
+    _print_metrics(DFTMetrics(**metrics))
+
+
+@app.command()
+def report(
+    campaign: str = CAMPAIGN,
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON line."),
+) -> None:
+    """Convergence rate, mean ionic steps and mean energy difference of the DFT jobs (ConditionCDVAE+ metrics)."""
+    from crysloop.dft.jobs import find_jobs
+
+    with database(readonly=True):
+        job_list = find_jobs(campaign)
+        metrics = dft_metrics(job_list)
+        rows = [
+            (job.formula or "-", job.preset, job.state, len(job.attempts), job.ionic_steps, job.energy_diff_per_atom)
+            for job in job_list
+        ]
+    if as_json:
+        print(json.dumps(metrics.as_dict()))
+        return
+    jobs_table = Table("formula", "preset", "state", "attempts", "ionic steps", "|dE| (eV/atom)", title="DFT jobs")
+    for formula, preset, state, attempts, steps, diff in rows:
+        jobs_table.add_row(
+            formula, preset, state, str(attempts), "-" if steps is None else str(steps),
+            "-" if diff is None else f"{diff:.4f}",
+        )  # fmt: skip
+    console.print(jobs_table)
+    _print_metrics(metrics)
