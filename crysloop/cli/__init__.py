@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 from rich.console import Console
 
 from crysloop.cli import data, db
+from crysloop.cli import dft
+from crysloop.cli import kappa
 
 app = typer.Typer(
     name="crysloop",
@@ -20,6 +21,8 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
+app.add_typer(dft.app, name="dft")
+app.add_typer(kappa.app, name="kappa")
 
 err_console = Console(stderr=True)
 
@@ -28,14 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; any failure becomes one ``error:`` line and a non-zero exit, never a traceback."""
     try:
         app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         sys.exit(130)
-    except click.ClickException as exc:
+    except typer.exceptions.TyperException as exc:  # usage errors: typer prints them itself
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         if os.environ.get("CRYSLOOP_DEBUG"):
             raise

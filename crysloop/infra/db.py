@@ -26,6 +26,9 @@ class Connection:
     readonly: bool
 
 
+_current: Connection | None = None
+
+
 def _redact(uri: str) -> str:
     if "@" not in uri:
         return uri
@@ -47,6 +50,8 @@ def connect(settings: Settings | None = None, readonly: bool = False) -> Connect
     if not readonly:
         for document in ALL_DOCUMENTS:
             document.ensure_indexes()
+    global _current
+    _current = connection
     return connection
 
 
@@ -54,6 +59,8 @@ def disconnect() -> None:
     """Close the default connection, releasing the embedded writer lock."""
     from mongoengine.connection import _connections
 
+    global _current
+    _current = None
     client = _connections.get(me.DEFAULT_CONNECTION_NAME)
     me.disconnect()
     if client is not None:
@@ -62,9 +69,21 @@ def disconnect() -> None:
         document._collection = None
 
 
+def current() -> Connection | None:
+    """The connection made by :func:`connect`, or ``None`` when disconnected."""
+    return _current
+
+
 @contextmanager
 def database(settings: Settings | None = None, readonly: bool = False) -> Iterator[Connection]:
-    """``with database(): ...`` connects for the block and always disconnects."""
+    """``with database(): ...`` connects for the block and disconnects after it.
+
+    Re-entrant: inside an open connection (a flow called from a flow, a test's ``db`` fixture) it reuses that
+    connection and leaves it open.
+    """
+    if _current is not None:
+        yield _current
+        return
     connection = connect(settings, readonly=readonly)
     try:
         yield connection

@@ -229,6 +229,7 @@ class KappaResult(me.Document):
     mesh = me.ListField(me.IntField())
     fc3_supercell = me.ListField(me.ListField(me.IntField()))
     fc2_supercell = me.ListField(me.ListField(me.IntField()))
+    min_frequency_thz = me.FloatField()  # lowest phonon frequency on the mesh; clearly negative = unstable
     status = me.StringField(default="ok", choices=("ok", "failed", "skipped"))
     error = me.StringField()
     wall_time_s = me.FloatField()
