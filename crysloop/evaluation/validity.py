@@ -1,0 +1,120 @@
+"""Structural and compositional validity of generated crystals, as defined by CDVAE's evaluation code.
+
+Compositional validity reproduces CDVAE's ``smact_validity`` (written against smact 2.x) on smact 4:
+smact 4 changed ``neutral_ratios`` (it no longer returns ``(bool, ratios)``), made the ICSD-24 list the default
+``Element.oxidation_states`` (smact 2.x used the SMACT-2014 list, now ``oxidation_states_smact14``) and made
+``pauling_test`` return False where an electronegativity is unknown (smact 2.x raised ``TypeError``, which CDVAE
+caught and counted as a pass). The function below keeps the smact 2.x semantics exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from pymatgen.core import Composition, Element, Structure
+
+MIN_DISTANCE = 0.5  # A, CDVAE's structure_validity cutoff
+MIN_VOLUME = 0.1  # A^3, CDVAE's "unrealistically small lattice"
+
+
+@dataclass(frozen=True)
+class Validity:
+    """Validity flags of one crystal: compositional, structural and both."""
+
+    composition: bool
+    structure: bool
+
+    @property
+    def valid(self) -> bool:
+        return self.composition and self.structure
+
+
+def structure_validity(structure: Structure, cutoff: float = MIN_DISTANCE, min_volume: float = MIN_VOLUME) -> bool:
+    """True when the cell volume is at least ``min_volume`` and no two atoms sit closer than ``cutoff``.
+
+    Every pair distance counts, periodic images included (an atom and its own image too), found with a neighbour
+    list. CDVAE's ``distance_matrix`` check looks only at minimum images between distinct sites; both agree on
+    ordinary cells, this one is also right for very skewed cells and lattice vectors shorter than ``cutoff``.
+    """
+    lattice = structure.lattice
+    if not np.all(np.isfinite(lattice.matrix)) or not np.all(np.isfinite(structure.frac_coords)):
+        return False
+    if not lattice.volume >= min_volume:
+        return False
+    if min(lattice.get_lll_reduced_lattice().abc) < cutoff:
+        return False  # an atom and its own periodic image are closer than the cutoff
+    centres, _, _, distances = structure.get_neighbor_list(r=cutoff, exclude_self=True)
+    return not np.any(distances < cutoff) if len(centres) else True
+
+
+def _reduced_counts(composition: Composition) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
+    """Element symbols ordered by atomic number with their gcd-reduced integer counts; None if fractional."""
+    amounts = composition.element_composition.get_el_amt_dict()
+    items = sorted(amounts.items(), key=lambda kv: Element(kv[0]).Z)
+    counts = [round(n) for _, n in items]
+    if any(abs(n - c) > 1e-6 or c <= 0 for (_, n), c in zip(items, counts)):
+        return None
+    divisor = math.gcd(*counts)
+    return tuple(e for e, _ in items), tuple(c // divisor for c in counts)
+
+
+def _pauling_ok(ox_states: tuple[int, ...], enegs: tuple[float | None, ...]) -> bool:
+    """smact 2.x ``pauling_test`` as CDVAE called it: every cation less electronegative than every anion.
+
+    A cation-anion pair with an unknown electronegativity raised ``TypeError`` in smact 2.x, which CDVAE caught as a
+    pass for the whole combination; pairs are visited in the same order, so the result is identical.
+    """
+    n = len(ox_states)
+    for i in range(n):
+        for j in range(i + 1, n):
+            ox1, ox2, e1, e2 = ox_states[i], ox_states[j], enegs[i], enegs[j]
+            opposite = (ox1 > 0 and ox2 < 0) or (ox1 < 0 and ox2 > 0)
+            if not opposite:
+                continue
+            if e1 is None or e2 is None:
+                return True
+            if (ox1 > 0 and e1 >= e2) or (ox1 < 0 and e1 <= e2):
+                return False
+    return True
+
+
+@lru_cache(maxsize=65536)
+def smact_validity(elements: tuple[str, ...], counts: tuple[int, ...], use_pauling_test: bool = True) -> bool:
+    """CDVAE's SMACT test: one element or all metals pass; else some charge-neutral assignment of SMACT-2014
+    oxidation states (one per element) must also pass the Pauling electronegativity test."""
+    import smact
+
+    if len(set(elements)) == 1:
+        return True
+    if all(e in smact.metals for e in elements):
+        return True
+    try:
+        smact_elements = [smact.Element(e) for e in elements]
+    except KeyError:
+        return False
+    ox_lists = [e.oxidation_states_smact14 or [] for e in smact_elements]
+    if any(len(o) == 0 for o in ox_lists):
+        return False
+    enegs = tuple(e.pauling_eneg for e in smact_elements)
+    grids = np.meshgrid(*[np.asarray(o, dtype=np.int64) for o in ox_lists], indexing="ij")
+    combos = np.stack([g.ravel() for g in grids], axis=1)
+    neutral = combos[combos @ np.asarray(counts, dtype=np.int64) == 0]
+    if not use_pauling_test:
+        return len(neutral) > 0
+    return any(_pauling_ok(tuple(int(x) for x in row), enegs) for row in neutral)
+
+
+def composition_validity(composition: Composition, use_pauling_test: bool = True) -> bool:
+    """SMACT charge neutrality with the Pauling test on the reduced composition (all-metal and unary pass)."""
+    reduced = _reduced_counts(composition)
+    if reduced is None:
+        return False
+    return smact_validity(*reduced, use_pauling_test=use_pauling_test)
+
+
+def validity(structure: Structure) -> Validity:
+    """Compositional and structural validity of one crystal."""
+    return Validity(composition=composition_validity(structure.composition), structure=structure_validity(structure))

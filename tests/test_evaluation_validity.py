@@ -1,0 +1,106 @@
+"""Validity rules of the evaluation suite: structural distances/volume and SMACT charge neutrality on smact 4."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import smact
+from pymatgen.core import Composition, Lattice, Structure
+from smact.screening import pauling_test
+
+from crysloop.evaluation.validity import composition_validity, structure_validity, validity
+
+
+def rocksalt() -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_ordinary_crystal_is_valid():
+    v = validity(rocksalt())
+    assert v.composition and v.structure and v.valid
+
+
+def test_overlapping_atoms_are_invalid():
+    s = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0.1, 0.1, 0.1], [0.15, 0.1, 0.1]])  # 0.25 A apart
+    assert not structure_validity(s)
+    assert structure_validity(Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0.1, 0.1, 0.1], [0.25, 0.1, 0.1]]))
+
+
+def test_overlap_across_the_cell_boundary_is_found():
+    s = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0.01, 0.5, 0.5], [0.99, 0.5, 0.5]])  # 0.1 A through the face
+    assert not structure_validity(s)
+
+
+def test_atom_too_close_to_its_own_image_is_invalid():
+    s = Structure(Lattice.orthorhombic(0.4, 5.0, 5.0), ["Na"], [[0, 0, 0]])
+    assert not structure_validity(s)
+
+
+def test_skewed_cell_short_distance_is_found():
+    # The same rock-salt crystal in a strongly sheared (equivalent) cell: still valid; a squeezed one is not.
+    s = rocksalt().copy()
+    s.make_supercell([[1, 0, 0], [3, 1, 0], [0, 0, 1]])
+    assert structure_validity(s)
+    squeezed = Structure(Lattice([[3.0, 0, 0], [8.9, 0.3, 0], [0, 0, 5.0]]), ["Na"], [[0, 0, 0]])
+    assert not structure_validity(squeezed)  # b - 3a has length about 0.32 A
+
+
+def test_tiny_volume_is_invalid():
+    s = Structure(Lattice.cubic(0.45), ["Na"], [[0, 0, 0]])
+    assert not structure_validity(s, cutoff=0.0)
+
+
+@pytest.mark.parametrize(
+    ("formula", "expected"),
+    [
+        ("NaCl", True),
+        ("Na2Cl", False),  # unbalanced
+        ("NaCl2", False),
+        ("Fe2O3", True),
+        ("Al2O3", True),
+        ("LiFePO4", True),
+        ("CuZn", True),  # all metals count as valid
+        ("Si", True),  # one element is valid
+        ("Na8Cl8", True),  # reduced before the test
+    ],
+)
+def test_composition_validity(formula, expected):
+    assert composition_validity(Composition(formula)) is expected
+
+
+def _smact4_reference(formula: str) -> bool:
+    """Independent re-statement with smact 4's own API on the SMACT-2014 oxidation states (no unknown enegs)."""
+    comp = Composition(formula).reduced_composition
+    symbols = [e.symbol for e in sorted(comp.elements, key=lambda e: e.Z)]
+    counts = [int(comp[s]) for s in symbols]
+    if len(symbols) == 1 or all(s in smact.metals for s in symbols):
+        return True
+    elements = [smact.Element(s) for s in symbols]
+    enegs = [e.pauling_eneg for e in elements]
+    for ox in itertools.product(*[e.oxidation_states_smact14 for e in elements]):
+        if smact.neutral_ratios(ox, stoichs=[(c,) for c in counts]) and pauling_test(ox, enegs):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "formula", ["MgO", "MgO2", "TiO2", "Ti2O", "K2S", "KS2", "CaF2", "CaF3", "LiMnO2", "BaTiO3", "SrTi2O3", "NaNO3",
+                "Cs3Sb", "GaAs", "AsGa3", "FeS2", "Li3N", "NF3", "SiC", "CO2"],
+)
+def test_composition_validity_agrees_with_smact4_api(formula):
+    assert composition_validity(Composition(formula)) is _smact4_reference(formula)
+
+
+def test_default_smact4_oxidation_states_differ_from_the_cdvae_ones():
+    # The trap this module avoids: smact 4's default list is not the SMACT-2014 list CDVAE was written against.
+    fe = smact.Element("Fe")
+    assert fe.oxidation_states != fe.oxidation_states_smact14
+    assert isinstance(smact.neutral_ratios((1, -1), stoichs=[(1,), (1,)]), list)
+
+
+def test_nan_coordinates_are_invalid():
+    s = rocksalt()
+    s.replace(0, "Na", coords=[np.nan, 0, 0])
+    assert not structure_validity(s)
