@@ -1,7 +1,12 @@
 """CDVAE's crystal fingerprints: site-averaged CrystalNN ("ops" preset) and Magpie composition features.
 
 Computed in worker processes with a progress bar and cached on disk by an exact structure key, so a reference set
-is fingerprinted once and reused on every campaign round. Symmetry-equivalent sites share one CrystalNN call.
+is fingerprinted once and reused on every campaign round.
+
+CrystalNN "ops" site fingerprints are not exactly invariant under a crystal's own symmetry operations (some order
+parameters depend on neighbour order), so the exact mode featurises every site as CDVAE does. The opt-in
+``symmetry_reduced`` mode featurises one site per spglib orbit (about 2x faster on MP-20); on 40 MP-20 crystals its
+site-averaged fingerprints differed from the exact ones by at most 0.015 per component.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pymatgen.core import Structure
 
 from crysloop.evaluation.parallel import parallel_map
 
-CACHE_VERSION = "cdvae-fp-v1"  # bump when the fingerprint definition changes
+CACHE_VERSION = "cdvae-fp-v1"  # bump when the fingerprint definition changes; the mode is part of each key
 N_STRUCTURE_FEATURES = 61
 N_COMPOSITION_FEATURES = 132
 SYMPREC = 1e-4  # A; tight, so only truly equivalent sites share a fingerprint
@@ -58,13 +63,16 @@ def _site_multiplicities(structure: Structure) -> dict[int, int]:
     return dict(zip(representatives.tolist(), counts.tolist()))
 
 
-def crystalnn_fingerprint(structure: Structure) -> np.ndarray | None:
-    """Mean over sites of the CrystalNN "ops" site fingerprint (61 values); None where CrystalNN fails."""
+def crystalnn_fingerprint(structure: Structure, symmetry_reduced: bool = False) -> np.ndarray | None:
+    """Mean over sites of the CrystalNN "ops" site fingerprint (61 values); None where CrystalNN fails.
+
+    ``symmetry_reduced`` featurises one site per symmetry orbit, weighted by orbit size (fast, not bit-exact).
+    """
     site_fp, _ = _featurizers()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            orbits = _site_multiplicities(structure)
+            orbits = _site_multiplicities(structure) if symmetry_reduced else {i: 1 for i in range(len(structure))}
             total = np.zeros(N_STRUCTURE_FEATURES)
             for index, multiplicity in orbits.items():
                 total += multiplicity * np.asarray(site_fp.featurize(structure, index), dtype=float)
@@ -93,8 +101,12 @@ def structure_key(structure: Structure) -> str:
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
-def _compute_one(structure: Structure) -> tuple[np.ndarray | None, np.ndarray]:
+def _compute_exact(structure: Structure) -> tuple[np.ndarray | None, np.ndarray]:
     return crystalnn_fingerprint(structure), magpie_fingerprint(structure)
+
+
+def _compute_reduced(structure: Structure) -> tuple[np.ndarray | None, np.ndarray]:
+    return crystalnn_fingerprint(structure, symmetry_reduced=True), magpie_fingerprint(structure)
 
 
 class FingerprintCache:
@@ -139,15 +151,17 @@ def compute_fingerprints(
     cache: FingerprintCache | None = None,
     progress: bool = False,
     description: str = "fingerprints",
+    symmetry_reduced: bool = False,
 ) -> Fingerprints:
     """CrystalNN and Magpie fingerprints of every structure, from the cache where present, else in parallel."""
-    keys = [structure_key(s) for s in structures]
+    mode = "sym" if symmetry_reduced else "exact"
+    keys = [f"{mode}:{structure_key(s)}" for s in structures]
     known = cache.get_many(keys) if cache is not None else {}
     todo: dict[str, Structure] = {}
     for key, structure in zip(keys, structures):
         if key not in known and key not in todo:
             todo[key] = structure
-    computed = parallel_map(_compute_one, list(todo.values()), n_jobs=n_jobs, progress=progress, description=description)
+    computed = parallel_map(_compute_reduced if symmetry_reduced else _compute_exact, list(todo.values()), n_jobs=n_jobs, progress=progress, description=description)
     fresh = dict(zip(todo.keys(), computed))
     if cache is not None and fresh:
         cache.put_many(fresh)
