@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from crysloop.cli import data, db
+from crysloop.cli import evaluate
 from crysloop.cli import dft
 from crysloop.cli import kappa
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
+app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(dft.app, name="dft")
 app.add_typer(kappa.app, name="kappa")
 
