@@ -8,10 +8,11 @@ import sys
 import typer
 from rich.console import Console
 
-from crysloop.cli import data, db
+from crysloop.cli import data, db, demo
 from crysloop.cli import evaluate
 from crysloop.cli import dft
 from crysloop.cli import kappa
+from crysloop.cli import structures
 
 app = typer.Typer(
     name="crysloop",
@@ -22,9 +23,11 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
+demo.register(app)
 app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(dft.app, name="dft")
 app.add_typer(kappa.app, name="kappa")
+app.add_typer(structures.app, name="structures")
 
 err_console = Console(stderr=True)
 

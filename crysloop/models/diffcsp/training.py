@@ -1,0 +1,258 @@
+"""Training and fine-tuning of DiffCSP: EMA weights, gradient clipping, LR decay on plateau, resumable checkpoints.
+
+Runs on CPU and CUDA alike (bf16 autocast on CUDA by default; ``compile=True`` compiles the message-passing
+layers). Progress shows in a tqdm bar; per-epoch metrics go to a JSON-lines log.
+
+The shipped checkpoint ``crysloop/assets/checkpoints/diffcsp_mp20_small.pt`` is made by::
+
+    crysloop structures train ../shared/data/mp_20_biternary/val.csv.gz ../shared/data/mp_20_sample/train.csv.gz \\
+        --preset cpu-small --mode abinitio --properties band_gap,formation_energy_per_atom \\
+        --epochs 300 --time-limit 480 --seed 0 --slim \\
+        --out crysloop/assets/checkpoints/diffcsp_mp20_small.pt
+
+(MP-20 binary/ternary val rows plus the MP-20 sample train rows, 7,987 crystals; see the report in
+``benchmarks/csp.py`` for the hardware and time it got.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from crysloop.errors import InputError
+from crysloop.models.diffcsp.checkpoints import read_checkpoint, save_checkpoint
+from crysloop.models.diffcsp.config import DiffCSPConfig
+from crysloop.models.diffcsp.model import MAX_ATOMS, CrystalTensors, DiffCSP, pick_device
+
+
+def _structure_and_properties(record: Any) -> tuple[Any, dict]:
+    if hasattr(record, "structure"):
+        return record.structure, dict(getattr(record, "properties", None) or {})
+    if isinstance(record, tuple):
+        return record[0], dict(record[1] or {})
+    return record, {}
+
+
+def records_to_tensors(records: Iterable[Any], properties: Sequence[str] = ()) -> CrystalTensors:
+    """Niggli-reduced crystals as flat tensors; ``records`` hold CrystalRecords, (Structure, dict) pairs or
+    Structures. Missing property values become NaN (and are never used as conditions)."""
+    from crysloop.data.tensors import lattice_params_to_matrix, wrap_frac_coords
+
+    types, coords, params, counts, values = [], [], [], [], []
+    for record in records:
+        structure, props = _structure_and_properties(record)
+        if not structure.is_ordered:
+            raise InputError(f"{structure.composition.reduced_formula}: disordered structures cannot be trained on")
+        if len(structure) > MAX_ATOMS:
+            raise InputError(f"{structure.composition.reduced_formula}: more than {MAX_ATOMS} atoms in the cell")
+        reduced = structure.get_reduced_structure("niggli")
+        types += [site.specie.Z for site in reduced]
+        coords.append(torch.tensor(wrap_frac_coords(reduced.frac_coords), dtype=torch.float32))
+        params.append(list(reduced.lattice.abc) + list(reduced.lattice.angles))
+        counts.append(len(reduced))
+        values.append([float("nan") if props.get(name) is None else float(props[name]) for name in properties])
+    if not counts:
+        raise InputError("no crystals to train on")
+    params_t = torch.tensor(params, dtype=torch.float64)
+    lattice = lattice_params_to_matrix(params_t[:, :3], params_t[:, 3:]).float()
+    return CrystalTensors(
+        torch.tensor(types, dtype=torch.long), torch.cat(coords), lattice, torch.tensor(counts, dtype=torch.long),
+        torch.tensor(values, dtype=torch.float32).reshape(len(counts), len(properties)),
+    )
+
+
+def property_statistics(tensors: CrystalTensors, names: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """(mean, std) of each property over the crystals that have it, for normalising conditions."""
+    stats = {}
+    for i, name in enumerate(names):
+        column = tensors.properties[:, i]
+        column = column[~torch.isnan(column)]
+        if len(column) == 0:
+            raise InputError(f"no training crystal has a value for the condition {name!r}")
+        std = float(column.std()) if len(column) > 1 else 0.0
+        stats[name] = (float(column.mean()), std if std > 1e-8 else 1.0)
+    return stats
+
+
+def _as_tensors(data: Any, properties: Sequence[str]) -> CrystalTensors:
+    return data if isinstance(data, CrystalTensors) else records_to_tensors(data, properties)
+
+
+@torch.no_grad()
+def _validation_loss(model: DiffCSP, data: CrystalTensors, batch_size: int, seed: int) -> float:
+    state = torch.random.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    torch.manual_seed(seed)
+    losses, weights = [], []
+    for start in range(0, len(data.num_atoms), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(data.num_atoms)), device=data.num_atoms.device)
+        losses.append(float(model.loss(data.select(idx))["loss"]))
+        weights.append(len(idx))
+    torch.random.set_rng_state(state)
+    if cuda_state is not None:
+        torch.cuda.set_rng_state_all(cuda_state)
+    return sum(loss * w for loss, w in zip(losses, weights)) / sum(weights)
+
+
+def train_diffcsp(
+    records: Iterable[Any] | CrystalTensors,
+    config: DiffCSPConfig,
+    device: str | None = None,
+    steps: int | None = None,
+    epochs: int | None = None,
+    val_records: Iterable[Any] | CrystalTensors | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    log_path: str | Path | None = None,
+    model: DiffCSP | None = None,
+    seed: int = 0,
+    time_limit_s: float | None = None,
+    checkpoint_every: int = 10,
+    slim: bool = False,
+    amp: bool | None = None,
+    compile: bool = False,
+    progress: bool = True,
+) -> DiffCSP:
+    """Train DiffCSP on crystals (with properties for conditioning); returns the EMA model in eval mode.
+
+    Stops after ``steps`` optimiser steps or ``epochs`` passes (default 100 epochs), or at ``time_limit_s``.
+    ``checkpoint_path`` is written every ``checkpoint_every`` epochs and at the end (``slim``: EMA weights only,
+    no optimiser state); ``resume=True`` continues from it. ``model`` continues training an existing model.
+    """
+    device = pick_device(device)
+    torch.manual_seed(seed)
+    data = _as_tensors(records, config.properties)
+    missing = [name for name in config.properties if name not in config.property_stats]
+    if missing:
+        config = replace(config, property_stats={**config.property_stats, **property_statistics(data, missing)})
+    val = _as_tensors(val_records, config.properties).to(device) if val_records is not None else None
+    data = data.to(device)
+    if model is None:
+        model = DiffCSP(config)
+    elif model.config != config:
+        raise InputError("train_diffcsp: the model's config differs from the config given")
+    model = model.to(device).train()
+    if model.num_atoms_counts.sum() == 0:
+        model.num_atoms_counts.copy_(torch.bincount(data.num_atoms, minlength=MAX_ATOMS + 1)[: MAX_ATOMS + 1].float())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
+    )
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    n = len(data.num_atoms)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total_steps = steps if steps is not None else (epochs if epochs is not None else 100) * steps_per_epoch
+    step, epoch, elapsed_before = 0, 0, 0.0
+    if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
+        payload = read_checkpoint(checkpoint_path)
+        state = payload.get("training_state")
+        if state is None:
+            raise InputError(f"{checkpoint_path} holds no training state (saved slim); cannot resume")
+        model.load_state_dict(state["model"])
+        ema.module.load_state_dict(payload["state_dict"])
+        ema.n_averaged.fill_(state["n_averaged"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, epoch, elapsed_before = state["step"], state["epoch"], state.get("elapsed_s", 0.0)
+    if compile:
+        for layer in model.denoiser.layers:
+            layer.compile(dynamic=True)
+    use_amp = (device.startswith("cuda")) if amp is None else amp
+    generator = torch.Generator().manual_seed(seed + epoch)
+    log = open(log_path, "a") if log_path else None  # noqa: SIM115 - closed in the finally below
+    start_time = time.monotonic()
+
+    def save() -> None:
+        if checkpoint_path is None:
+            return
+        metadata = {"steps": step, "epochs": epoch, "train_crystals": n, "device": device,
+                    "train_seconds": elapsed_before + time.monotonic() - start_time}
+        training_state = None if slim else {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "n_averaged": int(ema.n_averaged), "step": step, "epoch": epoch, "elapsed_s": metadata["train_seconds"],
+        }
+        save_checkpoint(ema.module, checkpoint_path, training_state, metadata)
+
+    bar = tqdm(total=total_steps, initial=step, desc="training DiffCSP", disable=not progress, dynamic_ncols=True)
+    try:
+        out_of_time = False
+        while step < total_steps and not out_of_time:
+            sums: dict[str, float] = {}
+            seen = 0
+            for idx in torch.randperm(n, generator=generator).to(device).split(config.batch_size):
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    losses = model.loss(data.select(idx))
+                optimizer.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                ema.update_parameters(model)
+                step += 1
+                seen += 1
+                for key, value in losses.items():
+                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+                bar.update(1)
+                if step >= total_steps:
+                    break
+                if time_limit_s is not None and time.monotonic() - start_time > time_limit_s:
+                    out_of_time = True
+                    break
+            epoch += 1
+            metrics = {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
+            monitor = metrics.get("train_loss", float("inf"))
+            if val is not None:
+                metrics["val_loss"] = monitor = _validation_loss(ema.module, val, config.batch_size, seed)
+            scheduler.step(monitor)
+            metrics.update(epoch=epoch, step=step, lr=optimizer.param_groups[0]["lr"],
+                           seconds=round(elapsed_before + time.monotonic() - start_time, 2))
+            bar.set_postfix(loss=f"{metrics.get('train_loss', float('nan')):.4f}", lr=f"{metrics['lr']:.1e}")
+            if log is not None:
+                log.write(json.dumps(metrics) + "\n")
+                log.flush()
+            if checkpoint_every and epoch % checkpoint_every == 0:
+                save()
+        save()
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+    return ema.module.eval()
+
+
+def finetune_diffcsp(
+    model: DiffCSP,
+    records: Iterable[Any],
+    new_properties: Sequence[str] = (),
+    steps: int | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    **train_kwargs: Any,
+) -> DiffCSP:
+    """Continue training ``model`` on new labelled crystals, keeping its weights and adding embeddings (freshly
+    initialised) for ``new_properties``; returns the fine-tuned EMA model."""
+    names = tuple(model.config.properties) + tuple(p for p in new_properties if p not in model.config.properties)
+    data = _as_tensors(records, names)
+    added = tuple(p for p in names if p not in model.config.properties)
+    stats = property_statistics(data, added) if added else {}
+    config = model.config.with_properties(added, stats)
+    if lr is not None:
+        config = replace(config, lr=lr)
+    missing_stats = [p for p in config.properties if p not in config.property_stats]
+    if missing_stats:
+        raise InputError(f"no statistics for the conditions {missing_stats}")
+    new_model = DiffCSP(config)
+    result = new_model.load_state_dict(model.state_dict(), strict=False)
+    if result.unexpected_keys or any(not k.startswith("property_embeddings.") for k in result.missing_keys):
+        raise InputError("finetune_diffcsp: the model's weights do not fit its config")
+    if epochs is None and steps is None:
+        epochs = 20
+    return train_diffcsp(data, config, steps=steps, epochs=epochs, model=new_model, **train_kwargs)
