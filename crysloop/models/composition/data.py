@@ -1,0 +1,78 @@
+"""Compositions and their properties from tables: CDVAE-style CSVs (plain or .gz) or any structure file.
+
+A CSV needs either a ``formula``/``composition`` column or a ``cif`` column; for CIFs the cell composition is
+read from ``_chemical_formula_sum`` without building the Structure (fast for tens of thousands of rows). Other
+inputs (extxyz, CIF/POSCAR folders) go through :func:`crysloop.data.datasets.read_structures`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pymatgen.core import Composition
+
+from crysloop.errors import InputError
+
+_FORMULA_SUM = re.compile(r"^_chemical_formula_sum\s+['\"]?([^'\"\n]+)['\"]?\s*$", re.MULTILINE)
+_FORMULA_COLUMNS = ("formula", "composition")
+
+
+@dataclass
+class CompositionRecord:
+    """One composition of a dataset with its tabulated properties (numbers only)."""
+
+    composition: Composition
+    properties: dict = field(default_factory=dict)
+    material_id: str = ""
+
+
+def composition_from_cif(cif: str) -> Composition:
+    """Cell composition from a CIF's ``_chemical_formula_sum`` line (falls back to parsing the structure)."""
+    match = _FORMULA_SUM.search(cif)
+    if match:
+        return Composition(match.group(1))
+    from pymatgen.core import Structure
+
+    return Structure.from_str(cif, fmt="cif").composition
+
+
+def _numeric(value) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def read_compositions(path: str | Path) -> list[CompositionRecord]:
+    """Compositions and numeric properties of every row of a CSV, or of every structure of a structure file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_file() and (path.suffix == ".csv" or path.name.endswith(".csv.gz")):
+        table = pd.read_csv(path)
+        column = next((c for c in _FORMULA_COLUMNS if c in table.columns), None)
+        if column is None and "cif" not in table.columns:
+            raise InputError(f"{path}: needs a 'formula', 'composition' or 'cif' column")
+        records = []
+        property_columns = [c for c in table.columns if c not in (*_FORMULA_COLUMNS, "cif", "material_id")]
+        for index, row in table.iterrows():
+            try:
+                composition = Composition(row[column]) if column else composition_from_cif(row["cif"])
+            except Exception as exc:  # pymatgen raises several types on bad formulas
+                raise InputError(f"{path}: row {index}: cannot read the composition ({exc})") from None
+            properties = {c: v for c in property_columns if (v := _numeric(row[c])) is not None}
+            records.append(CompositionRecord(composition, properties, str(row.get("material_id", index))))
+        return records
+    from crysloop.data.datasets import read_structures
+
+    return [
+        CompositionRecord(r.structure.composition, {k: v for k, p in r.properties.items() if (v := _numeric(p)) is not None}, r.material_id)
+        for r in read_structures(path)
+    ]
