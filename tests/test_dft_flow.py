@@ -44,7 +44,9 @@ def screened(db, shared_data):
     ScreeningResult(candidate=broken, mlip="chgnet", campaign="c1", status="failed", e_above_hull=-1.0).save()
     gaas = Structure(si.lattice, ["Ga", "As"], si.frac_coords)
     worse = _candidate(gaas, "gaas", "c1")
-    ScreeningResult(candidate=worse, mlip="chgnet", campaign="c1", status="ok", e_above_hull=0.4, energy_per_atom=-4.0).save()
+    ScreeningResult(
+        candidate=worse, mlip="chgnet", campaign="c1", status="ok", e_above_hull=0.4, energy_per_atom=-4.0
+    ).save()
     return best
 
 
@@ -105,7 +107,8 @@ def test_cli_resume_and_report(prefect_harness, screened, tmp_path, shared_data,
     from crysloop.flows.dft import dft_flow
     from crysloop.infra.settings import get_settings
 
-    fake = write_fake_vasp(tmp_path, shared_data / "vasp" / RELAX_1, failures=99, message="ZBRENT: fatal error in bracketing")
+    recorded = shared_data / "vasp" / RELAX_1
+    fake = write_fake_vasp(tmp_path, recorded, failures=99, message="ZBRENT: fatal error in bracketing")
     dft_flow(campaign="c1", preset="crysvcd", top_n=2, run=_run_settings(fake, shared_data))
     assert DFTJob.objects(state="failed").count() == 2
 

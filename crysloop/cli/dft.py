@@ -66,13 +66,19 @@ def resume(
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Attempts a job may have in all."),
     max_errors: int = MAX_ERRORS,
     poll_seconds: float = POLL,
+    stale_hours: float | None = typer.Option(
+        None, "--stale-hours", min=0, help="Also restart jobs left running longer than this (a killed run)."
+    ),
 ) -> None:
     """Restart failed jobs from their last CONTCAR with the INCAR corrections custodian recorded."""
     from crysloop.flows.dft import dft_resume_flow
 
     with database():
         metrics = dft_resume_flow(
-            campaign=campaign, max_attempts=max_attempts, run=_run_settings(max_errors, poll_seconds)
+            campaign=campaign,
+            max_attempts=max_attempts,
+            run=_run_settings(max_errors, poll_seconds),
+            stale_hours=stale_hours,
         )
     _print_metrics(DFTMetrics(**metrics))
 

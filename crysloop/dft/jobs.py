@@ -6,11 +6,12 @@ Every attempt is appended to ``DFTJob.attempts`` and never rewritten after it en
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
 from pathlib import Path
 
 from pymatgen.core import Structure
 
-from crysloop.dft.parse import RelaxOutcome, incar_overrides, read_contcar
+from crysloop.dft.parse import RelaxOutcome, incar_overrides, read_contcar, read_corrections
 from crysloop.dft.presets import RunSettings
 from crysloop.dft.run import relax_in_subprocess
 from crysloop.infra.documents import Candidate, DFTAttempt, DFTJob, ScreeningResult, utcnow
@@ -77,7 +78,9 @@ def restart_point(job: DFTJob) -> tuple[Structure, dict, str | None]:
     return structure, overrides, last.run_dir
 
 
-def start_attempt(job: DFTJob, structure: Structure, overrides: dict, run_dir: Path, restarted_from: str | None) -> None:
+def start_attempt(
+    job: DFTJob, structure: Structure, overrides: dict, run_dir: Path, restarted_from: str | None
+) -> None:
     """pending -> running, with a new attempt appended and saved before VASP starts."""
     job.transition("running")
     job.attempts.append(
@@ -111,6 +114,30 @@ def record_outcome(job: DFTJob, outcome: RelaxOutcome) -> None:
     else:
         job.transition("failed", error=f"attempt {attempt.index}: {outcome.error}")
     job.save()
+
+
+def fail_stale_jobs(campaign: str | None, stale_hours: float) -> list[DFTJob]:
+    """Mark ``running`` jobs whose last attempt started more than ``stale_hours`` ago as failed (a killed run)."""
+    query = DFTJob.objects(state="running")
+    if campaign is not None:
+        query = query.filter(campaign=campaign)
+    cutoff = utcnow() - timedelta(hours=stale_hours)
+    stale = []
+    for job in query:
+        attempt = job.attempts[-1] if job.attempts else None
+        started = attempt.started_at if attempt is not None else job.updated_at
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=timezone.utc)
+        if started >= cutoff:
+            continue
+        message = f"no result {stale_hours:g} h after the attempt started; the run was presumably killed"
+        if attempt is not None:
+            attempt.state, attempt.finished_at, attempt.error = "failed", utcnow(), message
+            attempt.corrections = read_corrections(Path(attempt.run_dir)) if attempt.run_dir else []
+        job.transition("failed", error=f"attempt {attempt.index if attempt else '-'}: {message}")
+        job.save()
+        stale.append(job)
+    return stale
 
 
 def resumable_jobs(campaign: str | None, max_attempts: int) -> list[DFTJob]:

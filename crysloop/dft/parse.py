@@ -43,9 +43,8 @@ def read_corrections(run_dir: Path) -> list[dict]:
         for correction in entry.get("corrections", []):
             handler = correction.get("handler")
             name = handler.get("@class") if isinstance(handler, Mapping) else type(handler).__name__
-            corrections.append(
-                {"handler": name, "errors": list(correction.get("errors", [])), "actions": correction.get("actions", [])}
-            )
+            errors = list(correction.get("errors", []))
+            corrections.append({"handler": name, "errors": errors, "actions": correction.get("actions", [])})
     return corrections
 
 

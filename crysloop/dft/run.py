@@ -34,9 +34,8 @@ def relax(
     job = maker.make(structure)
     error = None
     try:
-        run_locally(
-            job, store=JobStore(MemoryStore()), root_dir=run_dir, create_folders=False, raise_immediately=True, log=False
-        )
+        store = JobStore(MemoryStore())
+        run_locally(job, store=store, root_dir=run_dir, create_folders=False, raise_immediately=True, log=False)
     except Exception as exc:  # noqa: BLE001 - custodian, VASP and parsing failures all end the attempt
         error = f"{type(exc).__name__}: {exc}".strip()
     return parse_run_dir(run_dir, error=error)

@@ -64,13 +64,21 @@ def dft_flow(
 
 
 @flow(name="dft-resume", validate_parameters=False)
-def dft_resume_flow(campaign: str | None = None, max_attempts: int = 3, run: RunSettings | None = None) -> dict:
-    """Restart failed jobs (fewer than ``max_attempts`` attempts) from their last CONTCAR with custodian's fixes."""
+def dft_resume_flow(
+    campaign: str | None = None,
+    max_attempts: int = 3,
+    run: RunSettings | None = None,
+    stale_hours: float | None = None,
+) -> dict:
+    """Restart failed jobs (fewer than ``max_attempts`` attempts) from their last CONTCAR with custodian's fixes.
+
+    With ``stale_hours``, jobs left ``running`` longer than that (a killed process) are failed and restarted too.
+    """
     if max_attempts < 1:
         raise InputError(f"max_attempts must be at least 1, got {max_attempts}")
     run = _run_settings(run)
     with _connected():
         runs_dir = get_settings().runs_dir / "dft"
-        for job_id in requeue_failed_jobs(campaign, max_attempts):
+        for job_id in requeue_failed_jobs(campaign, max_attempts, stale_hours):
             relax_dft_job(job_id, run, runs_dir)
         return _report(campaign, "dft-metrics").as_dict()

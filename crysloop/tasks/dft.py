@@ -25,6 +25,8 @@ def relax_dft_job(job_id: str, run: RunSettings, runs_dir: Path) -> str:
 
 
 @task(name="dft-requeue", cache_policy=NO_CACHE)
-def requeue_failed_jobs(campaign: str | None, max_attempts: int) -> list[str]:
-    """Ids of failed jobs with attempts left, moved back to pending."""
+def requeue_failed_jobs(campaign: str | None, max_attempts: int, stale_hours: float | None = None) -> list[str]:
+    """Ids of failed jobs with attempts left, moved back to pending; with ``stale_hours`` stuck runs count as failed."""
+    if stale_hours is not None:
+        jobs.fail_stale_jobs(campaign, stale_hours)
     return [str(job.pk) for job in jobs.resumable_jobs(campaign, max_attempts)]
