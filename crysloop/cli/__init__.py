@@ -13,6 +13,7 @@ from crysloop.cli import evaluate
 from crysloop.cli import dft
 from crysloop.cli import kappa
 from crysloop.cli import structures
+from crysloop.cli import compositions
 
 app = typer.Typer(
     name="crysloop",
@@ -28,6 +29,7 @@ app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(dft.app, name="dft")
 app.add_typer(kappa.app, name="kappa")
 app.add_typer(structures.app, name="structures")
+app.add_typer(compositions.app, name="compositions")
 
 err_console = Console(stderr=True)
 

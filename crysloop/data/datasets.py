@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
@@ -139,7 +140,9 @@ def read_extxyz(path: Path, skip_bad: bool = False) -> CrystalDataset:
         raise InputError(f"{path}: not a readable extxyz file ({type(exc).__name__}: {exc})") from None
     wheres, ids, parsed, props = [], [], [], []
     for i, atoms in enumerate(frames):
-        info = {k: _clean(v) for k, v in atoms.info.items() if isinstance(v, (int, float, str, bool))}
+        info = {k: _clean(v) for k, v in atoms.info.items() if isinstance(v, (int, float, str, bool, np.generic))}
+        if atoms.calc is not None:  # ASE moves energy/stress given in the comment line onto a calculator
+            info.update({k: _clean(v) for k, v in atoms.calc.results.items() if np.ndim(v) == 0})
         wheres.append(f"{path}, frame {i + 1}")
         ids.append(str(info.pop("material_id", f"{Path(path).stem}-{i}")))
         props.append(info)
