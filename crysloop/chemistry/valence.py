@@ -26,6 +26,7 @@ from functools import lru_cache, reduce
 from math import gcd
 
 from pymatgen.core import Composition
+from pymatgen.core.periodic_table import DummySpecies
 
 from crysloop.chemistry.oxidation import (
     electronegativity,
@@ -90,7 +91,10 @@ def as_composition(composition: Composition | str | dict) -> Composition:
         raise InputError(f"cannot parse composition {composition!r}: {exc}") from None
     if not parsed.elements or parsed.num_atoms <= 0:
         raise InputError(f"cannot parse composition {composition!r}: no atoms")
-    return parsed
+    unknown = [e.symbol for e in parsed.elements if isinstance(e, DummySpecies)]
+    if unknown:
+        raise InputError(f"composition {composition!r}: unknown element {', '.join(unknown)}")
+    return parsed.element_composition
 
 
 def _element_options(element: str, count: int, sign: int) -> list[tuple[int, float, tuple[tuple[int, int], ...]]]:

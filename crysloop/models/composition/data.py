@@ -60,15 +60,22 @@ def read_compositions(path: str | Path) -> list[CompositionRecord]:
         column = next((c for c in _FORMULA_COLUMNS if c in table.columns), None)
         if column is None and "cif" not in table.columns:
             raise InputError(f"{path}: needs a 'formula', 'composition' or 'cif' column")
-        records = []
         property_columns = [c for c in table.columns if c not in (*_FORMULA_COLUMNS, "cif", "material_id")]
-        for index, row in table.iterrows():
+        texts = table[column].astype(str) if column else table["cif"].str.extract(_FORMULA_SUM, expand=False)
+        parsed: dict[str, Composition] = {}
+        records = []
+        ids = table["material_id"].astype(str) if "material_id" in table.columns else table.index.astype(str)
+        rows = table[property_columns].to_dict("records")
+        for index, (text, material_id, row) in enumerate(zip(texts, ids, rows)):
             try:
-                composition = Composition(row[column]) if column else composition_from_cif(row["cif"])
+                if isinstance(text, str):
+                    composition = parsed.get(text) or parsed.setdefault(text, Composition(text))
+                else:
+                    composition = composition_from_cif(table["cif"].iloc[index])
             except Exception as exc:  # pymatgen raises several types on bad formulas
                 raise InputError(f"{path}: row {index}: cannot read the composition ({exc})") from None
-            properties = {c: v for c in property_columns if (v := _numeric(row[c])) is not None}
-            records.append(CompositionRecord(composition, properties, str(row.get("material_id", index))))
+            properties = {c: v for c, value in row.items() if (v := _numeric(value)) is not None}
+            records.append(CompositionRecord(composition, properties, material_id))
         return records
     from crysloop.data.datasets import read_structures
 

@@ -1,0 +1,181 @@
+"""``crysloop compositions``: valence labelling, training and sampling of the Stage I composition model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crysloop.errors import InputError
+
+app = typer.Typer(help="Stage I compositions: valence labelling, language-model training and sampling.", no_args_is_help=True)
+console = Console()
+
+
+def _write_csv(path: Path, assignments, extra: dict | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["formula", "composition", "ionic", "oxidation_states", *(extra or {})])
+        for assignment in assignments:
+            if assignment is None:
+                writer.writerow(["", "", "", "", *(extra or {}).values()])
+                continue
+            composition = {e: int(c) for e, c in assignment.composition.get_el_amt_dict().items()}
+            writer.writerow([assignment.formula, json.dumps(composition), assignment.ionic,
+                             json.dumps(assignment.as_records()), *(extra or {}).values()])  # fmt: skip
+
+
+@app.command()
+def label(
+    inputs: list[str] = typer.Argument(..., help="Formulas (Fe3O4 NaCl) or files (CSV with formula/cif column, CIF folder)."),
+    csv_out: Path = typer.Option(None, "--csv", help="Write formula, ionic flag and oxidation states per input."),
+) -> None:
+    """Label compositions with charge-neutral oxidation states (ionic) or as alloys."""
+    from crysloop.chemistry.valence import as_composition, label_compositions
+    from crysloop.models.composition.data import read_compositions
+
+    compositions = []
+    for item in inputs:
+        if Path(item).exists():
+            compositions.extend(r.composition for r in read_compositions(item))
+        else:
+            compositions.append(as_composition(item))
+    start = time.perf_counter()
+    labels = label_compositions(compositions)
+    elapsed = time.perf_counter() - start
+    if csv_out:
+        _write_csv(csv_out, labels)
+    if len(compositions) <= 50:
+        table = Table("input", "type", "oxidation states")
+        for composition, assignment in zip(compositions, labels):
+            text = str(assignment).split("(", 1)[1].split(": ", 1)[1][:-1] if assignment else "no assignment"
+            kind = ("ionic" if assignment.ionic else "alloy") if assignment else "-"
+            table.add_row(composition.reduced_formula, kind, text)
+        console.print(table)
+    labelled = sum(a is not None for a in labels)
+    console.print(f"{labelled}/{len(labels)} labelled ({sum(bool(a and a.ionic) for a in labels)} ionic) in {elapsed:.2f} s")
+
+
+def _parse_properties(options: list[str]) -> dict[str, tuple[str, str | None]]:
+    """NAME[=COLUMN][:binary|continuous] -> {name: (column, kind)}."""
+    parsed = {}
+    for option in options:
+        spec, _, kind = option.partition(":")
+        name, _, column = spec.partition("=")
+        if not name or (kind and kind not in ("binary", "continuous")):
+            raise InputError(f"--property {option!r}: expected NAME[=COLUMN][:binary|continuous]")
+        parsed[name] = (column or name, kind or None)
+    return parsed
+
+
+@app.command()
+def train(
+    data: list[Path] = typer.Argument(..., help="Training data: CSV[.gz] with formula or cif column, or structure files."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint to write (.pt)."),
+    properties: list[str] = typer.Option([], "--property", help="Condition NAME[=COLUMN][:binary|continuous]; repeatable."),
+    epochs: int = typer.Option(60, help="Passes over the data."),
+    batch_size: int = typer.Option(256, help="Compositions per step."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (one-cycle)."),
+    n_layer: int = typer.Option(3, help="Transformer layers."),
+    n_head: int = typer.Option(4, help="Attention heads."),
+    n_embd: int = typer.Option(128, help="Width."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("auto", help="torch device: auto, cpu, cuda."),
+    init: Path = typer.Option(None, "--init", help="Fine-tune this checkpoint instead of starting from scratch."),
+) -> None:
+    """Train (or fine-tune with --init) the composition language model and save a checkpoint."""
+    from crysloop.models.composition import (
+        CompositionLMConfig, finetune_composition_lm, load_checkpoint, save_checkpoint, train_composition_lm,
+    )  # fmt: skip
+    from crysloop.models.composition.data import read_compositions
+
+    records = [r for path in data for r in read_compositions(path)]
+    if not records:
+        raise InputError("no compositions in the training data")
+    spec = _parse_properties(properties)
+    for name, (column, _) in spec.items():
+        if not any(column in r.properties for r in records):
+            raise InputError(f"--property {name}: column {column!r} is not in the training data")
+    values = [{name: r.properties.get(column) for name, (column, _) in spec.items()} for r in records]
+    kinds = {name: kind for name, (_, kind) in spec.items()}
+    compositions = [r.composition for r in records]
+    if init:
+        model = finetune_composition_lm(load_checkpoint(init, device="cpu"), list(zip(compositions, values)), kinds,
+                                        epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
+                                        progress=True)  # fmt: skip
+    else:
+        config = CompositionLMConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+        model = train_composition_lm(compositions, values, kinds, config, epochs=epochs, batch_size=batch_size, lr=lr,
+                                     device=device, seed=seed, progress=True)  # fmt: skip
+    save_checkpoint(model, out)
+    report = model.metadata["finetunes"][-1] if init else model.metadata["training"]
+    console.print(f"trained on {report['n_train']} compositions ({report['skipped']} skipped), final loss "
+                  f"{report['final_loss']:.3f}, {report['train_seconds']:.0f} s -> {out}")  # fmt: skip
+
+
+def _parse_conditions(options: list[str]) -> dict[str, float]:
+    conditions = {}
+    for option in options:
+        name, sep, value = option.partition("=")
+        try:
+            conditions[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--condition {option!r}: expected NAME=NUMBER") from None
+        if not sep or not name.strip():
+            raise InputError(f"--condition {option!r}: expected NAME=NUMBER")
+    return conditions
+
+
+@app.command()
+def sample(
+    n: int = typer.Option(1000, "--n", help="Number of compositions."),
+    condition: list[str] = typer.Option([], "--condition", help="NAME=VALUE, e.g. ehull=0.0; repeatable."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="Model checkpoint (default: the shipped one)."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature."),
+    top_k: int = typer.Option(0, "--top-k", help="Keep the k most likely species per step (0 = all)."),
+    unconstrained: bool = typer.Option(False, "--unconstrained", help="Sample without the neutrality constraint."),
+    seed: int = typer.Option(None, help="Random seed."),
+    device: str = typer.Option("auto", help="torch device: auto, cpu, cuda."),
+    csv_out: Path = typer.Option(None, "--csv", help="Write the samples to this CSV."),
+    save_db: bool = typer.Option(True, "--db/--no-db", help="Store GeneratedComposition documents."),
+    campaign: str = typer.Option(None, "--campaign", help="Campaign the samples belong to."),
+    round_index: int = typer.Option(None, "--round", help="Campaign round."),
+) -> None:
+    """Sample compositions (charge-neutral unless --unconstrained) to the results database and/or a CSV."""
+    from crysloop.models.composition import load_checkpoint, sample_compositions, shipped_checkpoint_path
+
+    conditions = _parse_conditions(condition)
+    if n <= 0:
+        raise InputError("--n must be positive")
+    model = load_checkpoint(checkpoint)
+    start = time.perf_counter()
+    samples = sample_compositions(model, n, conditions or None, temperature, top_k, not unconstrained, seed, device)
+    elapsed = time.perf_counter() - start
+    if csv_out:
+        _write_csv(csv_out, samples, {"conditions": json.dumps(conditions)})
+    if save_db:
+        from crysloop.infra.db import database
+        from crysloop.infra.documents import GeneratedComposition, OxidationState
+
+        name = str(checkpoint or shipped_checkpoint_path())
+        with database():
+            GeneratedComposition.objects.insert([
+                GeneratedComposition(
+                    formula=s.formula,
+                    composition={e: float(c) for e, c in s.composition.get_el_amt_dict().items()},
+                    oxidation_states=[OxidationState(**r) for r in s.as_records()],
+                    ionic=s.ionic, conditions=conditions, checkpoint=name, campaign=campaign, round=round_index,
+                )
+                for s in samples
+            ], load_bulk=False)  # fmt: skip
+    ionic = [s for s in samples if s.ionic]
+    neutral = sum(s.charge == 0 for s in ionic)
+    console.print(f"{len(samples)} compositions in {elapsed:.1f} s: {len(ionic)} ionic ({neutral} neutral), "
+                  f"{len(samples) - len(ionic)} alloys, {len({s.formula for s in samples})} unique formulas"
+                  + (f"; saved to the database" if save_db else "") + (f"; CSV {csv_out}" if csv_out else ""))  # fmt: skip

@@ -1,0 +1,120 @@
+"""Valence labelling, the oxidation-state vocabulary and ion electronic features."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from crysloop.chemistry.electronic import electronic_features, ion_occupations
+from crysloop.chemistry.oxidation import electronegativity, ionic_states, is_supported_element, species_vocabulary
+from crysloop.chemistry.valence import label_composition, label_compositions
+from crysloop.errors import InputError
+
+EXPECTED_IONIC = {
+    "Fe3O4": {("Fe", 2): 1, ("Fe", 3): 2, ("O", -2): 4},
+    "Mn3O4": {("Mn", 2): 1, ("Mn", 3): 2, ("O", -2): 4},
+    "Pb3O4": {("Pb", 2): 2, ("Pb", 4): 1, ("O", -2): 4},
+    "NaCl": {("Na", 1): 1, ("Cl", -1): 1},
+    "GaAs": {("Ga", 3): 1, ("As", -3): 1},
+    "ZnS": {("Zn", 2): 1, ("S", -2): 1},
+    "SiC": {("Si", 4): 1, ("C", -4): 1},
+    "Cu2O": {("Cu", 1): 2, ("O", -2): 1},
+    "CuO": {("Cu", 2): 1, ("O", -2): 1},
+    "KMnO4": {("K", 1): 1, ("Mn", 7): 1, ("O", -2): 4},
+    "NaH": {("Na", 1): 1, ("H", -1): 1},
+}
+
+
+def _species(assignment) -> dict:
+    return {(e, s): c for e, s, c in assignment.species}
+
+
+@pytest.mark.parametrize("formula", sorted(EXPECTED_IONIC))
+def test_ionic_labels(formula):
+    assignment = label_composition(formula)
+    assert assignment is not None and assignment.ionic
+    assert _species(assignment) == EXPECTED_IONIC[formula]
+    assert assignment.charge == 0
+
+
+def test_alloy_and_no_assignment():
+    ni3al = label_composition("Ni3Al")
+    assert ni3al is not None and not ni3al.ionic
+    assert _species(ni3al) == {("Ni", 0): 3, ("Al", 0): 1}
+    assert label_composition("NaO3") is None  # O cannot take -1/3, and O has no metallic state
+    assert label_composition("O2") is None
+    assert label_composition("LaFeO3") is None  # lanthanides are outside the vocabulary
+
+
+def test_cell_counts_are_kept():
+    assignment = label_composition("Fe6O8")
+    assert _species(assignment) == {("Fe", 2): 2, ("Fe", 3): 4, ("O", -2): 8}
+    assert assignment.formula == "Fe3O4"
+
+
+def test_bad_input_raises_input_error():
+    with pytest.raises(InputError, match="unknown element"):
+        label_composition("Xx2O")
+    with pytest.raises(InputError, match="cannot parse"):
+        label_composition("Fe3(O4")
+
+
+def test_vocabulary_choices():
+    elements = {e for e, _ in species_vocabulary()}
+    assert {"He", "La", "Gd", "U", "Tc", "Pm", "Po"}.isdisjoint(elements)
+    assert ("Fe", 0) in species_vocabulary() and ("O", 0) not in species_vocabulary()
+    assert not is_supported_element("Xe") and is_supported_element("Bi")
+    assert all(s > 0 for s in ionic_states("Sn"))  # no Sn4- for a metal
+
+
+def test_electronic_features():
+    fe2 = ion_occupations("Fe", 2)
+    assert fe2[(4, "s")] == 0 and fe2[(3, "d")] == 6  # 4s empties before 3d
+    assert ion_occupations("O", -2)[(2, "p")] == 6
+    features = electronic_features("Hf", 4)
+    assert features[-4:] == (0.0, 0.0, 0.0, 1.0)  # 6s0 6p0 5d0 4f14
+    assert all(0.0 <= v <= 1.0 for sp in species_vocabulary() for v in electronic_features(*sp))
+
+
+def _check_rules(assignment):
+    states: dict[str, list[int]] = {}
+    for element, state, _ in assignment.species:
+        states.setdefault(element, []).append(state)
+    assert assignment.charge == 0
+    for element, used in states.items():
+        allowed = ionic_states(element)
+        assert len(used) <= 2 and all(s in allowed for s in used)
+        if len(used) == 2:
+            assert used[0] * used[1] > 0 and abs(allowed.index(used[0]) - allowed.index(used[1])) == 1
+    cations = [electronegativity(e) for e, s in states.items() if s[0] > 0]
+    anions = [electronegativity(e) for e, s in states.items() if s[0] < 0]
+    assert cations and anions and max(cations) < min(anions)
+
+
+def _mp20_compositions(shared_data):
+    from crysloop.models.composition.data import read_compositions
+
+    paths = [f"mp_20_sample/{s}.csv.gz" for s in ("train", "val", "test")]
+    paths += [f"mp_20_biternary/{s}.csv.gz" for s in ("val", "test")]
+    return [r.composition for p in paths for r in read_compositions(shared_data / p)]
+
+
+def test_mp20_coverage_speed_and_rules(shared_data):
+    compositions = _mp20_compositions(shared_data)
+    assert len(compositions) > 15_000
+    start = time.perf_counter()
+    labels = label_compositions(compositions)
+    elapsed = time.perf_counter() - start
+    supported = [all(is_supported_element(e.symbol) for e in c) for c in compositions]
+    labelled = sum(a is not None for a, s in zip(labels, supported) if s)
+    assert labelled / sum(supported) >= 0.98
+    assert elapsed < 10.0
+    for composition, assignment in zip(compositions, labels):
+        if assignment is None:
+            continue
+        assert assignment.composition.almost_equals(composition.element_composition)
+        if assignment.ionic:
+            _check_rules(assignment)
+        else:
+            assert all(s == 0 for _, s, _ in assignment.species)
