@@ -1,0 +1,177 @@
+"""``crysloop kappa``: lattice thermal conductivity with phono3py (MLIP forces, or a VASP flow for verification)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crysloop.errors import InputError
+
+app = typer.Typer(help="Lattice thermal conductivity (phono3py): run on screened candidates, show, verify with DFT.",
+                  no_args_is_help=True)  # fmt: skip
+console = Console()
+
+
+def parse_temperatures(text: str) -> tuple[float, ...]:
+    """``"300,600"`` -> ``(300.0, 600.0)``."""
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError as exc:
+        raise InputError(f"temperatures must be comma-separated numbers in K, got {text!r}") from exc
+    if not values or min(values) < 0:
+        raise InputError(f"temperatures must be non-negative numbers in K, got {text!r}")
+    return values
+
+
+def parse_mesh(text: str) -> tuple[int, int, int] | float:
+    """``"11,11,11"`` -> three integers; ``"40"`` -> a length in Angstrom for phono3py's automatic mesh."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        if len(parts) == 1:
+            return float(parts[0])
+        if len(parts) == 3:
+            return tuple(int(p) for p in parts)  # type: ignore[return-value]
+    except ValueError:
+        pass
+    raise InputError(f"mesh must be three integers (11,11,11) or one length in Angstrom (40), got {text!r}")
+
+
+def _config(temperatures: str, mesh: str, fc3_min_length: float, fc2_min_length: float, lbte: bool):
+    from crysloop.kappa.conductivity import KappaConfig
+
+    return KappaConfig(fc3_min_length=fc3_min_length, fc2_min_length=fc2_min_length, mesh=parse_mesh(mesh),
+                       temperatures=parse_temperatures(temperatures), lbte=lbte)  # fmt: skip
+
+
+def _read_structure(path: Path):
+    from pymatgen.core import Structure
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        return Structure.from_file(path)
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for unreadable files
+        raise InputError(f"{path}: not a readable structure ({exc})") from exc
+
+
+TEMPERATURES = typer.Option("300", "--temperatures", "-t", help="Comma-separated temperatures in K.")
+MESH = typer.Option("40", help="q-mesh: three integers (11,11,11) or one length in Angstrom.")
+FC3 = typer.Option(6.0, help="Minimum perpendicular width (A) of the fc3 supercell.")
+FC2 = typer.Option(12.0, help="Minimum perpendicular width (A) of the fc2 supercell.")
+LBTE = typer.Option(False, "--lbte", help="Solve the linearised BTE exactly instead of the RTA.")
+
+
+@app.command()
+def run(
+    campaign: str = typer.Option(None, help="Only candidates of this campaign."),
+    mlip: str = typer.Option(None, help="Potential for forces (default: settings); screening results of it are used."),
+    temperatures: str = TEMPERATURES,
+    top_n: int = typer.Option(5, help="Compute kappa for at most this many candidates."),
+    max_e_above_hull: float = typer.Option(0.1, help="Largest energy above hull (eV/atom) considered."),
+    max_atoms: int = typer.Option(20, help="Skip primitive cells with more atoms."),
+    mesh: str = MESH,
+    fc3_min_length: float = FC3,
+    fc2_min_length: float = FC2,
+    lbte: bool = LBTE,
+    metal: list[str] = typer.Option([], help="Treat as metal (candidate id, structure hash or formula); repeatable."),
+    nonmetal: list[str] = typer.Option([], help="Treat as non-metal, overriding the band-gap proxy; repeatable."),
+    recompute: bool = typer.Option(False, "--recompute", help="Recompute candidates that already have a result."),
+) -> None:
+    """Kappa of the best screened candidates (ok, phonon-stable, low e_above_hull), stored in the database."""
+    from crysloop.flows.kappa import kappa_flow
+
+    config = _config(temperatures, mesh, fc3_min_length, fc2_min_length, lbte)
+    labels = {**{key: False for key in nonmetal}, **{key: True for key in metal}}
+    summary = kappa_flow(
+        campaign=campaign, mlip=mlip, temperatures=config.temperatures, top_n=top_n,
+        max_e_above_hull=max_e_above_hull, max_atoms=max_atoms, mesh=config.mesh, fc3_min_length=fc3_min_length,
+        fc2_min_length=fc2_min_length, lbte=lbte, metal_labels=labels or None, recompute=recompute,
+    )  # fmt: skip
+    table = Table(title=f"kappa ({summary.mlip}, W/m/K)")
+    for column in ("candidate", "formula", "E_hull", *(f"{t:g} K" for t in config.temperatures), "time (s)"):
+        table.add_column(column)
+    for row in summary.results:
+        kappas = [f"{k:.2f}" for k in row["kappa_average"]]
+        table.add_row(row["candidate"], row["formula"], f"{row['e_above_hull']:.3f}", *kappas, f"{row['wall_time_s']:.0f}")
+    console.print(table)
+    console.print(f"computed {summary.computed}, skipped {summary.skipped}, failed {summary.failed}")
+
+
+@app.command()
+def show(
+    campaign: str = typer.Option(None, help="Only results of this campaign."),
+    mlip: str = typer.Option(None, help="Only results of this calculator (mlip name or vasp)."),
+    temperature: float = typer.Option(300.0, help="Temperature (K) to show."),
+    limit: int = typer.Option(20, help="Rows to show, highest kappa first."),
+) -> None:
+    """Stored kappa results, highest kappa first."""
+    from crysloop.infra.db import database
+    from crysloop.infra.documents import KappaResult
+    from crysloop.kappa.labels import kappa_at
+
+    with database(readonly=True):
+        query = KappaResult.objects(**{k: v for k, v in (("campaign", campaign), ("calculator", mlip)) if v})
+        rows = [(kappa_at(r, temperature), r) for r in query]
+    rows.sort(key=lambda pair: -1.0 if pair[0] is None else pair[0], reverse=True)
+    table = Table(title=f"kappa at {temperature:g} K (W/m/K)")
+    for column in ("formula", "calculator", "method", "status", "kappa", "mesh", "note"):
+        table.add_column(column)
+    for value, r in rows[:limit]:
+        kappa = "-" if value is None else f"{value:.2f}"
+        mesh = "x".join(str(n) for n in r.mesh) or "-"
+        table.add_row(r.formula or "?", r.calculator, r.method, r.status, kappa, mesh, r.error or "")
+    console.print(table)
+
+
+@app.command()
+def structure(
+    path: Path = typer.Argument(..., help="Relaxed structure (CIF, POSCAR, ...)."),
+    mlip: str = typer.Option(None, help="Potential for forces (default: settings)."),
+    temperatures: str = TEMPERATURES,
+    mesh: str = MESH,
+    fc3_min_length: float = FC3,
+    fc2_min_length: float = FC2,
+    lbte: bool = LBTE,
+) -> None:
+    """Kappa of one structure file, without the database (force sets cached for resuming)."""
+    from crysloop.infra.settings import get_settings
+    from crysloop.kappa.conductivity import compute_kappa
+    from crysloop.screening.potentials import check_mlip_name
+
+    config = _config(temperatures, mesh, fc3_min_length, fc2_min_length, lbte)
+    name = check_mlip_name(mlip)
+    outcome = compute_kappa(_read_structure(path), name, config, calculator_name=name,
+                            cache_dir=get_settings().cache_dir / "kappa")  # fmt: skip
+    table = Table(title=f"{outcome.formula}: kappa ({name}, {outcome.method}, mesh {outcome.mesh}), W/m/K")
+    for column in ("T (K)", "average", "xx", "yy", "zz", "yz", "xz", "xy"):
+        table.add_column(column)
+    for t, average, tensor in zip(outcome.temperatures, outcome.kappa_average, outcome.kappa, strict=True):
+        table.add_row(f"{t:g}", f"{average:.3f}", *(f"{k:.3f}" for k in tensor))
+    console.print(table)
+    console.print(f"{outcome.n_displacements} displaced supercells ({outcome.n_evaluated} evaluated now), "
+                  f"min frequency {outcome.min_frequency_thz:.3f} THz, {outcome.wall_time_s:.1f} s")  # fmt: skip
+
+
+@app.command()
+def dft(
+    path: Path = typer.Argument(..., help="Relaxed structure (CIF, POSCAR, ...)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the jobflow Flow (JSON)."),
+    temperatures: str = TEMPERATURES,
+    mesh: str = MESH,
+    fc3_min_length: float = FC3,
+    fc2_min_length: float = FC2,
+    lbte: bool = LBTE,
+) -> None:
+    """Write the VASP verification flow (atomate2 statics on every displaced supercell, then kappa) as JSON."""
+    from monty.serialization import dumpfn
+
+    from crysloop.kappa.dft import dft_kappa_flow
+
+    config = _config(temperatures, mesh, fc3_min_length, fc2_min_length, lbte)
+    flow = dft_kappa_flow(_read_structure(path), config)
+    dumpfn(flow, output)
+    console.print(f"{output}: {len(flow.jobs) - 1} VASP statics + 1 kappa job; run it with jobflow "
+                  f"(run_locally or a manager such as jobflow-remote)")  # fmt: skip
