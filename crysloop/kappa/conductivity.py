@@ -153,13 +153,14 @@ def compute_kappa(
     Force sets are cached per chunk in ``cache_dir`` (None: no cache) under a key made of ``calculator_name``
     and the displaced cells, so a rerun after an interruption evaluates only the missing supercells.
     """
-    from crysloop.screening.potentials import get_calculator
+    from crysloop.screening.potentials import check_mlip_name, get_calculator
 
     config = config or KappaConfig()
     start = time.perf_counter()
     if calculator is None or isinstance(calculator, str):
-        calculator_name = calculator_name or calculator
-        calculator = get_calculator(calculator)
+        name = check_mlip_name(calculator)
+        calculator_name = calculator_name or name
+        calculator = get_calculator(name)
     calculator_name = calculator_name or type(calculator).__name__
     forces_of = mlip_force_function(calculator, config.batch_size)
     ph3 = build_phono3py(structure, config)
