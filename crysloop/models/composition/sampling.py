@@ -3,8 +3,10 @@
 Constrained decoding masks every token after which neutrality becomes unreachable, so no sample is thrown away.
 It keeps one invariant: the running charge Q is 0, or one more token (a species compatible with every species
 so far, count <= max_count, within the remaining token budget) cancels it. A (species, count) candidate is
-allowed only if the new charge Q' = Q + v*c keeps the invariant, and EOS only when Q = 0; since the token that
-cancels Q is always allowed, decoding never reaches a dead end. Compatibility (see
+allowed only if the new charge Q' = Q + v*c keeps the invariant, and the composition ends only when Q = 0; since
+the token that cancels Q is always allowed, decoding never reaches a dead end. When the model draws EOS while
+Q != 0, its stop is turned into a closing token: one drawn (with the model's probabilities) among the allowed
+tokens that make Q' = 0, so compositions do not grow past the point where the model meant to stop. Compatibility (see
 :class:`~crysloop.models.composition.vocab.CompositionVocabulary`) also enforces the labelling rules: one sign
 and at most two adjacent states per element, cations less electronegative than anions, alloys all in state 0.
 """
@@ -44,8 +46,9 @@ class _Constraints:
         self.cancel_bits = (cancel.T.double() @ self.bits).long()
         self.counts = torch.arange(1, max_count + 1, device=device)
 
-    def allowed(self, available: torch.Tensor, charge: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
-        """(B, S, C) mask of (species, count) candidates that keep neutrality reachable.
+    def allowed(self, available: torch.Tensor, charge: torch.Tensor, budget: torch.Tensor):
+        """(B, S, C) masks of (species, count) candidates that keep neutrality reachable, and of those that
+        make the composition neutral.
 
         ``available`` (B, S) species compatible with the prefix, ``charge`` (B,) running charge, ``budget`` (B,)
         tokens still allowed after this one.
@@ -61,7 +64,8 @@ class _Constraints:
         cancellable = (self.cancel_bits[index] & present_bits[:, :, None]) != 0  # (B, S, C)
         budget = budget[:, None, None]
         ok = ((new_charge == 0) & (budget >= 0)) | (cancellable & in_range & (budget >= 1))
-        return ok & (available[:, :, None] > 0)
+        ok = ok & (available[:, :, None] > 0)
+        return ok, ok & (new_charge == 0)
 
 
 def _condition_tensors(model: CompositionLM, conditions: dict | None, n: int, device: str) -> dict[str, torch.Tensor]:
@@ -103,16 +107,23 @@ def _sample_batch(model, n, conditions, temperature, top_k, constrained, generat
         logits[:, BOS] = -math.inf
         budget = torch.full((n,), config.max_species - step - 1, device=device)
         if constrained:
-            allowed = constraints.allowed(available, charge, budget)  # (B, S, C)
-            species_ok = allowed.any(dim=2)
-            logits[:, N_SPECIAL:] = logits[:, N_SPECIAL:].masked_fill(~species_ok, -math.inf)
-            logits[:, EOS] = torch.where(charge == 0, logits[:, EOS], torch.tensor(-math.inf, device=device))
+            allowed, closing = constraints.allowed(available, charge, budget)  # (B, S, C)
+            logits[:, N_SPECIAL:] = logits[:, N_SPECIAL:].masked_fill(~allowed.any(dim=2), -math.inf)
         elif step == config.max_species:
             logits[:, N_SPECIAL:] = -math.inf
         if step == 0:
             logits[:, EOS] = -math.inf
         logits[done, EOS] = 0.0
         token = _sample_from(logits, temperature, top_k, generator)
+        if constrained:  # the model wants to stop before neutrality: close with the token that cancels the charge
+            closes = (token == EOS) & (charge != 0) & ~done
+            if closes.any():
+                closing_logits = logits.clone()
+                closing_logits[:, :N_SPECIAL] = -math.inf
+                closing_logits[:, N_SPECIAL:] = closing_logits[:, N_SPECIAL:].masked_fill(~closing.any(dim=2), -math.inf)
+                closing_logits[~closes] = 0.0
+                token = torch.where(closes, _sample_from(closing_logits, temperature, top_k, generator), token)
+                allowed = torch.where(closes[:, None, None], closing, allowed)
         token = torch.where(done, torch.full_like(token, PAD), token)
         is_species = token >= N_SPECIAL
         count_logits = model.count_logits(hidden, token)
