@@ -1,0 +1,56 @@
+"""``crysloop screen``: relax candidates with an ML potential, place them on the hull, check phonon stability."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Screen candidates with an ML potential: relaxation, energy above hull, phonon stability.",
+                  invoke_without_command=True)  # fmt: skip
+console = Console()
+
+
+@app.callback()
+def screen(
+    campaign: str = typer.Option(None, help="Only candidates of this campaign (default: all generated and user ones)."),
+    mlip: str = typer.Option(None, help="chgnet, mattersim-1m or mattersim-5m (default: settings)."),
+    phonons: bool = typer.Option(True, "--phonons/--no-phonons", help="Check phonon stability near the hull."),
+    ehull_threshold: float = typer.Option(0.1, help="Phonons only below this energy above hull (eV/atom)."),
+    max_candidates: int = typer.Option(None, help="Screen at most this many candidates."),
+    fmax: float = typer.Option(0.01, help="Force threshold of the relaxation (eV/A)."),
+    steps: int = typer.Option(500, help="Step limit of the relaxation."),
+    batch_size: int = typer.Option(16, help="Structures per forward pass."),
+    phonon_min_length: float = typer.Option(10.0, help="Minimum plane spacing of the phonon supercell (A)."),
+    concurrency: int = typer.Option(2, help="Phonon checks running at once."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Screen again candidates that failed before."),
+    materials_project: bool = typer.Option(False, "--materials-project", help="Add MP references (mp-api, MP_API_KEY)."),
+) -> None:
+    """Screen the unscreened candidates; finished ones are skipped, so an interrupted run resumes."""
+    from crysloop.flows.screen import screen_flow
+    from crysloop.screening.potentials import check_mlip_name
+
+    mlip = check_mlip_name(mlip)
+    with console.status(f"screening with {mlip} ..."):
+        summary = screen_flow(
+            campaign=campaign, mlip=mlip, phonons=phonons, ehull_threshold=ehull_threshold,
+            max_candidates=max_candidates, fmax=fmax, steps=steps, batch_size=batch_size,
+            phonon_min_length=phonon_min_length, concurrency=concurrency, retry_failed=retry_failed,
+            materials_project=materials_project,
+        )  # fmt: skip
+    table = Table(title=f"screened with {summary.mlip}")
+    for column in ("formula", "status", "steps", "E (eV/atom)", "E_hull (eV/atom)", "phonons", "min freq (THz)"):
+        table.add_column(column)
+    for row in summary.rows:
+        table.add_row(
+            row["formula"], row["status"] if not row["error"] else f"{row['status']}: {row['error']}", str(row["steps"]),
+            _fmt(row["energy_per_atom"]), _fmt(row["e_above_hull"]),
+            {True: "stable", False: "unstable", None: "-"}[row["phonon_stable"]], _fmt(row["min_frequency_thz"], 2),
+        )  # fmt: skip
+    if summary.rows:
+        console.print(table)
+    console.print(f"{summary.screened} screened, {summary.failed} failed, {summary.phonon_checked} phonon-checked")
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,165 @@
+"""The ``screen`` flow: candidates in the database -> MLIP relaxation -> energy above hull -> phonons -> results.
+
+Resumable: candidates with a ``ScreeningResult`` for the potential are skipped, and each chunk's results are stored
+as soon as the chunk is done. Relaxations run ``batch_size`` candidates per forward pass; phonon checks run at most
+``concurrency`` at a time (tasks are tagged ``mlip``, so ``prefect concurrency-limit create mlip N`` caps them
+across flows as well).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.runtime import flow_run
+from pymatgen.core import Structure
+from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+from crysloop.errors import InputError
+from crysloop.screening.hull import chemical_subsystems, chemsys_of, energy_above_hull, materials_project_structures
+from crysloop.screening.phonons import PhononConfig
+from crysloop.screening.potentials import check_mlip_name
+from crysloop.screening.relax import RelaxConfig, RelaxResult
+from crysloop.tasks.screen import (
+    ScreenItem,
+    connected,
+    hull_references_task,
+    pending_candidates,
+    phonon_task,
+    reference_set,
+    relax_candidates_task,
+    save_screening_result_task,
+)
+
+
+@dataclass
+class ScreenSummary:
+    """What a screening run did: counts and one row per candidate screened in this run."""
+
+    mlip: str
+    screened: int = 0
+    failed: int = 0
+    phonon_checked: int = 0
+    rows: list[dict] = field(default_factory=list)
+
+
+def _run_name() -> str:
+    params = flow_run.parameters
+    return f"screen-{params.get('campaign') or 'all'}-{params.get('mlip') or 'default-mlip'}"
+
+
+def _label(items: Sequence[ScreenItem]) -> str:
+    head = ",".join(f"{i.formula}:{i.candidate_id[-6:]}" for i in items[:3])
+    return head + (f"+{len(items) - 3}" if len(items) > 3 else "")
+
+
+def _reference_structures_by_chemsys(structures: Sequence[Structure]) -> dict[str, list[Structure]]:
+    grouped: dict[str, list[Structure]] = {}
+    for structure in structures:
+        grouped.setdefault(chemsys_of(structure), []).append(structure)
+    return grouped
+
+
+@flow(name="screen", flow_run_name=_run_name)
+def screen_flow(
+    campaign: str | None = None,
+    mlip: str | None = None,
+    phonons: bool = True,
+    ehull_threshold: float = 0.1,
+    max_candidates: int | None = None,
+    reference_structures: list[Structure] | None = None,
+    fmax: float = 0.01,
+    steps: int = 500,
+    batch_size: int = 16,
+    phonon_min_length: float = 10.0,
+    concurrency: int = 2,
+    retry_failed: bool = False,
+    materials_project: bool = False,
+) -> ScreenSummary:
+    """Screen the unscreened candidates (of ``campaign``) with ``mlip`` and store ``ScreeningResult`` documents.
+
+    Energies above hull use references relaxed with the same potential (elements, the dataset's known compounds,
+    ``reference_structures`` and, with ``materials_project``, MP phases); phonons run for candidates within
+    ``ehull_threshold`` eV/atom of the hull.
+    """
+    mlip = check_mlip_name(mlip)
+    if batch_size < 1 or concurrency < 1:
+        raise InputError("batch_size and concurrency must be at least 1")
+    logger = get_run_logger()
+    relax_config = RelaxConfig(fmax=fmax, steps=steps)
+    phonon_config = PhononConfig(min_length=phonon_min_length)
+    extra = _reference_structures_by_chemsys(reference_structures or [])
+    summary = ScreenSummary(mlip=mlip)
+    references: dict[str, list[ComputedStructureEntry]] = {}
+    with connected():
+        items = pending_candidates(campaign, mlip, max_candidates, retry_failed)
+        logger.info("%d candidates to screen with %s", len(items), mlip)
+        if not items:
+            return summary
+        progress = create_progress_artifact(0.0, key="screen-progress", description=f"screening with {mlip}")
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            relaxed = relax_candidates_task(chunk, mlip, relax_config, batch_size, _label(chunk))
+            _ensure_references(chunk, mlip, relax_config, batch_size, extra, materials_project, references)
+            _finish_chunk(chunk, relaxed, mlip, phonons, ehull_threshold, phonon_config, concurrency, references, summary)
+            done = start + len(chunk)
+            update_progress_artifact(progress, 100.0 * done / len(items))
+            logger.info("screened %d/%d (%d failed)", done, len(items), summary.failed)
+        create_table_artifact(summary.rows, key="screen-results", description=f"screening with {mlip}")
+    return summary
+
+
+def _ensure_references(chunk: Sequence[ScreenItem], mlip: str, config: RelaxConfig, batch_size: int,
+                       extra: dict[str, list[Structure]], materials_project: bool,
+                       references: dict[str, list[ComputedStructureEntry]]) -> None:  # fmt: skip
+    """Relax (or load from the cache) the references of every sub-system the chunk's candidates need."""
+    for chemsys in sorted({item.chemsys for item in chunk}):
+        needed = [sub for sub in chemical_subsystems(chemsys) if sub not in references]
+        if not needed:
+            continue
+        from_mp = _reference_structures_by_chemsys(materials_project_structures(chemsys)) if materials_project else {}
+        for sub in needed:
+            structures = extra.get(sub, []) + from_mp.get(sub, [])
+            references[sub] = hull_references_task(sub, mlip, config, structures, batch_size)
+
+
+def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], mlip: str, phonons: bool,
+                  ehull_threshold: float, phonon_config: PhononConfig, concurrency: int,
+                  references: dict[str, list[ComputedStructureEntry]], summary: ScreenSummary) -> None:  # fmt: skip
+    """Hull distances for the relaxed chunk, phonons for those near the hull, then store every result."""
+    hulls, errors = {}, {}
+    for item, relax in zip(chunk, relaxed, strict=True):
+        if not relax.ok:
+            continue
+        try:
+            hulls[item.candidate_id] = energy_above_hull(relax.structure, relax.energy, reference_set(item.chemsys, references))
+        except Exception as exc:  # noqa: BLE001 - recorded on the candidate, the batch goes on
+            errors[item.candidate_id] = f"hull: {exc}"
+    queue = [(item, relax) for item, relax in zip(chunk, relaxed, strict=True)
+             if phonons and item.candidate_id in hulls and hulls[item.candidate_id].e_above_hull <= ehull_threshold]  # fmt: skip
+    phonon_results = {}
+    for start in range(0, len(queue), concurrency):
+        wave = [(item, phonon_task.submit(item, relax.structure, mlip, phonon_config)) for item, relax in queue[start : start + concurrency]]
+        for item, future in wave:
+            future.wait()
+            state = future.state
+            if state.is_completed():
+                phonon_results[item.candidate_id] = future.result()
+            else:
+                errors[item.candidate_id] = f"phonons: {state.message or 'failed'}"
+    for item, relax in zip(chunk, relaxed, strict=True):
+        hull, phonon = hulls.get(item.candidate_id), phonon_results.get(item.candidate_id)
+        status = save_screening_result_task(item, mlip, relax, hull, phonon, ehull_threshold, errors.get(item.candidate_id))
+        summary.screened += 1
+        summary.failed += status == "failed"
+        summary.phonon_checked += phonon is not None
+        summary.rows.append(
+            {"candidate": item.candidate_id, "formula": item.formula, "status": status,
+             "error": errors.get(item.candidate_id) or relax.error, "converged": relax.converged, "steps": relax.steps,
+             "energy_per_atom": relax.energy_per_atom, "e_above_hull": hull.e_above_hull if hull else None,
+             "formation_energy_per_atom": hull.formation_energy_per_atom if hull else None,
+             "phonon_stable": phonon.stable if phonon else None,
+             "min_frequency_thz": phonon.min_frequency_thz if phonon else None}
+        )  # fmt: skip

@@ -1,0 +1,74 @@
+"""The screen flow under Prefect's test harness: candidates -> relax -> hull -> phonons -> ScreeningResult, resumable."""
+
+from __future__ import annotations
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from crysloop.infra.documents import Candidate, HullReference, ScreeningResult
+from crysloop.infra.store import NewCandidate, add_candidates
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny cells: one torch and BLAS thread is several times faster than two on a busy 2-core machine."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)
+
+
+def _nacl(a: float) -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+
+
+def test_screen_flow_stores_results_and_second_run_skips(db, prefect_harness):
+    from crysloop.flows.screen import screen_flow
+
+    si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.50), ["Si"], [[0, 0, 0]]).get_primitive_structure()
+    broken = Structure(Lattice.cubic(4.0), ["Na", "Na"], [[0, 0, 0], [0.01, 0, 0]])
+    add_candidates([NewCandidate(_nacl(5.60), source="dataset", dataset="test")])  # a known compound: a reference
+    add_candidates([NewCandidate(si), NewCandidate(_nacl(5.80)), NewCandidate(broken)], campaign="c1")
+
+    summary = screen_flow(campaign="c1", mlip="chgnet", phonons=True, phonon_min_length=5.0, batch_size=4,
+                          reference_structures=[_nacl(5.40)])  # fmt: skip
+    assert summary.screened == 3 and summary.failed == 1 and summary.phonon_checked == 2
+    results = {r.formula: r for r in ScreeningResult.objects(mlip="chgnet")}
+    assert set(results) == {"Si", "NaCl", "Na"} and ScreeningResult.objects.count() == 3
+    failed = ScreeningResult.objects(status="failed").get()
+    assert failed.error.startswith("relaxation:") and failed.e_above_hull is None
+
+    nacl, si_result = results["NaCl"], results["Si"]
+    assert nacl.status == "ok" and nacl.converged and nacl.campaign == "c1"
+    assert abs(nacl.e_above_hull) < 0.005  # same crystal as the dataset reference
+    assert nacl.formation_energy_per_atom < -1.5 and nacl.stable
+    assert abs(si_result.e_above_hull) < 0.005 and si_result.formation_energy_per_atom == pytest.approx(0, abs=0.005)
+    assert si_result.phonon_stable and si_result.min_frequency_thz > -0.01
+    assert Structure.from_dict(si_result.relaxed_structure).volume > 35
+    assert {h.chemsys for h in HullReference.objects(mlip="chgnet")} == {"Na", "Cl", "Cl-Na", "Si"}
+    assert len(HullReference.objects(mlip="chgnet", chemsys="Cl-Na").get().entries) == 2  # dataset + argument
+    assert ScreeningResult.objects(candidate__in=list(Candidate.objects(source="dataset"))).count() == 0
+
+    again = screen_flow(campaign="c1", mlip="chgnet", phonons=True, phonon_min_length=5.0)
+    assert again.screened == 0 and ScreeningResult.objects.count() == 3
+
+    retry = screen_flow(campaign="c1", mlip="chgnet", phonons=False, retry_failed=True)
+    assert retry.screened == 1 and retry.failed == 1
+
+
+def test_screen_cli_runs_the_flow(db, prefect_harness, capsys):
+    from crysloop.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["screen", "--campaign", "nothing-here", "--mlip", "chgnet"])
+    assert exit_info.value.code == 0
+    assert "0 screened" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["screen", "--mlip", "mace"])
+    assert exit_info.value.code == 1
+    assert "unknown MLIP" in capsys.readouterr().err
