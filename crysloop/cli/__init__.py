@@ -14,6 +14,7 @@ from crysloop.cli import dft
 from crysloop.cli import kappa
 from crysloop.cli import structures
 from crysloop.cli import compositions
+from crysloop.cli import screen
 
 app = typer.Typer(
     name="crysloop",
@@ -30,6 +31,7 @@ app.add_typer(dft.app, name="dft")
 app.add_typer(kappa.app, name="kappa")
 app.add_typer(structures.app, name="structures")
 app.add_typer(compositions.app, name="compositions")
+app.add_typer(screen.app, name="screen")
 
 err_console = Console(stderr=True)
 
