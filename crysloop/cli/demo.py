@@ -1,43 +1,46 @@
-"""``crysloop demo``: the main job on embedded defaults (embedded database, shipped data, CPU)."""
+"""``crysloop demo``: the main job on embedded defaults, a small real campaign on CPU.
+
+Shipped Stage I and Stage II checkpoints, CHGNet screening (offline weights), the embedded database: two rounds
+of generate -> screen -> label -> fine-tune -> generate.
+"""
 
 from __future__ import annotations
 
 import time
+from importlib.resources import files
+from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 console = Console()
 
 
-def demo() -> None:
-    """Load the shipped MP-20 sample, convert it to model tensors, store it in the results database, summarise."""
-    from crysloop.data.embedded import mp20_mini_path
-    from crysloop.data.tensors import collate, structure_to_data
-    from crysloop.flows.ingest import ingest_flow
-    from crysloop.infra.db import database
-    from crysloop.infra.queries import status
+def demo_config_path() -> Path:
+    return Path(str(files("crysloop") / "assets" / "campaigns" / "demo.yaml"))
+
+
+def demo(
+    name: str = typer.Option("demo", help="Campaign name (a finished campaign of this name is shown, not rerun)."),
+) -> None:
+    """Run the demo campaign: 2 rounds x 12 crystals with the shipped models, CHGNet and the embedded database."""
+    from crysloop.campaign.config import load_config
+    from crysloop.cli.campaign import print_rounds
+    from crysloop.flows.campaign import campaign_dir, campaign_flow
     from crysloop.infra.settings import get_settings
 
+    config = load_config(demo_config_path()).model_copy(update={"name": name})
+    console.print(f"[bold]crysloop demo[/]: campaign {name!r}, {config.rounds} rounds x {config.candidates_per_round} "
+                  f"crystals, potential {config.mlip} (offline; users default to MatterSim), device {config.device}")  # fmt: skip
     start = time.perf_counter()
-    summary = ingest_flow(str(mp20_mini_path()), split="train")
-    from crysloop.data.datasets import read_structures
-
-    records = read_structures(mp20_mini_path(), progress=False)
-    batch = collate([structure_to_data(r.structure, {"formation_energy_per_atom": r.properties["formation_energy_per_atom"]})
-                     for r in records])  # fmt: skip
-    with database(readonly=True) as connection:
-        counts = status()["collections"]
-    table = Table(title="crysloop demo", show_header=False)
-    table.add_row("dataset", f"{summary.dataset}: {summary.read} structures ({summary.skipped} unreadable)")
-    table.add_row("stored", f"{summary.inserted} new, {summary.existing} already present")
-    table.add_row("tensors", f"{batch.num_graphs} crystals, {batch.num_nodes} atoms, lattice {tuple(batch.lattice.shape)}, "
-                             f"frac_coords {tuple(batch.frac_coords.shape)}")  # fmt: skip
-    table.add_row("database", f"{connection.backend} at {connection.location}: {counts['candidates']} candidates")
-    table.add_row("time", f"{time.perf_counter() - start:.1f} s")
-    console.print(table)
-    console.print(f"Look at the results: [bold]crysloop db query --limit 10[/]   (data in {get_settings().data_dir})")
+    results = campaign_flow(config.model_dump(mode="json"))
+    print_rounds(results)
+    settings = get_settings()
+    console.print(f"finished in {time.perf_counter() - start:.0f} s")
+    console.print(f"results database: embedded, {settings.db_dir}" if not settings.mongodb_uri else "results: MongoDB")
+    console.print(f"plots: {campaign_dir(name)}")
+    console.print(f"look at the candidates:  [bold].venv/bin/crysloop db query --campaign {name}[/]")
+    console.print(f"round statistics:        [bold].venv/bin/crysloop campaign status {name}[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import torch
 from pymatgen.core import Composition, Element, Structure
+
+from crysloop.data.graph import radius_graph_pbc
 
 MIN_DISTANCE = 0.5  # A, CDVAE's structure_validity cutoff
 MIN_VOLUME = 0.1  # A^3, CDVAE's "unrealistically small lattice"
@@ -44,10 +47,18 @@ def structure_validity(structure: Structure, cutoff: float = MIN_DISTANCE, min_v
         return False
     if not lattice.volume >= min_volume:
         return False
-    if min(lattice.get_lll_reduced_lattice().abc) < cutoff:
+    reduced = lattice.get_lll_reduced_lattice()
+    if min(reduced.abc) < cutoff:
         return False  # an atom and its own periodic image are closer than the cutoff
-    centres, _, _, distances = structure.get_neighbor_list(r=cutoff, exclude_self=True)
-    return not np.any(distances < cutoff) if len(centres) else True
+    spacings = reduced.volume / np.linalg.norm(np.cross(reduced.matrix[[1, 2, 0]], reduced.matrix[[2, 0, 1]]), axis=1)
+    if np.prod(2 * np.ceil(cutoff / spacings) + 1) > 1e6:
+        return False  # a pathologically flat cell (e.g. from an untrained generator): no crystal, and no memory for it
+    lll = structure.get_reduced_structure("LLL")  # a well-conditioned basis keeps the neighbour search small
+    # crysloop's periodic radius graph (checked against pymatgen) needs memory ~ atoms^2 x images, never the
+    # cell's size, unlike pymatgen's grid search, which fails on the huge cells an untrained generator can emit
+    graph = radius_graph_pbc(torch.tensor(lll.frac_coords), torch.tensor(lll.lattice.matrix)[None],
+                             torch.tensor([len(lll)]), cutoff)  # fmt: skip
+    return not bool((graph.distances < cutoff).any())
 
 
 def _reduced_counts(composition: Composition) -> tuple[tuple[str, ...], tuple[int, ...]] | None:

@@ -1,0 +1,141 @@
+"""The campaign configuration: one YAML file, validated by pydantic, stored with the campaign in the database."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from crysloop.errors import InputError
+
+MLIPS = ("chgnet", "mattersim-1m", "mattersim-5m")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CompositionModelConfig(_Strict):
+    """Stage I: the valence-constrained language model."""
+
+    checkpoint: str = Field("shipped", description="'shipped' or a checkpoint path.")
+    temperature: float = Field(1.0, gt=0)
+    top_k: int = Field(0, ge=0)
+    max_atoms: int = Field(20, ge=1, le=100, description="Compositions with more atoms per cell are resampled away.")
+    finetune_epochs: int = Field(10, ge=0)
+
+
+class StructureModelConfig(_Strict):
+    """Stage II: DiffCSP structure diffusion."""
+
+    checkpoint: str = Field("shipped", description="'shipped' or a checkpoint path.")
+    steps: int | None = Field(None, ge=1, description="Sampling steps; None = the model's training timesteps.")
+    guidance: float = Field(1.0, ge=0, description="Classifier-free guidance weight w.")
+    batch_size: int = Field(64, ge=1)
+    finetune_epochs: int = Field(5, ge=0)
+
+
+class ScreeningConfig(_Strict):
+    """MLIP screening of each round's candidates."""
+
+    fmax: float = Field(0.05, gt=0)
+    steps: int = Field(300, ge=1)
+    phonons: bool = True
+    phonon_min_length: float = Field(8.0, gt=0)
+    batch_size: int = Field(16, ge=1)
+
+
+class LabelConfig(_Strict):
+    """How screening results become the labels the models are fine-tuned on."""
+
+    ehull_stable: float = Field(0.1, ge=0, description="stable = energy above hull <= this (eV/atom).")
+    require_phonon_stable: bool = Field(False, description="Count only phonon-stable candidates as stable.")
+
+
+class DFTStageConfig(_Strict):
+    enabled: bool = False
+    preset: Literal["crysvcd", "condition-cdvae-plus"] = "crysvcd"
+    top_n: int = Field(5, ge=1)
+
+
+class KappaStageConfig(_Strict):
+    enabled: bool = False
+    top_n: int = Field(3, ge=1)
+    temperatures: list[float] = Field(default_factory=lambda: [300.0])
+
+
+class CampaignConfig(_Strict):
+    """Everything a campaign needs: targets, sizes, thresholds, potential, models, device and stages."""
+
+    name: str
+    description: str = ""
+    rounds: int = Field(3, ge=1, le=1000)
+    candidates_per_round: int = Field(64, ge=1, le=100_000)
+    conditions: dict[str, float] = Field(
+        default_factory=lambda: {"stable": 1.0},
+        description="Targets for generation, e.g. stable: 1, phonon_stable: 1, kappa: 100. Conditions a model "
+        "has not learned yet are ignored until a round's fine-tuning adds them.",
+    )
+    mlip: str = "chgnet"
+    device: str = "auto"
+    seed: int = 0
+    reference_dataset: str = Field(
+        "embedded:mp_20_mini", description="Known structures for novelty and hull references: a path or a name."
+    )
+    composition_model: CompositionModelConfig = Field(default_factory=CompositionModelConfig)
+    structure_model: StructureModelConfig = Field(default_factory=StructureModelConfig)
+    screening: ScreeningConfig = Field(default_factory=ScreeningConfig)
+    labels: LabelConfig = Field(default_factory=LabelConfig)
+    finetune: bool = True
+    evaluate: bool = True
+    dft: DFTStageConfig = Field(default_factory=DFTStageConfig)
+    kappa: KappaStageConfig = Field(default_factory=KappaStageConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value):
+            raise ValueError("use lowercase letters, digits and dashes (it names Prefect runs and folders)")
+        return value
+
+    @field_validator("mlip")
+    @classmethod
+    def _mlip(cls, value: str) -> str:
+        if value not in MLIPS:
+            raise ValueError(f"unknown potential {value!r}; expected one of {', '.join(MLIPS)}")
+        return value
+
+    @field_validator("conditions")
+    @classmethod
+    def _conditions(cls, value: dict[str, float]) -> dict[str, float]:
+        for name in ("stable", "phonon_stable"):
+            if name in value and value[name] not in (0.0, 1.0):
+                raise ValueError(f"{name} is a yes/no label: give 0 or 1, not {value[name]}")
+        if "kappa" in value and value["kappa"] <= 0:
+            raise ValueError("a thermal-conductivity target must be positive (W/m/K)")
+        return value
+
+
+def load_config(path: str | Path) -> CampaignConfig:
+    """Read and validate a campaign YAML file; every problem is reported with its field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such campaign file") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping of settings")
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict, source: str = "config") -> CampaignConfig:
+    try:
+        return CampaignConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"{source}: {problems}") from None

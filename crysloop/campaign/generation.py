@@ -1,0 +1,63 @@
+"""CrysVCD generation: Stage I compositions -> Stage II structures, as candidates ready for the database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from crysloop.chemistry.valence import ValenceAssignment
+from crysloop.errors import InputError
+from crysloop.evaluation.validity import structure_validity
+from crysloop.infra.store import NewCandidate
+from crysloop.models.composition import CompositionLM, sample_compositions
+from crysloop.models.diffcsp import DiffCSP, sample_structures
+
+
+def known_conditions(conditions: Mapping[str, float] | None, names) -> dict[str, float]:
+    """The subset of target conditions a model was trained on (others cannot steer it yet)."""
+    return {k: float(v) for k, v in (conditions or {}).items() if k in set(names)}
+
+
+def sample_valid_compositions(model: CompositionLM, n: int, conditions: Mapping[str, float] | None = None,
+                              max_atoms: int = 20, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
+                              device: str = "cpu", max_tries: int = 20) -> list[ValenceAssignment]:  # fmt: skip
+    """``n`` charge-neutral compositions with at most ``max_atoms`` atoms per cell (constrained decoding)."""
+    wanted = known_conditions(conditions, model.condition_names)
+    chosen: list[ValenceAssignment] = []
+    for attempt in range(max_tries):
+        batch = sample_compositions(model, max(n, 16), conditions=wanted or None, temperature=temperature, top_k=top_k,
+                                    constrained=True, seed=seed + attempt, device=device)  # fmt: skip
+        chosen += [a for a in batch if 0 < a.composition.num_atoms <= max_atoms]
+        if len(chosen) >= n:
+            return chosen[:n]
+    raise InputError(f"the composition model produced only {len(chosen)} compositions of at most {max_atoms} atoms "
+                     f"in {max_tries} batches; raise composition_model.max_atoms")  # fmt: skip
+
+
+def structures_for(assignments: list[ValenceAssignment], model: DiffCSP, conditions: Mapping[str, float] | None = None,
+                   guidance: float = 1.0, steps: int | None = None, batch_size: int = 64, seed: int = 0,
+                   device: str = "cpu", origin: dict | None = None) -> list[NewCandidate]:  # fmt: skip
+    """Stage II: one structure per composition, conditioned with classifier-free guidance when the model can be."""
+    wanted = known_conditions(conditions, model.config.properties)
+    structures = sample_structures(model, compositions=[a.composition for a in assignments], conditions=wanted or None,
+                                   guidance=guidance if wanted else 0.0, steps=steps, batch_size=batch_size,
+                                   device=device, seed=seed)  # fmt: skip
+    origin = {**(origin or {}), "conditions_stage2": wanted, "guidance": guidance if wanted else 0.0}
+    return [
+        NewCandidate(structure, source="generated", origin={**origin, "ionic": assignment.ionic},
+                     oxidation_states=assignment.species)
+        for assignment, structure in zip(assignments, structures)
+    ]  # fmt: skip
+
+
+MAX_VOLUME_PER_ATOM = 1000.0  # A^3; MP-20 spans about 5-100
+
+
+def split_valid(items: list[NewCandidate]) -> tuple[list[NewCandidate], int]:
+    """Keep structurally valid crystals (no atoms closer than 0.5 A) of a plausible density; count the others.
+
+    Overlapping atoms, collapsed or vastly expanded cells cannot be relaxed by a potential (and can exhaust memory
+    building its graph), so they never reach the database or the screening.
+    """
+    valid = [item for item in items if item.structure.volume / len(item.structure) <= MAX_VOLUME_PER_ATOM
+             and structure_validity(item.structure)]  # fmt: skip
+    return valid, len(items) - len(valid)

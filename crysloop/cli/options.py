@@ -1,0 +1,22 @@
+"""Option parsing shared by several commands."""
+
+from __future__ import annotations
+
+import math
+
+from crysloop.errors import InputError
+
+
+def parse_conditions(options: list[str]) -> dict[str, float]:
+    """``["stable=1", "ehull=0.0"]`` -> ``{"stable": 1.0, "ehull": 0.0}``; anything else is an InputError."""
+    conditions = {}
+    for option in options:
+        name, sep, value = option.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not sep or not name.strip() or not math.isfinite(number):
+            raise InputError(f"--condition {option!r}: expected NAME=NUMBER, e.g. stable=1")
+        conditions[name.strip()] = number
+    return conditions

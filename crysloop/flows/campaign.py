@@ -1,0 +1,210 @@
+"""The ``campaign`` flow: rounds of generate -> screen -> label -> fine-tune, as CrysVCD's concurrent learning.
+
+Every stage of a round is recorded in the database when it finishes, and every stage is idempotent (seeded
+generation deduplicated by structure hash, screening that skips screened candidates, checkpoints written
+atomically), so a campaign killed at any point continues with ``resume`` without redoing or duplicating work.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from prefect import flow, get_run_logger, tags
+from prefect.artifacts import create_markdown_artifact
+from pymatgen.core import Composition, Structure
+
+from crysloop.campaign.config import CampaignConfig, parse_config
+from crysloop.campaign.labels import stability_labels
+from crysloop.campaign.report import best_candidates_markdown, ehull_plot, png_markdown
+from crysloop.campaign.statistics import round_statistics
+from crysloop.data.datasets import load_dataset
+from crysloop.data.embedded import mp20_mini_path
+from crysloop.flows.generate import generate_flow
+from crysloop.flows.screen import screen_flow
+from crysloop.infra import campaigns as store
+from crysloop.infra.db import database
+from crysloop.infra.settings import get_settings
+from crysloop.tasks.train import finetune_composition_task, finetune_structure_task
+
+STAGES = ("generate", "screen", "kappa", "finetune", "dft", "statistics")
+
+
+@lru_cache(maxsize=4)
+def reference_structures(source: str) -> tuple[Structure, ...]:
+    """Known crystals for novelty and hull references: ``embedded:mp_20_mini``, a dataset name or a path."""
+    path = mp20_mini_path() if source == "embedded:mp_20_mini" else source
+    return tuple(record.structure for record in load_dataset(path, progress=False))
+
+
+def references_for(candidates, reference: tuple[Structure, ...]) -> list[Structure]:
+    """The known crystals whose elements all occur together in some candidate (the hull needs no others)."""
+    systems = [set(c.elements) for c in candidates]
+    return [s for s in reference if any({el.symbol for el in s.composition.elements} <= sys for sys in systems)]
+
+
+def campaign_dir(name: str) -> Path:
+    return get_settings().runs_dir / "campaigns" / name
+
+
+def _checkpoint_name(campaign: str, index: int, kind: str) -> str:
+    return f"{campaign}-round-{index}-{kind}"
+
+
+def _models_for_round(config: CampaignConfig, index: int) -> tuple[str, str]:
+    """Checkpoints a round samples from: the previous round's fine-tuned models, else the configured ones."""
+    composition, structure = config.composition_model.checkpoint, config.structure_model.checkpoint
+    if index > 0 and config.finetune:
+        previous_c = store.find_checkpoint(_checkpoint_name(config.name, index - 1, "composition"))
+        previous_s = store.find_checkpoint(_checkpoint_name(config.name, index - 1, "structure"))
+        composition = previous_c.path if previous_c else composition
+        structure = previous_s.path if previous_s else structure
+    return composition, structure
+
+
+def _labelled(config: CampaignConfig, upto: int) -> list[tuple[Composition, Structure, dict]]:
+    """Every screened candidate of rounds 0..``upto`` with its stability (and kappa) labels."""
+    from crysloop.infra.documents import KappaResult
+    from crysloop.kappa.labels import kappa_labels
+
+    kappa = kappa_labels(KappaResult.objects(campaign=config.name)) if config.kappa.enabled else {}
+    examples = []
+    for index in range(upto + 1):
+        for candidate, result in store.round_screening(config.name, index, config.mlip):
+            if result is None or result.status != "ok":
+                continue
+            labels = stability_labels(result.e_above_hull, result.phonon_stable, config.labels)
+            if str(candidate.id) in kappa:
+                labels["log10_kappa"] = kappa[str(candidate.id)]
+            if labels:
+                structure = store.relaxed_or_generated(candidate, result)
+                examples.append((Composition(candidate.composition), structure, labels))
+    return examples
+
+
+def _finetune(config: CampaignConfig, index: int, composition: str, structure: str) -> dict:
+    examples = _labelled(config, index)
+    if not examples:
+        return {"finetune_examples": 0}
+    folder = campaign_dir(config.name) / "checkpoints"
+    stats = {"finetune_examples": len(examples)}
+    for kind, task, parent, data, epochs in (
+        ("composition", finetune_composition_task, composition, [(c, l) for c, _, l in examples],
+         config.composition_model.finetune_epochs),
+        ("structure", finetune_structure_task, structure, [(s, l) for _, s, l in examples],
+         config.structure_model.finetune_epochs),
+    ):  # fmt: skip
+        name = _checkpoint_name(config.name, index, kind)
+        if store.find_checkpoint(name) is not None or epochs == 0:
+            continue
+        out = folder / f"round-{index}-{kind}.pt"
+        report = task.with_options(task_run_name=f"finetune-{kind}-{config.name}-r{index}")(
+            parent, data, out, epochs, config.device, config.seed + index)
+        store.register_checkpoint(name, kind, out, campaign=config.name, round_index=index, parent=parent,
+                                  conditions=report.get("conditions"), metrics=report)  # fmt: skip
+    return stats
+
+
+def _statistics(config: CampaignConfig, index: int, reference: tuple[Structure, ...]) -> dict:
+    pairs = store.round_screening(config.name, index, config.mlip)
+    generated = [Structure.from_dict(c.structure) for c, _ in pairs]
+    ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in pairs]
+    phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in pairs]
+    stable = [bool(stability_labels(e, p, config.labels).get("stable")) for e, p in zip(ehull, phonon)]
+    stats = round_statistics(generated, reference, ehull, phonon, stable)
+    if config.evaluate and generated:
+        from crysloop.evaluation import evaluate
+
+        report = evaluate(generated, reference, train=reference, dataset="mp20", n_jobs=1, progress=False)
+        stats.update({f"eval_{k}": v for k, v in report.metrics.items() if isinstance(v, (int, float)) or v is None})
+    return stats
+
+
+def _publish(config: CampaignConfig, index: int) -> None:
+    """Round artifacts in the Prefect UI: best candidates and the energy-above-hull distribution of every round."""
+    from crysloop.infra.queries import candidate_rows
+
+    per_round = {}
+    for r in range(index + 1):
+        per_round[r] = [res.e_above_hull for _, res in store.round_screening(config.name, r, config.mlip)
+                        if res is not None and res.e_above_hull is not None]  # fmt: skip
+    plot = ehull_plot(per_round, campaign_dir(config.name) / f"ehull-round-{index}.png", config.labels.ehull_stable)
+    rows = [row.as_dict() for row in candidate_rows(store.round_candidates(config.name, index), mlip=config.mlip)]
+    stats = store.open_round(config.name, index).stats
+    lines = [f"# {config.name}: round {index}", "", "| statistic | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in stats.items()]
+    lines += ["", "## Best candidates", "", best_candidates_markdown(rows), "", "## Energy above hull per round", "",
+              png_markdown(plot, "energy above hull per round"), "", f"Plot file: `{plot}`"]  # fmt: skip
+    create_markdown_artifact("\n".join(lines), key=f"{config.name}-round-{index}",
+                             description=f"campaign {config.name}, round {index}")  # fmt: skip
+
+
+@flow(name="campaign-round", flow_run_name="{config.name}-round-{index}")
+def campaign_round(config: CampaignConfig, index: int) -> dict:
+    """One round; stages already recorded as done are skipped."""
+    logger = get_run_logger()
+    reference = reference_structures(config.reference_dataset)
+    round_ = store.open_round(config.name, index)
+    composition, structure = _models_for_round(config, index)
+    done = set(round_.stages_done)
+    if "generate" not in done:
+        summary = generate_flow(
+            n=config.candidates_per_round, conditions=config.conditions, campaign=config.name, round_index=index,
+            composition_checkpoint=composition, structure_checkpoint=structure,
+            composition_config=config.composition_model, structure_config=config.structure_model,
+            seed=config.seed + 1000 * index, device=config.device,
+        )  # fmt: skip
+        store.mark_stage(round_, "generate", sampled=summary.generated, invalid_discarded=summary.invalid,
+                         new_candidates=summary.inserted, conditions_stage1=summary.conditions_stage1,
+                         conditions_stage2=summary.conditions_stage2)  # fmt: skip
+    if "screen" not in done:
+        screening = config.screening
+        screen_flow(campaign=config.name, mlip=config.mlip, phonons=screening.phonons,
+                    ehull_threshold=config.labels.ehull_stable, fmax=screening.fmax,
+                    reference_structures=references_for(store.round_candidates(config.name, index), reference),
+                    steps=screening.steps, batch_size=screening.batch_size,
+                    phonon_min_length=screening.phonon_min_length)  # fmt: skip
+        store.mark_stage(round_, "screen")
+    if config.kappa.enabled and "kappa" not in done:
+        from crysloop.flows.kappa import kappa_flow
+
+        kappa_flow(campaign=config.name, mlip=config.mlip, temperatures=config.kappa.temperatures,
+                   top_n=config.kappa.top_n, max_e_above_hull=config.labels.ehull_stable)  # fmt: skip
+        store.mark_stage(round_, "kappa")
+    if config.finetune and index < config.rounds - 1 and "finetune" not in done:
+        store.mark_stage(round_, "finetune", **_finetune(config, index, composition, structure))
+    if config.dft.enabled and "dft" not in done:
+        from crysloop.flows.dft import dft_flow
+
+        dft_flow(campaign=config.name, preset=config.dft.preset, top_n=config.dft.top_n)
+        store.mark_stage(round_, "dft")
+    if "statistics" not in done:
+        store.mark_stage(round_, "statistics", **_statistics(config, index, reference))
+    _publish(config, index)
+    store.finish_round(round_)
+    logger.info("round %d of %s: %s", index, config.name, round_.stats)
+    return dict(round_.stats)
+
+
+@flow(name="campaign", flow_run_name="campaign-{config[name]}", log_prints=True)
+def campaign_flow(config: dict, resume: bool = False) -> dict:
+    """Run (or continue) a campaign from its configuration; returns each round's statistics."""
+    config_model = parse_config(config)
+    results = {}
+    with database():
+        campaign = store.open_campaign(config_model.model_dump(mode="json"), resume=resume)
+        config_model = parse_config(campaign.config)
+        store.set_status(campaign, "running")
+        try:
+            for index in range(config_model.rounds):
+                existing = store.open_round(config_model.name, index)
+                if existing.status == "completed":
+                    results[index] = dict(existing.stats)
+                    continue
+                with tags(f"campaign:{config_model.name}", f"round:{index}"):
+                    results[index] = campaign_round(config_model, index)
+        except BaseException:
+            store.set_status(campaign, "failed")
+            raise
+        store.set_status(campaign, "completed")
+    return results

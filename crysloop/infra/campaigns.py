@@ -1,0 +1,104 @@
+"""Campaign bookkeeping in the results database: campaigns, rounds and their finished stages, model checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pymatgen.core import Structure
+
+from crysloop.errors import InputError
+from crysloop.infra.documents import Campaign, Candidate, ModelCheckpoint, Round, ScreeningResult, utcnow
+
+
+def open_campaign(config: dict, resume: bool = False) -> Campaign:
+    """Create the campaign, or return the stored one when ``config`` is the same (or ``resume`` is asked)."""
+    campaign = Campaign.objects(name=config["name"]).first()
+    if campaign is None:
+        if resume:
+            raise InputError(f"no campaign named {config['name']!r} to resume (see `crysloop campaign list`)")
+        campaign = Campaign(name=config["name"], config=config, description=config.get("description", ""))
+        campaign.save()
+        return campaign
+    if not resume and campaign.config != config:
+        raise InputError(
+            f"campaign {config['name']!r} exists with a different configuration: "
+            f"`crysloop campaign resume {config['name']}` continues it, or choose a new name"
+        )
+    return campaign
+
+
+def get_campaign(name: str) -> Campaign:
+    campaign = Campaign.objects(name=name).first()
+    if campaign is None:
+        raise InputError(f"no campaign named {name!r} (see `crysloop campaign list`)")
+    return campaign
+
+
+def set_status(campaign: Campaign, status: str) -> None:
+    Campaign.objects(id=campaign.id).update(set__status=status, set__updated_at=utcnow())
+    campaign.reload()
+
+
+def open_round(campaign: str, index: int) -> Round:
+    """The round document, created on first use (the unique index makes a concurrent create fail, not duplicate)."""
+    round_ = Round.objects(campaign=campaign, index=index).first()
+    if round_ is None:
+        round_ = Round(campaign=campaign, index=index)
+        round_.save()
+    return round_
+
+
+def mark_stage(round_: Round, stage: str, **stats) -> None:
+    """Record a finished stage (and its statistics) so a resumed campaign skips it."""
+    updates = {f"set__stats__{k}": v for k, v in stats.items()}
+    Round.objects(id=round_.id).update(add_to_set__stages_done=stage, **updates)
+    round_.reload()
+
+
+def finish_round(round_: Round, status: str = "completed") -> None:
+    Round.objects(id=round_.id).update(set__status=status, set__finished_at=utcnow())
+    round_.reload()
+
+
+def rounds(campaign: str) -> list[Round]:
+    return list(Round.objects(campaign=campaign).order_by("index"))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def register_checkpoint(name: str, kind: str, path: Path, campaign: str | None = None, round_index: int | None = None,
+                        parent: str | None = None, conditions: list[str] | None = None,
+                        metrics: dict | None = None) -> ModelCheckpoint:  # fmt: skip
+    """Record a saved model (idempotent by name)."""
+    ModelCheckpoint.objects(name=name).update_one(
+        upsert=True, set__kind=kind, set__path=str(path), set__sha256=sha256_file(path), set__campaign=campaign,
+        set__round=round_index, set__parent=parent, set__conditions=conditions or [], set__metrics=metrics or {},
+    )  # fmt: skip
+    return ModelCheckpoint.objects.get(name=name)
+
+
+def find_checkpoint(name: str) -> ModelCheckpoint | None:
+    return ModelCheckpoint.objects(name=name).first()
+
+
+def round_candidates(campaign: str, index: int) -> list[Candidate]:
+    return list(Candidate.objects(campaign=campaign, round=index))
+
+
+def round_screening(campaign: str, index: int, mlip: str) -> list[tuple[Candidate, ScreeningResult | None]]:
+    """Each candidate of the round with its screening result under ``mlip`` (None when not screened)."""
+    candidates = round_candidates(campaign, index)
+    results = {r.candidate.id: r for r in ScreeningResult.objects(candidate__in=[c.id for c in candidates], mlip=mlip)
+               .no_dereference()}  # fmt: skip
+    return [(c, results.get(c.id)) for c in candidates]
+
+
+def relaxed_or_generated(candidate: Candidate, result: ScreeningResult | None) -> Structure:
+    if result is not None and result.relaxed_structure:
+        return Structure.from_dict(result.relaxed_structure)
+    return Structure.from_dict(candidate.structure)

@@ -1,0 +1,44 @@
+"""Prefect tasks that sample from the generative models (tagged "gpu" so a concurrency limit can gate them)."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from crysloop.campaign.config import CompositionModelConfig, StructureModelConfig
+from crysloop.campaign.generation import known_conditions, sample_valid_compositions, structures_for
+from crysloop.chemistry.valence import ValenceAssignment
+from crysloop.infra.settings import resolve_device
+from crysloop.infra.store import NewCandidate
+from crysloop.models import composition, diffcsp
+
+
+def composition_checkpoint(path: str) -> str:
+    return str(composition.shipped_checkpoint_path()) if path == "shipped" else path
+
+
+def structure_checkpoint(path: str) -> str:
+    return str(diffcsp.shipped_checkpoint_path()) if path == "shipped" else path
+
+
+@task(name="sample-compositions", tags=["gpu", "stage-1"], retries=1)
+def sample_compositions_task(checkpoint: str, n: int, conditions: dict[str, float], config: CompositionModelConfig,
+                             seed: int, device: str = "auto") -> tuple[list[ValenceAssignment], dict]:  # fmt: skip
+    """Stage I: ``n`` charge-neutral compositions; returns them and the conditions the model could use."""
+    device = resolve_device(device)
+    model = composition.load_checkpoint(composition_checkpoint(checkpoint), device=device)
+    assignments = sample_valid_compositions(model, n, conditions, max_atoms=config.max_atoms,
+                                            temperature=config.temperature, top_k=config.top_k, seed=seed,
+                                            device=device)  # fmt: skip
+    return assignments, known_conditions(conditions, model.condition_names)
+
+
+@task(name="sample-structures", tags=["gpu", "stage-2"], retries=1)
+def sample_structures_task(checkpoint: str, assignments: list[ValenceAssignment], conditions: dict[str, float],
+                           config: StructureModelConfig, seed: int, device: str = "auto",
+                           origin: dict | None = None) -> list[NewCandidate]:  # fmt: skip
+    """Stage II: one structure per composition, with classifier-free guidance toward ``conditions``."""
+    device = resolve_device(device)
+    model = diffcsp.load_checkpoint(structure_checkpoint(checkpoint), device=device)
+    origin = {**(origin or {}), "structure_checkpoint": checkpoint}
+    return structures_for(assignments, model, conditions, guidance=config.guidance, steps=config.steps,
+                          batch_size=config.batch_size, seed=seed, device=device, origin=origin)  # fmt: skip

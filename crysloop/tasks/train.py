@@ -1,0 +1,45 @@
+"""Prefect tasks that train and fine-tune the generative models; checkpoints are written atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prefect import task
+from pymatgen.core import Composition, Structure
+
+from crysloop.infra.settings import resolve_device
+from crysloop.models import composition, diffcsp
+from crysloop.tasks.sample import composition_checkpoint, structure_checkpoint
+
+
+def _atomic_save(save, model, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    save(model, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+@task(name="finetune-composition-lm", tags=["gpu", "stage-1"])
+def finetune_composition_task(parent: str, examples: list[tuple[Composition, dict]], out: Path, epochs: int,
+                              device: str = "auto", seed: int = 0) -> dict:  # fmt: skip
+    """Fine-tune Stage I on (composition, labels); new label names become new conditions."""
+    device = resolve_device(device)
+    model = composition.load_checkpoint(composition_checkpoint(parent), device=device)
+    model = composition.finetune_composition_lm(model, examples, epochs=epochs, device=device, seed=seed)
+    _atomic_save(composition.save_checkpoint, model, out)
+    return {"conditions": model.condition_names, **model.metadata.get("finetunes", [{}])[-1]}
+
+
+@task(name="finetune-diffcsp", tags=["gpu", "stage-2"])
+def finetune_structure_task(parent: str, records: list[tuple[Structure, dict]], out: Path, epochs: int,
+                            device: str = "auto", seed: int = 0) -> dict:  # fmt: skip
+    """Fine-tune Stage II on (relaxed structure, labels), adding property embeddings for new labels."""
+    device = resolve_device(device)
+    model = diffcsp.load_checkpoint(structure_checkpoint(parent), device=device)
+    names = sorted({name for _, labels in records for name in labels})
+    model = diffcsp.finetune_diffcsp(model, records, new_properties=names, epochs=epochs, device=device, seed=seed)
+    _atomic_save(diffcsp.save_checkpoint, model, out)
+    return {"conditions": list(model.config.properties), "n_train": len(records)}

@@ -1,0 +1,138 @@
+"""Campaigns end to end with tiny models: two rounds under the Prefect test harness, kill-and-resume, deployment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from crysloop.campaign.config import load_config, parse_config
+from crysloop.data.datasets import read_structures, write_records_csv
+from crysloop.errors import InputError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A Stage I language model and a Stage II DiffCSP trained for seconds on small MP-20 crystals."""
+    from crysloop.models import composition, diffcsp
+
+    folder = tmp_path_factory.mktemp("models")
+    records = [r for r in read_structures(SHARED / "mp_20_sample" / "train.csv.gz", progress=False)
+               if len(r.structure) <= 6]  # fmt: skip
+    lm = composition.train_composition_lm([r.structure.composition for r in records], epochs=3, device="cpu")
+    composition.save_checkpoint(lm, folder / "lm.pt")
+    model = diffcsp.train_diffcsp(records, diffcsp.DiffCSPConfig.preset("cpu-tiny", timesteps=20), device="cpu",
+                                  steps=20, progress=False)  # fmt: skip
+    diffcsp.save_checkpoint(model, folder / "diffcsp.pt")
+    reference = folder / "reference.csv"
+    write_records_csv(records[:40], reference)
+    return folder
+
+
+def tiny_config(models: Path, name: str, rounds: int = 2, n: int = 3) -> dict:
+    return {
+        "name": name, "rounds": rounds, "candidates_per_round": n, "conditions": {"stable": 1}, "mlip": "chgnet",
+        "device": "cpu", "seed": 3, "reference_dataset": str(models / "reference.csv"), "evaluate": False,
+        "composition_model": {"checkpoint": str(models / "lm.pt"), "max_atoms": 6, "finetune_epochs": 1},
+        "structure_model": {"checkpoint": str(models / "diffcsp.pt"), "finetune_epochs": 1, "batch_size": 8},
+        "screening": {"fmax": 0.2, "steps": 15, "phonons": False, "batch_size": 8},
+    }  # fmt: skip
+
+
+def test_config_validation_names_the_field(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "Bad Name", "rounds": 0, "mlip": "mace"}))
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "name:" in message and "rounds:" in message and "mlip:" in message
+    with pytest.raises(InputError, match="stable is a yes/no label"):
+        parse_config({"name": "x", "conditions": {"stable": 0.5}})
+    with pytest.raises(InputError, match="no such campaign file"):
+        load_config(tmp_path / "missing.yaml")
+    demo = load_config(Path(__file__).resolve().parents[1] / "crysloop" / "assets" / "campaigns" / "demo.yaml")
+    assert demo.rounds == 2 and demo.mlip == "chgnet"
+
+
+def test_two_round_campaign_end_to_end(tiny_models, settings, prefect_harness):
+    from crysloop.flows.campaign import campaign_flow
+    from crysloop.infra.db import database
+    from crysloop.infra.documents import Candidate, ModelCheckpoint, Round, ScreeningResult
+
+    results = campaign_flow(tiny_config(tiny_models, "tiny"))
+    assert sorted(results) == [0, 1]
+    with database(readonly=True):
+        rounds = list(Round.objects(campaign="tiny").order_by("index"))
+        assert [r.status for r in rounds] == ["completed", "completed"]
+        assert {"generate", "screen", "finetune", "statistics"} <= set(rounds[0].stages_done)
+        assert "finetune" not in rounds[1].stages_done  # the last round has nothing left to train for
+        for r in rounds:
+            assert 1 <= r.stats["generated"] <= 3
+            assert r.stats["screened"] + 0 <= r.stats["generated"]
+            assert 0 <= r.stats["stable"] <= r.stats["screened"]
+        candidates = list(Candidate.objects(campaign="tiny"))
+        assert len({c.structure_hash for c in candidates}) == len(candidates)
+        assert all(c.origin["conditions_stage2"] == {} for c in candidates if c.round == 0)
+        assert ScreeningResult.objects(campaign="tiny").count() == len(candidates)
+        # round 0's labels fine-tuned both models, which round 1 sampled from, conditioned on stable = 1
+        checkpoints = {c.kind: c for c in ModelCheckpoint.objects(campaign="tiny")}
+        assert set(checkpoints) == {"composition", "structure"}
+        assert "stable" in checkpoints["structure"].conditions and "stable" in checkpoints["composition"].conditions
+        round1 = [c for c in candidates if c.round == 1]
+        assert round1 and all(c.origin["conditions_stage2"] == {"stable": 1.0} for c in round1)
+        assert all(c.origin["structure_checkpoint"] == checkpoints["structure"].path for c in round1)
+    # running it again changes nothing
+    again = campaign_flow(tiny_config(tiny_models, "tiny"))
+    assert again == results
+    with database(readonly=True):
+        assert Candidate.objects(campaign="tiny").count() == len(candidates)
+
+
+def _cli(args: list[str], env: dict, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "crysloop", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)  # fmt: skip
+
+
+def _stored(settings, collection: str) -> list[dict]:
+    path = settings.db_dir / settings.db_name / f"{collection}.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def test_killed_campaign_resumes_without_loss_or_duplicates(tiny_models, settings, tmp_path):
+    config = tiny_config(tiny_models, "killme", rounds=2, n=3)
+    path = tmp_path / "killme.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "CRYSLOOP_DATA_DIR": str(settings.data_dir)}
+    process = _cli(["campaign", "run", str(path)], env)
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline and process.poll() is None:
+        if _stored(settings, "candidates"):  # round 0 generated: kill it mid-campaign
+            break
+        time.sleep(0.5)
+    assert process.poll() is None, f"the campaign ended before it could be killed:\n{process.stdout.read()}"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = {c["structure_hash"] for c in _stored(settings, "candidates")}
+    assert before
+
+    resumed = _cli(["campaign", "resume", "killme"], env)
+    output, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, output
+    candidates = _stored(settings, "candidates")
+    hashes = [c["structure_hash"] for c in candidates]
+    assert len(hashes) == len(set(hashes)) and before <= set(hashes), "nothing lost, nothing duplicated"
+    assert sorted(r["index"] for r in _stored(settings, "rounds")) == [0, 1]
+    assert all(r["status"] == "completed" for r in _stored(settings, "rounds"))
+    screened = [s["candidate"]["$oid"] for s in _stored(settings, "screening")]
+    assert len(screened) == len(set(screened)) == len(candidates)
+    round0 = [c for c in candidates if c["round"] == 0]
+    assert len(round0) <= 3, "the interrupted generation was not repeated with new crystals"
