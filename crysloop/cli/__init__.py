@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from crysloop.cli import data, db, demo
+from crysloop.cli import campaign, data, db, demo, generate
 from crysloop.cli import evaluate
 from crysloop.cli import dft
 from crysloop.cli import kappa
@@ -26,6 +26,8 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
 demo.register(app)
+generate.register(app)
+app.add_typer(campaign.app, name="campaign")
 app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(dft.app, name="dft")
 app.add_typer(kappa.app, name="kappa")
