@@ -84,7 +84,7 @@ def build_phono3py(structure: Structure, config: KappaConfig) -> Phono3py:
         to_phonopy(primitive),
         supercell_matrix=np.diag(fc3_dim),
         phonon_supercell_matrix=np.diag(fc2_dim) if fc2_dim != fc3_dim else None,
-        primitive_matrix=None,
+        primitive_matrix="P",  # the standardised primitive cell as given, not re-derived by phono3py
         symprec=config.symprec,
         log_level=0,
     )
