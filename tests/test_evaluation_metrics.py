@@ -171,3 +171,7 @@ def test_evaluate_suite_and_report_files(tmp_path, cache):
 def test_evaluate_rejects_mismatched_labels(cache):
     with pytest.raises(InputError):
         evaluate([rocksalt()], [rocksalt()], stable=[True, False], cache=cache, n_jobs=1)
+
+
+def test_cell_too_small_to_build_has_no_fingerprint():
+    assert crystalnn_fingerprint(Structure(Lattice.cubic(0.4), ["Na"], [[0, 0, 0]])) is None

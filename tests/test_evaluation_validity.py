@@ -104,3 +104,13 @@ def test_nan_coordinates_are_invalid():
     s = rocksalt()
     s.replace(0, "Na", coords=[np.nan, 0, 0])
     assert not structure_validity(s)
+
+
+def test_unknown_electronegativity_follows_smact2_semantics():
+    from crysloop.evaluation.validity import _pauling_ok
+
+    # smact 2.x raised TypeError on the first cation-anion pair with an unknown value; CDVAE counted that as a pass.
+    assert _pauling_ok((1, -1), (None, 3.0))
+    # ... but a violating pair met before it still fails, as the pairs are visited in the same order.
+    assert not _pauling_ok((1, -1, -1), (3.5, 2.0, None))
+    assert _pauling_ok((1, -1), (0.9, 3.2)) and not _pauling_ok((1, -1), (3.2, 0.9))

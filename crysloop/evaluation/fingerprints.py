@@ -23,6 +23,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from crysloop.evaluation.parallel import parallel_map
+from crysloop.evaluation.validity import MIN_VOLUME
 
 CACHE_VERSION = "cdvae-fp-v1"  # bump when the fingerprint definition changes; the mode is part of each key
 N_STRUCTURE_FEATURES = 61
@@ -69,6 +70,9 @@ def crystalnn_fingerprint(structure: Structure, symmetry_reduced: bool = False) 
     ``symmetry_reduced`` featurises one site per symmetry orbit, weighted by orbit size (fast, not bit-exact).
     """
     site_fp, _ = _featurizers()
+    lattice = structure.lattice
+    if not (np.all(np.isfinite(lattice.matrix)) and lattice.volume >= MIN_VOLUME):
+        return None  # CDVAE never builds such a cell, so it has no fingerprint
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from crysloop.evaluation.validity import composition_validity, structure_validit
 class EvaluationReport:
     """Metrics of one generated set against a reference (and optionally training) set, with wall times per step.
 
+    ``timings`` are wall seconds per step, ``cpu_seconds`` the CPU time of the step including its worker processes;
     ``samples`` holds the generated-sample and reference values behind the distribution metrics (for plots).
     """
 
@@ -39,6 +41,7 @@ class EvaluationReport:
     counts: dict[str, int]
     metrics: dict[str, float | int | None]
     timings: dict[str, float]
+    cpu_seconds: dict[str, float]
     settings: dict[str, object]
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
@@ -58,19 +61,27 @@ def _jsonable(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished worker processes."""
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
+
 class _Clock:
-    """Wall time per named step."""
+    """Wall time and CPU time (workers included) per named step."""
 
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
 
     @contextmanager
     def step(self, name: str):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         try:
             yield
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+            self.cpu[name] = round(self.cpu.get(name, 0.0) + _cpu_seconds() - cpu_start, 3)
 
 
 def _validity(structures: Sequence[Structure]) -> tuple[np.ndarray, np.ndarray]:
@@ -200,6 +211,7 @@ def evaluate(
                 "fingerprint_failures_reference": int((~ref_fp.ok).sum())},
         metrics=metrics,
         timings=clock.timings,
+        cpu_seconds=clock.cpu,
         settings={"coverage_cutoffs": asdict(cutoffs), "n_samples": n_samples, "seed": seed,
                   "symmetry_reduced_fingerprints": sym,
                   "reconstruction_tolerances": asdict(reconstruction_tolerances),

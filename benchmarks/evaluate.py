@@ -1,0 +1,108 @@
+"""Wall time per metric of the evaluation suite on MP-20 crystals (../shared/data/mp_20_biternary).
+
+Reference, training and generated sets are drawn from the MP-20 val + test splits (14,258 binary/ternary
+crystals): reference = the first N_ref of a shuffle, train = the next N_train, generated = perturbed copies
+(every site moved 0.05 A) of reference (70 %) and training (20 %) crystals plus rotated repeats of earlier generated
+crystals (10 %), paired with their sources as ground truth. Each size runs with a cold fingerprint cache, then once
+more with the cache warm (as on the next campaign round). The last line printed is one JSON object.
+
+    nice -n 10 .venv/bin/python benchmarks/evaluate.py --n-generated 1000 --n-reference 1000 --n-train 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core.operations import SymmOp
+
+from crysloop.data.datasets import read_structures
+from crysloop.evaluation import evaluate
+from crysloop.evaluation.fingerprints import FingerprintCache
+from crysloop.evaluation.parallel import default_jobs
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mp_20_biternary"
+
+
+def build_sets(pool, n_generated: int, n_reference: int, n_train: int, seed: int):
+    """Reference, train, generated and ground-truth lists as described in the module docstring."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(pool))
+    reference = [pool[i] for i in order[:n_reference]]
+    train = [pool[i] for i in order[n_reference : n_reference + n_train]]
+    generated, truth = [], []
+    for k in range(n_generated):
+        u = rng.random()
+        if u < 0.1 and generated:
+            j = int(rng.integers(len(generated)))
+            copy = generated[j].copy()
+            copy.apply_operation(SymmOp.from_axis_angle_and_translation([0, 0, 1], 30.0))
+            generated.append(copy)
+            truth.append(truth[j])
+            continue
+        source = reference[int(rng.integers(len(reference)))] if u < 0.8 or not train else train[int(rng.integers(len(train)))]
+        copy = source.copy()
+        copy.perturb(0.05, seed=int(rng.integers(2**31)))
+        generated.append(copy)
+        truth.append(source)
+    return reference, train, generated, truth
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-generated", type=int, nargs="+", default=[1000])
+    parser.add_argument("--n-reference", type=int, default=1000)
+    parser.add_argument("--n-train", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--fast", action="store_true", help="symmetry-reduced fingerprints")
+    parser.add_argument("--no-warm", action="store_true", help="skip the warm-cache rerun")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+
+    start = time.perf_counter()
+    pool = read_structures(DATA / "val.csv.gz", progress=False).structures
+    pool += read_structures(DATA / "test.csv.gz", progress=False).structures
+    read_s = time.perf_counter() - start
+    results = {"pool": len(pool), "read_s": round(read_s, 1), "fast": args.fast, "runs": []}
+    for n in args.n_generated:
+        reference, train, generated, truth = build_sets(pool, n, args.n_reference, args.n_train, args.seed)
+        with tempfile.TemporaryDirectory() as folder:
+            cache = FingerprintCache(Path(folder) / "fp.sqlite")
+            runs = [("cold", cache)] + ([] if args.no_warm else [("warm", cache)])
+            for label, store in runs:
+                t0 = time.perf_counter()
+                report = evaluate(generated, reference, train, "mp20", ground_truth=truth, n_jobs=args.jobs,
+                                  cache=store, symmetry_reduced_fingerprints=args.fast)
+                wall = time.perf_counter() - t0
+                results["runs"].append({
+                    "cache": label, "n_generated": n, "n_reference": len(reference), "n_train": len(train),
+                    "wall_s": round(wall, 1), "timings_s": report.timings, "cpu_s": report.cpu_seconds,
+                    "metrics": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in report.metrics.items()},
+                })
+                print(json.dumps(results["runs"][-1]), flush=True)
+            cache.close()
+    cold = [r for r in results["runs"] if r["cache"] == "cold"]
+    if cold:
+        # CPU seconds scale with the number of crystals; divide by the cores to get an unloaded wall-time estimate.
+        r, cores = cold[-1], args.jobs or default_jobs()
+        fp_cpu = r["cpu_s"]["fingerprints_generated"] + r["cpu_s"]["fingerprints_reference"]
+        per_crystal = fp_cpu / (r["n_generated"] + r["n_reference"])
+        rest_cpu = sum(r["cpu_s"].values()) - fp_cpu
+        cold_cpu = per_crystal * 19000 + rest_cpu * 10000 / r["n_generated"]
+        warm_cpu = per_crystal * 10000 + rest_cpu * 10000 / r["n_generated"]
+        results["fingerprint_cpu_s_per_crystal"] = round(per_crystal, 4)
+        results["extrapolated_10k_vs_9k"] = {
+            "cores": cores, "cold_cache_cpu_s": round(cold_cpu), "cold_cache_wall_s_unloaded": round(cold_cpu / cores),
+            "warm_reference_cpu_s": round(warm_cpu), "warm_reference_wall_s_unloaded": round(warm_cpu / cores),
+        }
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
