@@ -150,7 +150,10 @@ def phonon_task(item: ScreenItem, structure: Structure, mlip: str, config: Phono
 def save_screening_result_task(item: ScreenItem, mlip: str, relax: RelaxResult, hull: HullResult | None = None,
                                phonon: PhononResult | None = None, ehull_threshold: float = 0.1,
                                error: str | None = None) -> str:  # fmt: skip
-    """Upsert the ``ScreeningResult`` of one candidate; any ``error`` (or a failed relaxation) marks it failed."""
+    """Upsert the ``ScreeningResult`` of one candidate; any ``error`` (or a failed relaxation) marks it failed.
+
+    ``stable`` means within ``ehull_threshold`` of the MLIP hull (metastable window), not strictly on it.
+    """
     error = error or (None if relax.ok else f"relaxation: {relax.error}")
     fields = {
         "campaign": item.campaign,
