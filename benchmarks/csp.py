@@ -53,7 +53,9 @@ def train_and_sample(args) -> None:
     info: dict = {"device": args.device, "device_name": _device_name(args.device)}
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint, device=args.device)
-        info["train_seconds"] = None
+        meta = torch.load(args.checkpoint, weights_only=True)["metadata"]
+        info.update(train_seconds=round(meta.get("train_seconds", float("nan")), 1), train_steps=meta.get("steps"),
+                    train_epochs=meta.get("epochs"), train_device=meta.get("device"))
     else:
         config = DiffCSPConfig.preset(args.preset, **({"batch_size": args.batch_size} if args.batch_size else {}))
         start = time.monotonic()

@@ -16,7 +16,8 @@ from crysloop.models.diffcsp import (
     shipped_checkpoint_path,
 )
 from crysloop.models.diffcsp.corruption import wrapped_normal_score
-from crysloop.models.diffcsp.sampler import _Guided
+from crysloop.models.diffcsp.corruption import NoiseSchedule
+from crysloop.models.diffcsp.sampler import _ddpm_step, _Guided
 
 TARGET_LATTICE = torch.tensor([[3.9, 0.0, 0.0], [0.0, 4.1, 0.0], [0.3, 0.0, 4.0]])
 TARGET_COORDS = torch.tensor([[0.1, 0.2, 0.3], [0.6, 0.5, 0.95], [0.02, 0.98, 0.5]])
@@ -50,6 +51,19 @@ def test_reverse_process_recovers_crystal_with_exact_predictions(steps, step_lr)
     assert torch.allclose(out.lattice, TARGET_LATTICE.expand(2, 3, 3), atol=1e-3)
     error = (out.frac_coords - TARGET_COORDS.repeat(2, 1) + 0.5) % 1.0 - 0.5
     assert error.abs().max() < 0.02
+
+
+def test_lattice_clip_bounds_the_first_reverse_step():
+    schedule = NoiseSchedule(1000, 0.005, 0.5)
+    lattice = torch.randn(4, 3, 3, generator=torch.Generator().manual_seed(0))
+    wrong_eps = lattice + 0.5  # a 0.5 error in the predicted noise at t = T
+    abar_t, abar_next = schedule.alphas_cumprod[1000], schedule.alphas_cumprod[999]
+    unclipped = _ddpm_step(lattice, wrong_eps, abar_t, abar_next, torch.zeros_like(lattice))
+    clipped = _ddpm_step(lattice, wrong_eps, abar_t, abar_next, torch.zeros_like(lattice), clip=20.0)
+    assert unclipped.abs().max() > 20.0
+    assert clipped.abs().max() < unclipped.abs().max()
+    exact = _ddpm_step(lattice, lattice, abar_t, abar_next, torch.zeros_like(lattice), clip=20.0)
+    assert torch.allclose(exact, _ddpm_step(lattice, lattice, abar_t, abar_next, torch.zeros_like(lattice)))
 
 
 def test_guidance_mixes_conditional_and_unconditional_in_one_pass():

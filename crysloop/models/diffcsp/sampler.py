@@ -57,8 +57,15 @@ class _Guided:
                      for out in outputs)
 
 
-def _ddpm_step(x, eps, abar_t, abar_next, noise):
-    """One reverse DDPM step from t to an earlier t' (alpha-bar values given), noise-free when t' = 0."""
+def _ddpm_step(x, eps, abar_t, abar_next, noise, clip: float | None = None):
+    """One reverse DDPM step from t to an earlier t' (alpha-bar values given), noise-free when t' = 0.
+
+    ``clip`` bounds the implied clean estimate x0 = (x - sqrt(1 - abar) eps) / sqrt(abar) to [-clip, clip]
+    (DDPM's ``clip_denoised``): near t = T an error in eps is multiplied by up to 1/sqrt(1 - beta_T) = 100.
+    """
+    if clip is not None:
+        x0 = ((x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()).clamp(-clip, clip)
+        eps = (x - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
     alpha = abar_t / abar_next
     mean = (x - (1 - alpha) / (1 - abar_t).sqrt() * eps) / alpha.sqrt()
     std = ((1 - alpha) * (1 - abar_next) / (1 - abar_t)).sqrt()
@@ -76,8 +83,12 @@ def sample_tensors(
     step_lr: float = 1e-5,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    lattice_clip: float | None = 50.0,
 ) -> CrystalTensors:
-    """Sample crystals with the given atom counts; ``atom_types`` (N,) given = CSP, None = ab initio generation."""
+    """Sample crystals with the given atom counts; ``atom_types`` (N,) given = CSP, None = ab initio generation.
+
+    ``lattice_clip`` (Angstrom) bounds each step's clean-lattice estimate; None turns the clipping off.
+    """
     config, schedule, device = model.config, model.schedule, model.device
     conditions = _check_conditions(model, conditions)
     if atom_types is None and config.mode != "abinitio":
@@ -114,7 +125,7 @@ def sample_tensors(
         std = (sigma_next**2 * step / sigma**2).sqrt()
         x = (x + step * score * score_scale + std * randn(n_atoms, 3)) % 1.0
         abar_t, abar_next = schedule.alphas_cumprod[t], schedule.alphas_cumprod[t_next]
-        lattice = _ddpm_step(lattice, eps_lattice, abar_t, abar_next, randn(b, 3, 3))
+        lattice = _ddpm_step(lattice, eps_lattice, abar_t, abar_next, randn(b, 3, 3), lattice_clip)
         if atom_types is None:
             types = _ddpm_step(types, eps_types, abar_t, abar_next, randn(*types.shape))
     final_types = atom_types.to(device) if atom_types is not None else types.argmax(-1) + 1
@@ -150,10 +161,11 @@ def sample_structures(
     seed: int | None = 0,
     step_lr: float = 1e-5,
     progress: bool = False,
+    lattice_clip: float | None = 50.0,
 ) -> list[Structure]:
     """Sample crystal structures: one per composition (CSP, the cell holds exactly the composition's atoms), or
     ``n`` ab initio structures with atom counts drawn from the training set; optional property ``conditions``
-    with classifier-free ``guidance`` weight w."""
+    with classifier-free ``guidance`` weight w. ``lattice_clip`` as in ``sample_tensors``."""
     from crysloop.data.tensors import batch_to_structures
     if (compositions is None) == (n is None):
         raise InputError("give either compositions (structure prediction) or n (ab initio generation)")
@@ -177,7 +189,8 @@ def sample_structures(
         types = None
         if atom_lists is not None:
             types = torch.tensor([z for atoms in atom_lists[start : start + batch_size] for z in atoms])
-        out = sample_tensors(model, chunk, types, conditions, guidance, steps, step_lr, generator, progress)
+        out = sample_tensors(model, chunk, types, conditions, guidance, steps, step_lr, generator, progress,
+                             lattice_clip)
         structures += batch_to_structures(
             {"atom_types": out.atom_types, "frac_coords": out.frac_coords, "lattice": out.lattice,
              "num_atoms": out.num_atoms}

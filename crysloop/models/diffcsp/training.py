@@ -7,11 +7,11 @@ The shipped checkpoint ``crysloop/assets/checkpoints/diffcsp_mp20_small.pt`` is 
 
     crysloop structures train ../shared/data/mp_20_biternary/val.csv.gz ../shared/data/mp_20_sample/train.csv.gz \\
         --preset cpu-small --mode abinitio --properties band_gap,formation_energy_per_atom --batch-size 64 \\
-        --epochs 300 --time-limit 900 --seed 0 --slim --threads 1 \\
+        --epochs 300 --time-limit 2100 --seed 0 --slim --threads 1 \\
         --out crysloop/assets/checkpoints/diffcsp_mp20_small.pt
 
 (7,987 crystals: the MP-20 binary/ternary val rows plus the MP-20 sample train rows.) It was run on a shared,
-overloaded 2-core CPU, so the 900 s limit stopped it after a few epochs: a demo model, far from converged. The
+overloaded 2-core CPU, so the 2100 s limit stopped it after a few epochs: a demo model, far from converged. The
 same command with ``--device cuda`` and no ``--time-limit`` trains the full 300 epochs; the metrics log sits
 beside the checkpoint.
 """
@@ -185,6 +185,8 @@ def train_diffcsp(
             layer.compile(dynamic=True)
     use_amp = (device.startswith("cuda")) if amp is None else amp
     generator = torch.Generator().manual_seed(seed + epoch)
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "a") if log_path else None  # noqa: SIM115 - closed in the finally below
     start_time = time.monotonic()
 
