@@ -9,7 +9,6 @@ import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Structure
