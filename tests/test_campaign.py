@@ -1,4 +1,4 @@
-"""Campaigns end to end with tiny models: two rounds under the Prefect test harness, kill-and-resume, deployment."""
+"""Campaigns end to end with the shipped models, tiny rounds and one fine-tuning epoch: two rounds under the Prefect test harness, kill-and-resume, deployment."""
 
 from __future__ import annotations
 
@@ -22,19 +22,11 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    """A Stage I language model and a Stage II DiffCSP trained for seconds on small MP-20 crystals."""
-    from crysloop.models import composition, diffcsp
-
-    folder = tmp_path_factory.mktemp("models")
+    """A folder with a small reference set (40 MP-20 crystals) for novelty and hull references."""
+    folder = tmp_path_factory.mktemp("campaign")
     records = [r for r in read_structures(SHARED / "mp_20_sample" / "train.csv.gz", progress=False)
                if len(r.structure) <= 6]  # fmt: skip
-    lm = composition.train_composition_lm([r.structure.composition for r in records], epochs=3, device="cpu")
-    composition.save_checkpoint(lm, folder / "lm.pt")
-    model = diffcsp.train_diffcsp(records, diffcsp.DiffCSPConfig.preset("cpu-tiny", timesteps=20), device="cpu",
-                                  steps=20, progress=False)  # fmt: skip
-    diffcsp.save_checkpoint(model, folder / "diffcsp.pt")
-    reference = folder / "reference.csv"
-    write_records_csv(records[:40], reference)
+    write_records_csv(records[:40], folder / "reference.csv")
     return folder
 
 
@@ -42,8 +34,8 @@ def tiny_config(models: Path, name: str, rounds: int = 2, n: int = 3) -> dict:
     return {
         "name": name, "rounds": rounds, "candidates_per_round": n, "conditions": {"stable": 1}, "mlip": "chgnet",
         "device": "cpu", "seed": 3, "reference_dataset": str(models / "reference.csv"), "evaluate": False,
-        "composition_model": {"checkpoint": str(models / "lm.pt"), "max_atoms": 6, "finetune_epochs": 1},
-        "structure_model": {"checkpoint": str(models / "diffcsp.pt"), "finetune_epochs": 1, "batch_size": 8},
+        "composition_model": {"checkpoint": "shipped", "max_atoms": 6, "finetune_epochs": 1},
+        "structure_model": {"checkpoint": "shipped", "steps": 200, "finetune_epochs": 1, "batch_size": 8},
         "screening": {"fmax": 0.2, "steps": 15, "phonons": False, "batch_size": 8},
     }  # fmt: skip
 
@@ -136,3 +128,61 @@ def test_killed_campaign_resumes_without_loss_or_duplicates(tiny_models, setting
     assert len(screened) == len(set(screened)) == len(candidates)
     round0 = [c for c in candidates if c["round"] == 0]
     assert len(round0) <= 3, "the interrupted generation was not repeated with new crystals"
+
+
+def test_deployment_is_scheduled_and_runs_through_a_runner(tiny_models, settings, prefect_harness):
+    """The path of `crysloop campaign deploy`: a cron deployment registered with the API, then executed."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.runner import Runner
+
+    from crysloop.flows.deploy import campaign_deployment
+    from crysloop.infra.db import database
+    from crysloop.infra.documents import Campaign, Candidate
+
+    config = parse_config({**tiny_config(tiny_models, "nightly", rounds=1, n=2), "finetune": False,
+                           "screening": {"phonons": False, "steps": 5, "fmax": 0.5}})  # fmt: skip
+    deployment = campaign_deployment(config, "0 2 * * *")
+    deployment_id = deployment.apply()
+
+    async def stored():
+        async with get_client() as client:
+            return await client.read_deployment(deployment_id)
+
+    registered = asyncio.run(stored())
+    assert registered.name == "nightly" and registered.schedules[0].schedule.cron == "0 2 * * *"
+    assert registered.parameters["config"]["name"] == "nightly" and "campaign:nightly" in registered.tags
+
+    flow_run = run_deployment(f"campaign/{registered.name}", timeout=0)
+    runner = Runner(name="test-runner", limit=1)
+    runner.add_deployment(deployment)
+    asyncio.run(runner.start(run_once=True))
+
+    async def finished():
+        async with get_client() as client:
+            return await client.read_flow_run(flow_run.id)
+
+    state = asyncio.run(finished()).state
+    assert state.is_completed(), state
+    with database(readonly=True):
+        assert Campaign.objects.get(name="nightly").status == "completed"
+        assert 1 <= Candidate.objects(campaign="nightly").count() <= 2
+
+
+def test_generation_runs_on_a_local_dask_cluster(settings, prefect_harness):
+    """The same generate flow with its Stage II chunks on a Dask cluster of two worker processes."""
+    from crysloop.campaign.config import ExecutorConfig, StructureModelConfig
+    from crysloop.flows.generate import generate_flow
+    from crysloop.flows.runners import task_runner
+    from crysloop.infra.db import database
+    from crysloop.infra.documents import Candidate
+
+    runner = task_runner(ExecutorConfig(kind="dask", workers=2))
+    summary = generate_flow.with_options(task_runner=runner)(
+        n=4, campaign="dask", structure_config=StructureModelConfig(steps=50, batch_size=2), device="cpu", seed=1)
+    assert summary.generated == 4 and summary.inserted + summary.invalid + summary.existing == 4
+    with database(readonly=True):
+        stored = list(Candidate.objects(campaign="dask"))
+    assert len(stored) == summary.inserted and all(c.origin["structure_checkpoint"] == "shipped" for c in stored)

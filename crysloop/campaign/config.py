@@ -67,6 +67,14 @@ class KappaStageConfig(_Strict):
     temperatures: list[float] = Field(default_factory=lambda: [300.0])
 
 
+class ExecutorConfig(_Strict):
+    """Where tasks run: threads of the flow's process, or a Dask cluster (local processes or a scheduler address)."""
+
+    kind: Literal["threads", "dask"] = "threads"
+    address: str | None = Field(None, description="tcp://host:8786 of a running Dask scheduler; None = local cluster.")
+    workers: int = Field(2, ge=1, description="Worker processes of a local Dask cluster.")
+
+
 class CampaignConfig(_Strict):
     """Everything a campaign needs: targets, sizes, thresholds, potential, models, device and stages."""
 
@@ -91,6 +99,7 @@ class CampaignConfig(_Strict):
     labels: LabelConfig = Field(default_factory=LabelConfig)
     finetune: bool = True
     evaluate: bool = True
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     dft: DFTStageConfig = Field(default_factory=DFTStageConfig)
     kappa: KappaStageConfig = Field(default_factory=KappaStageConfig)
 

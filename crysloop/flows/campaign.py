@@ -21,6 +21,7 @@ from crysloop.campaign.statistics import round_statistics
 from crysloop.data.datasets import load_dataset
 from crysloop.data.embedded import mp20_mini_path
 from crysloop.flows.generate import generate_flow
+from crysloop.flows.runners import task_runner
 from crysloop.flows.screen import screen_flow
 from crysloop.infra import campaigns as store
 from crysloop.infra.db import database
@@ -148,7 +149,7 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
     composition, structure = _models_for_round(config, index)
     done = set(round_.stages_done)
     if "generate" not in done:
-        summary = generate_flow(
+        summary = generate_flow.with_options(task_runner=task_runner(config.executor))(
             n=config.candidates_per_round, conditions=config.conditions, campaign=config.name, round_index=index,
             composition_checkpoint=composition, structure_checkpoint=structure,
             composition_config=config.composition_model, structure_config=config.structure_model,

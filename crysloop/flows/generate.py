@@ -49,8 +49,14 @@ def generate_flow(
     conditions = dict(conditions or {})
     assignments, used1 = sample_compositions_task(composition_checkpoint, n, conditions, composition_config, seed, device)
     origin = {"composition_checkpoint": composition_checkpoint, "conditions_stage1": used1, "seed": seed}
-    items = sample_structures_task(structure_checkpoint, assignments, conditions, structure_config, seed, device, origin)
-    items, invalid = split_valid(items)
+    size = structure_config.batch_size  # chunks run in parallel on the task runner: threads, or a Dask cluster
+    futures = [
+        sample_structures_task.with_options(task_run_name=f"sample-structures-{start // size}").submit(
+            structure_checkpoint, assignments[start : start + size], conditions, structure_config, seed + start,
+            device, origin)
+        for start in range(0, len(assignments), size)
+    ]  # fmt: skip
+    items, invalid = split_valid([item for future in futures for item in future.result()])
     with database():
         report = store_candidates_task(items, campaign=campaign, round_index=round_index)
     used2 = items[0].origin["conditions_stage2"] if items else {}

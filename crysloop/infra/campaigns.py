@@ -49,9 +49,18 @@ def open_round(campaign: str, index: int) -> Round:
     return round_
 
 
+def plain(value):
+    """numpy scalars and containers of them as plain Python values, which BSON can store."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
+
+
 def mark_stage(round_: Round, stage: str, **stats) -> None:
     """Record a finished stage (and its statistics) so a resumed campaign skips it."""
-    updates = {f"set__stats__{k}": v for k, v in stats.items()}
+    updates = {f"set__stats__{k}": plain(v) for k, v in stats.items()}
     Round.objects(id=round_.id).update(add_to_set__stages_done=stage, **updates)
     round_.reload()
 
@@ -77,7 +86,7 @@ def register_checkpoint(name: str, kind: str, path: Path, campaign: str | None =
     """Record a saved model (idempotent by name)."""
     ModelCheckpoint.objects(name=name).update_one(
         upsert=True, set__kind=kind, set__path=str(path), set__sha256=sha256_file(path), set__campaign=campaign,
-        set__round=round_index, set__parent=parent, set__conditions=conditions or [], set__metrics=metrics or {},
+        set__round=round_index, set__parent=parent, set__conditions=conditions or [], set__metrics=plain(metrics or {}),
     )  # fmt: skip
     return ModelCheckpoint.objects.get(name=name)
 

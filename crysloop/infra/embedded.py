@@ -17,7 +17,7 @@ from bson import json_util
 from mongomock.collection import Collection
 from mongomock.database import Database
 
-_JSON = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL, tz_aware=False)
+_JSON = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_aware=False)  # floats as JSON numbers (numpy too)
 _WRITES = (
     "insert_one", "insert_many", "update_one", "update_many", "replace_one", "delete_one", "delete_many",
     "find_one_and_update", "find_one_and_replace", "find_one_and_delete", "bulk_write", "drop",
