@@ -88,19 +88,21 @@ def main() -> None:
                 print(json.dumps(results["runs"][-1]), flush=True)
             cache.close()
     cold = [r for r in results["runs"] if r["cache"] == "cold"]
+    warm = [r for r in results["runs"] if r["cache"] == "warm"]
     if cold:
-        # CPU seconds scale with the number of crystals; divide by the cores to get an unloaded wall-time estimate.
+        # CPU seconds scale with the number of crystals; divide by the cores for an unloaded wall-time estimate.
         r, cores = cold[-1], args.jobs or default_jobs()
-        fp_cpu = r["cpu_s"]["fingerprints_generated"] + r["cpu_s"]["fingerprints_reference"]
-        per_crystal = fp_cpu / (r["n_generated"] + r["n_reference"])
-        rest_cpu = sum(r["cpu_s"].values()) - fp_cpu
-        cold_cpu = per_crystal * 19000 + rest_cpu * 10000 / r["n_generated"]
-        warm_cpu = per_crystal * 10000 + rest_cpu * 10000 / r["n_generated"]
-        results["fingerprint_cpu_s_per_crystal"] = round(per_crystal, 4)
-        results["extrapolated_10k_vs_9k"] = {
-            "cores": cores, "cold_cache_cpu_s": round(cold_cpu), "cold_cache_wall_s_unloaded": round(cold_cpu / cores),
-            "warm_reference_cpu_s": round(warm_cpu), "warm_reference_wall_s_unloaded": round(warm_cpu / cores),
-        }
+        gen_cpu = r["cpu_s"]["fingerprints_generated"] / r["n_generated"]
+        ref_cpu = r["cpu_s"]["fingerprints_reference"] / r["n_reference"]
+        rest = lambda run: sum(run["cpu_s"].values()) - run["cpu_s"]["fingerprints_generated"] - run["cpu_s"]["fingerprints_reference"]  # noqa: E731
+        scale = 10000 / r["n_generated"]
+        cold_cpu = gen_cpu * 10000 + ref_cpu * 9000 + rest(r) * scale
+        estimate = {"cores": cores, "cold_cache_cpu_s": round(cold_cpu), "cold_cache_wall_s_unloaded": round(cold_cpu / cores)}
+        if warm:
+            warm_cpu = gen_cpu * 10000 + rest(warm[-1]) * scale  # reference (and ground-truth) fingerprints cached
+            estimate.update(warm_reference_cpu_s=round(warm_cpu), warm_reference_wall_s_unloaded=round(warm_cpu / cores))
+        results["fingerprint_cpu_s_per_crystal"] = {"generated": round(gen_cpu, 4), "reference": round(ref_cpu, 4)}
+        results["extrapolated_10k_vs_9k"] = estimate
     print(json.dumps(results))
 
 
