@@ -38,6 +38,7 @@ def _relax(structures, calc, config, batch_size):
         "converged": sum(r.converged for r in ok),
         "failed": len(results) - len(ok),
         "mean_steps": round(float(np.mean([r.steps for r in ok])), 1) if ok else None,
+        "errors": [r.error for r in results if not r.ok],
     }
 
 
