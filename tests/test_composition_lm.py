@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -145,3 +146,13 @@ def test_checkpoint_round_trip_is_plain(tmp_path, random_model):
     assert a == b
     with pytest.raises(InputError):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("n_labels,epochs", [(1, 1), (3, 10)])
+def test_finetune_on_a_handful_of_labels(random_model, n_labels, epochs):
+    """A campaign round can label only a few candidates; fine-tuning must still run (learning-rate schedule)."""
+    model = copy.deepcopy(random_model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    finetune_composition_lm(model, [("NaCl", {"stable": 1.0})] * n_labels, epochs=epochs)
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed, "no weight was updated"

@@ -108,8 +108,9 @@ def _fit(model: CompositionLM, examples: _Examples, names: list[str], epochs: in
     torch.manual_seed(seed)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    steps = epochs * math.ceil(len(examples.tokens) / batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    steps = max(epochs * math.ceil(len(examples.tokens) / batch_size), 4)
+    # OneCycle needs at least two warm-up steps (a campaign round may fine-tune on a handful of labels)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=max(0.1, 2 / steps))
     start, losses = time.perf_counter(), []
     for epoch in range(epochs):
         order = list(range(len(examples.tokens)))
