@@ -178,4 +178,4 @@ def sample(
     neutral = sum(s.charge == 0 for s in ionic)
     console.print(f"{len(samples)} compositions in {elapsed:.1f} s: {len(ionic)} ionic ({neutral} neutral), "
                   f"{len(samples) - len(ionic)} alloys, {len({s.formula for s in samples})} unique formulas"
-                  + (f"; saved to the database" if save_db else "") + (f"; CSV {csv_out}" if csv_out else ""))  # fmt: skip
+                  + ("; saved to the database" if save_db else "") + (f"; CSV {csv_out}" if csv_out else ""))  # fmt: skip

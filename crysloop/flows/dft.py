@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
@@ -15,20 +12,6 @@ from crysloop.errors import InputError
 from crysloop.infra.db import database
 from crysloop.infra.settings import get_settings
 from crysloop.tasks.dft import queue_dft_jobs, relax_dft_job, requeue_failed_jobs
-
-
-@contextmanager
-def _connected() -> Iterator[None]:
-    """Use the caller's database connection when there is one, otherwise connect for the flow."""
-    from mongoengine.connection import ConnectionFailure, get_connection
-
-    try:
-        get_connection()
-        context = nullcontext()
-    except ConnectionFailure:
-        context = database()
-    with context:
-        yield
 
 
 def _run_settings(run: RunSettings | None) -> RunSettings:
@@ -56,7 +39,7 @@ def dft_flow(
     if top_n < 1:
         raise InputError(f"top_n must be at least 1, got {top_n}")
     run = _run_settings(run)
-    with _connected():
+    with database():
         runs_dir = get_settings().runs_dir / "dft"
         for job_id in queue_dft_jobs(campaign, preset, top_n):
             relax_dft_job(job_id, run, runs_dir)
@@ -77,7 +60,7 @@ def dft_resume_flow(
     if max_attempts < 1:
         raise InputError(f"max_attempts must be at least 1, got {max_attempts}")
     run = _run_settings(run)
-    with _connected():
+    with database():
         runs_dir = get_settings().runs_dir / "dft"
         for job_id in requeue_failed_jobs(campaign, max_attempts, stale_hours):
             relax_dft_job(job_id, run, runs_dir)

@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
+from crysloop.infra.db import database
 from crysloop.errors import InputError
 from crysloop.screening.hull import chemical_subsystems, chemsys_of, energy_above_hull, materials_project_structures
 from crysloop.screening.phonons import PhononConfig
@@ -24,7 +25,6 @@ from crysloop.screening.potentials import check_mlip_name
 from crysloop.screening.relax import RelaxConfig, RelaxResult
 from crysloop.tasks.screen import (
     ScreenItem,
-    connected,
     hull_references_task,
     pending_candidates,
     phonon_task,
@@ -93,7 +93,7 @@ def screen_flow(
     extra = _reference_structures_by_chemsys(reference_structures or [])
     summary = ScreenSummary(mlip=mlip)
     references: dict[str, list[ComputedStructureEntry]] = {}
-    with connected():
+    with database():
         items = pending_candidates(campaign, mlip, max_candidates, retry_failed)
         logger.info("%d candidates to screen with %s", len(items), mlip)
         if not items:

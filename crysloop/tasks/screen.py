@@ -6,18 +6,15 @@ Database access happens here (through the documents); the science is in :mod:`cr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import mongoengine as me
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from crysloop.data.canonical import structure_hash
-from crysloop.infra.db import database
 from crysloop.infra.documents import Candidate, HullReference, ScreeningResult, utcnow
 from crysloop.screening.hull import (
     HullResult,
@@ -41,16 +38,6 @@ class ScreenItem:
     chemsys: str
     structure: Structure
     campaign: str | None = None
-
-
-@contextmanager
-def connected() -> Iterator[None]:
-    """Use the open database connection if the caller (e.g. the campaign flow) has one, else open one for the block."""
-    if me.DEFAULT_CONNECTION_NAME in me.connection._connection_settings:
-        yield
-        return
-    with database():
-        yield
 
 
 def pending_candidates(campaign: str | None, mlip: str, max_candidates: int | None = None,
