@@ -49,7 +49,7 @@ def structures_for(assignments: list[ValenceAssignment], model: DiffCSP, conditi
     ]  # fmt: skip
 
 
-MAX_VOLUME_PER_ATOM = 1000.0  # A^3; MP-20 spans about 5-100
+MIN_VOLUME_PER_ATOM, MAX_VOLUME_PER_ATOM = 4.0, 1000.0  # A^3; MP-20 spans 8-93, diamond has 5.7
 
 
 def split_valid(items: list[NewCandidate]) -> tuple[list[NewCandidate], int]:
@@ -58,6 +58,7 @@ def split_valid(items: list[NewCandidate]) -> tuple[list[NewCandidate], int]:
     Overlapping atoms, collapsed or vastly expanded cells cannot be relaxed by a potential (and can exhaust memory
     building its graph), so they never reach the database or the screening.
     """
-    valid = [item for item in items if item.structure.volume / len(item.structure) <= MAX_VOLUME_PER_ATOM
+    valid = [item for item in items
+             if MIN_VOLUME_PER_ATOM <= item.structure.volume / len(item.structure) <= MAX_VOLUME_PER_ATOM
              and structure_validity(item.structure)]  # fmt: skip
     return valid, len(items) - len(valid)

@@ -37,7 +37,7 @@ class PhononConfig:
     tolerance_thz: float = 0.01
     gamma_radius: float = 0.05  # 1/A (no 2*pi), where acoustic branches are exempt
     symprec: float = 1e-4
-    batch_size: int = 8
+    batch_size: int = 2  # displaced supercells per MLIP call: CHGNet needs GBs for a few hundred dense atoms
 
 
 @dataclass

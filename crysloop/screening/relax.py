@@ -37,6 +37,7 @@ class RelaxConfig:
     timeout_s: float = 600.0  # per structure: its own steps plus its share of each batched evaluation
     max_volume_ratio: float = 4.0  # final / initial volume beyond this (or below its inverse) is an explosion
     min_distance: float = 0.5  # A; closer atoms mean a collapsed structure
+    min_volume_per_atom: float = 4.0  # A^3; below diamond's 5.7, so a denser cell has collapsed (and its graph explodes)
 
     def __post_init__(self) -> None:
         if self.optimizer.upper() not in OPTIMIZERS:
@@ -77,6 +78,8 @@ def _sanity_check(atoms: Atoms, prediction: Prediction, initial_volume: float, c
     ratio = atoms.get_volume() / initial_volume
     if not (1 / config.max_volume_ratio < ratio < config.max_volume_ratio):
         raise RelaxationFailed(f"cell {'exploded' if ratio > 1 else 'collapsed'} (volume ratio {ratio:.2f})")
+    if atoms.get_volume() / len(atoms) < config.min_volume_per_atom:
+        raise RelaxationFailed(f"cell collapsed ({atoms.get_volume() / len(atoms):.1f} A^3 per atom)")
     if len(atoms) > 1:
         distances = atoms.get_all_distances(mic=True)
         np.fill_diagonal(distances, np.inf)
