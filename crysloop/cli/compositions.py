@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crysloop.cli.options import parse_conditions
 from crysloop.errors import InputError
 
 app = typer.Typer(help="Stage I compositions: valence labelling, language-model training and sampling.", no_args_is_help=True)
@@ -119,19 +120,6 @@ def train(
                   f"{report['final_loss']:.3f}, {report['train_seconds']:.0f} s -> {out}")  # fmt: skip
 
 
-def _parse_conditions(options: list[str]) -> dict[str, float]:
-    conditions = {}
-    for option in options:
-        name, sep, value = option.partition("=")
-        try:
-            conditions[name.strip()] = float(value)
-        except ValueError:
-            raise InputError(f"--condition {option!r}: expected NAME=NUMBER") from None
-        if not sep or not name.strip():
-            raise InputError(f"--condition {option!r}: expected NAME=NUMBER")
-    return conditions
-
-
 @app.command()
 def sample(
     n: int = typer.Option(1000, "--n", help="Number of compositions."),
@@ -150,7 +138,7 @@ def sample(
     """Sample compositions (charge-neutral unless --unconstrained) to the results database and/or a CSV."""
     from crysloop.models.composition import load_checkpoint, sample_compositions, shipped_checkpoint_path
 
-    conditions = _parse_conditions(condition)
+    conditions = parse_conditions(condition)
     if n <= 0:
         raise InputError("--n must be positive")
     model = load_checkpoint(checkpoint)

@@ -17,6 +17,8 @@ def parse_conditions(options: list[str]) -> dict[str, float]:
         except ValueError:
             number = math.nan
         if not sep or not name.strip() or not math.isfinite(number):
-            raise InputError(f"--condition {option!r}: expected NAME=NUMBER, e.g. stable=1")
+            raise InputError(
+                f"--condition {option!r}: expected NAME=NUMBER (a NAME=VALUE pair with a numeric value, e.g. stable=1)"
+            )
         conditions[name.strip()] = number
     return conditions

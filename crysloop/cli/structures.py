@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crysloop.cli.options import parse_conditions
 from crysloop.errors import InputError
 
 app = typer.Typer(help="Crystal structures with DiffCSP: train, sample.", no_args_is_help=True)
@@ -16,19 +17,6 @@ console = Console()
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
-
-
-def _conditions(items: list[str]) -> dict[str, float]:
-    conditions = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            conditions[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            raise InputError(f"condition {item!r} is not NAME=VALUE (e.g. band_gap=1.5)")
-    return conditions
 
 
 @app.command()
@@ -101,7 +89,7 @@ def sample(
     model = load_checkpoint(checkpoint, device=device)
     queries = [c for c in compositions for _ in range(samples)] if compositions else None
     structures = sample_structures(
-        model, queries, n=n, conditions=_conditions(condition), guidance=guidance, steps=steps, step_lr=step_lr,
+        model, queries, n=n, conditions=parse_conditions(condition), guidance=guidance, steps=steps, step_lr=step_lr,
         batch_size=batch_size, device=device, seed=seed, progress=True,
     )
     table = Table("#", "formula", "a, b, c (A)", "alpha, beta, gamma", "volume (A^3)")
