@@ -186,3 +186,22 @@ def test_generation_runs_on_a_local_dask_cluster(settings, prefect_harness):
     with database(readonly=True):
         stored = list(Candidate.objects(campaign="dask"))
     assert len(stored) == summary.inserted and all(c.origin["structure_checkpoint"] == "shipped" for c in stored)
+
+
+def test_train_flow_trains_and_registers_both_stages(tiny_models, settings, prefect_harness, tmp_path):
+    from crysloop.flows.train import train_flow
+    from crysloop.infra.db import database
+    from crysloop.infra.documents import ModelCheckpoint
+    from crysloop.models import composition, diffcsp
+
+    data = str(tiny_models / "reference.csv")
+    train_flow("composition", data, str(tmp_path / "lm.pt"), "lm-test", properties=("e_above_hull",), epochs=2)
+    train_flow("structure", data, str(tmp_path / "csp.pt"), "csp-test", epochs=1, preset="cpu-tiny")
+    assert "e_above_hull" in composition.load_checkpoint(tmp_path / "lm.pt").condition_names
+    assert diffcsp.load_checkpoint(tmp_path / "csp.pt").config.mode == "csp"
+    with database(readonly=True):
+        stored = {c.name: c for c in ModelCheckpoint.objects}
+    assert set(stored) == {"lm-test", "csp-test"} and stored["lm-test"].kind == "composition"
+    assert all(len(c.sha256) == 64 for c in stored.values())
+    with pytest.raises(InputError, match="no values for the properties"):
+        train_flow("composition", data, str(tmp_path / "x.pt"), "x", properties=("kappa",), epochs=1)

@@ -43,3 +43,25 @@ def finetune_structure_task(parent: str, records: list[tuple[Structure, dict]], 
     model = diffcsp.finetune_diffcsp(model, records, new_properties=names, epochs=epochs, device=device, seed=seed)
     _atomic_save(diffcsp.save_checkpoint, model, out)
     return {"conditions": list(model.config.properties), "n_train": len(records)}
+
+
+@task(name="train-composition-lm", tags=["gpu", "stage-1"])
+def train_composition_task(records: list, properties: list[str], out: Path, epochs: int, device: str = "auto",
+                           seed: int = 0) -> dict:  # fmt: skip
+    """Train Stage I from scratch on dataset records, conditioned on the named properties."""
+    compositions = [r.structure.composition for r in records]
+    values = [{name: r.properties.get(name) for name in properties} for r in records]
+    model = composition.train_composition_lm(compositions, values, properties, epochs=epochs,
+                                             device=resolve_device(device), seed=seed)  # fmt: skip
+    _atomic_save(composition.save_checkpoint, model, out)
+    return {"conditions": model.condition_names, **model.metadata["training"]}
+
+
+@task(name="train-diffcsp", tags=["gpu", "stage-2"])
+def train_structure_task(records: list, properties: list[str], out: Path, epochs: int, preset: str = "cpu-small",
+                         mode: str = "csp", device: str = "auto", seed: int = 0) -> dict:  # fmt: skip
+    """Train Stage II from scratch on dataset records (checkpointed as it goes, so it can be resumed)."""
+    config = diffcsp.DiffCSPConfig.preset(preset, mode=mode, properties=tuple(properties))
+    model = diffcsp.train_diffcsp(records, config, device=resolve_device(device), epochs=epochs, checkpoint_path=out,
+                                  log_path=Path(out).with_suffix(".metrics.jsonl"), seed=seed, progress=False)  # fmt: skip
+    return {"conditions": list(model.config.properties), "n_train": len(records)}
