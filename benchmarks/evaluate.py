@@ -7,6 +7,7 @@ crystals (10 %), paired with their sources as ground truth. Each size runs with 
 more with the cache warm (as on the next campaign round). The last line printed is one JSON object.
 
     nice -n 10 .venv/bin/python benchmarks/evaluate.py --n-generated 1000 --n-reference 1000 --n-train 1000
+    nice -n 10 .venv/bin/python benchmarks/evaluate.py --n-generated 10000 --n-reference 9000 --n-train 5000
 """
 
 from __future__ import annotations
