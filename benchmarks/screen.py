@@ -1,8 +1,9 @@
 """MLIP screening throughput on MP-20 crystals (../shared/data/mp_20_sample/test.csv.gz) on the CPU.
 
 Relaxes the first N test crystals (cell and positions, FIRE, fmax and step limit as in the screen flow) one at a
-time and then ``--batch-size`` per forward pass, and times the phonon check (default 10 A supercell) on the first
-``--phonons`` relaxed crystals. The last line printed is one JSON object.
+time, then ``--batch-size`` per forward pass, then one at a time split over ``--workers`` worker processes (as the
+campaign's ``processes`` executor does; worker start-up and model loading included), and times the phonon check
+(default 10 A supercell) on the first ``--phonons`` relaxed crystals. The last line printed is one JSON object.
 
     nice -n 10 .venv/bin/python benchmarks/screen.py --n 100 --phonons 5
 """
@@ -13,12 +14,15 @@ import argparse
 import json
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from crysloop.data.datasets import read_structures
+from crysloop.flows.runners import limit_threads
 from crysloop.screening.phonons import PhononConfig, phonon_stability
 from crysloop.screening.potentials import get_calculator
 from crysloop.screening.relax import RelaxConfig, relax_structures
@@ -42,6 +46,22 @@ def _relax(structures, calc, config, batch_size):
     }
 
 
+def _relax_part(args) -> list:
+    structures, mlip, config = args
+    return relax_structures(structures, get_calculator(mlip, "cpu"), batch_size=1, config=config)
+
+
+def _relax_in_processes(structures, mlip, config, workers: int, threads: int) -> dict:
+    parts = [structures[i::workers] for i in range(workers)]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=limit_threads,
+                             initargs=(threads,)) as pool:  # fmt: skip
+        results = [r for part in pool.map(_relax_part, [(p, mlip, config) for p in parts]) for r in part]
+    minutes = (time.perf_counter() - started) / 60
+    return {"workers": workers, "threads_per_worker": threads, "wall_s": round(minutes * 60, 1),
+            "relaxations_per_min": round(len(structures) / minutes, 2), "failed": sum(not r.ok for r in results)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="MP-20 test crystals to relax")
@@ -50,7 +70,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--phonons", type=int, default=5, help="relaxed crystals to phonon-check")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (per worker process too)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes for the parallel run (0: skip)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -65,6 +86,8 @@ def main() -> None:
     print("one at a time:", seq_stats, flush=True)
     batched, batch_stats = _relax(structures, calc, config, args.batch_size)
     print("batched:", batch_stats, flush=True)
+    parallel = _relax_in_processes(structures, args.mlip, config, args.workers, args.threads) if args.workers else None
+    print("worker processes:", parallel, flush=True)
     both = [(a, b) for a, b in zip(sequential, batched, strict=True) if a.ok and b.ok]
     energy_diff = max((abs(a.energy_per_atom - b.energy_per_atom) for a, b in both), default=0.0)
 
@@ -84,6 +107,8 @@ def main() -> None:
         "fmax": args.fmax, "steps": args.steps, "mean_nsites": round(float(np.mean([len(s) for s in structures])), 1),
         "one_at_a_time": seq_stats, "batched": batch_stats,
         "batched_speedup": round(batch_stats["relaxations_per_min"] / seq_stats["relaxations_per_min"], 2),
+        "processes": parallel,
+        "processes_speedup": round(parallel["relaxations_per_min"] / seq_stats["relaxations_per_min"], 2) if parallel else None,
         "max_energy_diff_ev_per_atom": round(energy_diff, 4),
         "phonon_s_per_structure": round(float(np.mean(phonon_times)), 1) if phonon_times else None,
         "phonon_stable": sum(r["stable"] for r in phonon_rows), "phonon_checked": len(phonon_rows),

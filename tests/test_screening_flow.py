@@ -72,3 +72,20 @@ def test_screen_cli_runs_the_flow(db, prefect_harness, capsys):
         main(["screen", "--mlip", "mace"])
     assert exit_info.value.code == 1
     assert "unknown MLIP" in capsys.readouterr().err
+
+
+def test_screen_flow_relaxes_in_worker_processes(db, prefect_harness):
+    """The campaign's `processes` executor: relaxations and phonon checks run in a pool of worker processes."""
+    from crysloop.campaign.config import ExecutorConfig
+    from crysloop.flows.runners import task_runner
+    from crysloop.flows.screen import screen_flow
+
+    si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.50), ["Si"], [[0, 0, 0]]).get_primitive_structure()
+    add_candidates([NewCandidate(si), NewCandidate(_nacl(5.70))], campaign="p1")
+    runner = task_runner(ExecutorConfig(kind="processes", workers=2))
+    summary = screen_flow.with_options(task_runner=runner)(
+        campaign="p1", mlip="chgnet", phonons=True, phonon_min_length=5.0, concurrency=2,
+    )  # fmt: skip
+    assert summary.screened == 2 and summary.failed == 0 and summary.phonon_checked == 2
+    assert {r.formula: r.status for r in ScreeningResult.objects(campaign="p1")} == {"Si": "ok", "NaCl": "ok"}
+    assert ScreeningResult.objects(campaign="p1", formula="Si").get().phonon_stable

@@ -68,11 +68,12 @@ class KappaStageConfig(_Strict):
 
 
 class ExecutorConfig(_Strict):
-    """Where tasks run: threads of the flow's process, or a Dask cluster (local processes or a scheduler address)."""
+    """Where tasks run: threads of the flow's process, local worker processes (CPU screening in parallel), or a
+    Dask cluster (local processes or a scheduler address)."""
 
-    kind: Literal["threads", "dask"] = "threads"
+    kind: Literal["threads", "processes", "dask"] = "threads"
     address: str | None = Field(None, description="tcp://host:8786 of a running Dask scheduler; None = local cluster.")
-    workers: int = Field(2, ge=1, description="Worker processes of a local Dask cluster.")
+    workers: int = Field(2, ge=1, description="Worker processes (kind processes, or a local Dask cluster).")
 
 
 class CampaignConfig(_Strict):

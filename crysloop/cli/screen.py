@@ -22,17 +22,21 @@ def screen(
     steps: int = typer.Option(500, help="Step limit of the relaxation."),
     batch_size: int = typer.Option(16, help="Structures per forward pass."),
     phonon_min_length: float = typer.Option(10.0, help="Minimum plane spacing of the phonon supercell (A)."),
-    concurrency: int = typer.Option(2, help="Phonon checks running at once."),
+    concurrency: int = typer.Option(2, help="Relaxation parts and phonon checks running at once."),
+    processes: bool = typer.Option(False, "--processes", help="Run them in worker processes (CPU) instead of threads."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Screen again candidates that failed before."),
     materials_project: bool = typer.Option(False, "--materials-project", help="Add MP references (mp-api, MP_API_KEY)."),
 ) -> None:
     """Screen the unscreened candidates; finished ones are skipped, so an interrupted run resumes."""
+    from crysloop.campaign.config import ExecutorConfig
+    from crysloop.flows.runners import task_runner
     from crysloop.flows.screen import screen_flow
     from crysloop.screening.potentials import check_mlip_name
 
     mlip = check_mlip_name(mlip)
+    executor = ExecutorConfig(kind="processes" if processes else "threads", workers=max(1, concurrency))
     with console.status(f"screening with {mlip} ..."):
-        summary = screen_flow(
+        summary = screen_flow.with_options(task_runner=task_runner(executor))(
             campaign=campaign, mlip=mlip, phonons=phonons, ehull_threshold=ehull_threshold,
             max_candidates=max_candidates, fmax=fmax, steps=steps, batch_size=batch_size,
             phonon_min_length=phonon_min_length, concurrency=concurrency, retry_failed=retry_failed,

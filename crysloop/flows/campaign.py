@@ -160,11 +160,13 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
                          conditions_stage2=summary.conditions_stage2)  # fmt: skip
     if "screen" not in done:
         screening = config.screening
-        screen_flow(campaign=config.name, mlip=config.mlip, phonons=screening.phonons,
-                    ehull_threshold=config.labels.ehull_stable, fmax=screening.fmax,
-                    reference_structures=references_for(store.round_candidates(config.name, index), reference),
-                    steps=screening.steps, batch_size=screening.batch_size,
-                    phonon_min_length=screening.phonon_min_length)  # fmt: skip
+        screen_flow.with_options(task_runner=task_runner(config.executor))(
+            campaign=config.name, mlip=config.mlip, phonons=screening.phonons,
+            ehull_threshold=config.labels.ehull_stable, fmax=screening.fmax,
+            reference_structures=references_for(store.round_candidates(config.name, index), reference),
+            steps=screening.steps, batch_size=screening.batch_size, phonon_min_length=screening.phonon_min_length,
+            concurrency=config.executor.workers,
+        )  # fmt: skip
         store.mark_stage(round_, "screen")
     if config.kappa.enabled and "kappa" not in done:
         from crysloop.flows.kappa import kappa_flow

@@ -1,8 +1,19 @@
-"""Task runners: threads in the flow's process, or a Dask cluster through prefect-dask."""
+"""Task runners: threads in the flow's process, a pool of local processes, or a Dask cluster through prefect-dask."""
 
 from __future__ import annotations
 
+import os
+
 from crysloop.campaign.config import ExecutorConfig
+
+
+def limit_threads(threads: int) -> None:
+    """Give a worker process its share of the cores (torch and BLAS), so parallel MLIP tasks do not oversubscribe."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
 
 
 def task_runner(config: ExecutorConfig):
@@ -11,6 +22,11 @@ def task_runner(config: ExecutorConfig):
         from prefect.task_runners import ThreadPoolTaskRunner
 
         return ThreadPoolTaskRunner()
+    if config.kind == "processes":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        share = max(1, (os.cpu_count() or 1) // config.workers)
+        return ProcessPoolTaskRunner(max_workers=config.workers, initializer=limit_threads, initargs=(share,))
     from prefect_dask import DaskTaskRunner
 
     if config.address:

@@ -8,6 +8,7 @@ across flows as well).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -101,7 +102,7 @@ def screen_flow(
         progress = create_progress_artifact(0.0, key="screen-progress", description=f"screening with {mlip}")
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            relaxed = relax_candidates_task(chunk, mlip, relax_config, batch_size, _label(chunk))
+            relaxed = _relax_chunk(chunk, mlip, relax_config, batch_size, concurrency)
             _ensure_references(chunk, mlip, relax_config, batch_size, extra, materials_project, references)
             _finish_chunk(chunk, relaxed, mlip, phonons, ehull_threshold, phonon_config, concurrency, references, summary)
             done = start + len(chunk)
@@ -109,6 +110,15 @@ def screen_flow(
             logger.info("screened %d/%d (%d failed)", done, len(items), summary.failed)
         create_table_artifact(summary.rows, key="screen-results", description=f"screening with {mlip}")
     return summary
+
+
+def _relax_chunk(chunk: Sequence[ScreenItem], mlip: str, config: RelaxConfig, batch_size: int,
+                 concurrency: int) -> list[RelaxResult]:  # fmt: skip
+    """Relax a chunk as ``concurrency`` parts on the flow's task runner (threads, worker processes or Dask)."""
+    size = math.ceil(len(chunk) / concurrency)
+    parts = [chunk[start : start + size] for start in range(0, len(chunk), size)]
+    futures = [relax_candidates_task.submit(part, mlip, config, batch_size, _label(part)) for part in parts]
+    return [result for future in futures for result in future.result()]
 
 
 def _ensure_references(chunk: Sequence[ScreenItem], mlip: str, config: RelaxConfig, batch_size: int,
