@@ -62,6 +62,19 @@ def db(request, settings, monkeypatch):
     dbmod.disconnect()
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny cells: one torch and BLAS thread is several times faster than two on a busy 2-core machine."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """A temporary Prefect API and database for flow tests (about 10 s to start)."""

@@ -8,18 +8,7 @@ from pymatgen.core import Lattice, Structure
 from crysloop.infra.documents import Candidate, HullReference, ScreeningResult
 from crysloop.infra.store import NewCandidate, add_candidates
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny cells: one torch and BLAS thread is several times faster than two on a busy 2-core machine."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _nacl(a: float) -> Structure:

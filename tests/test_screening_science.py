@@ -19,6 +19,8 @@ from crysloop.screening.relax import RelaxConfig, relax_structures
 
 SI_A, NACL_A = 5.431, 5.640  # experimental cubic lattice constants (A, room temperature)
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def rocksalt_nacl(a: float) -> Structure:
     return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
@@ -26,19 +28,6 @@ def rocksalt_nacl(a: float) -> Structure:
 
 def diamond_si(a: float) -> Structure:
     return Structure.from_spacegroup("Fd-3m", Lattice.cubic(a), ["Si"], [[0, 0, 0]]).get_primitive_structure()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny cells: one torch and BLAS thread is several times faster than two on a busy 2-core machine."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
