@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from ase.calculators.calculator import Calculator
 from phonopy import Phonopy
+from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 from pymatgen.core import Structure
 from pymatgen.io.phonopy import get_phonopy_structure, get_pmg_structure
 
@@ -84,8 +86,10 @@ def phonon_stability(structure: Structure, calculator: Calculator, config: Phono
         config = PhononConfig(**{**config.__dict__, **overrides})
     started = time.perf_counter()
     supercell_matrix = supercell_matrix_for(structure, config.min_length)
-    phonon = Phonopy(get_phonopy_structure(structure), supercell_matrix=supercell_matrix, primitive_matrix="auto",
-                     symprec=config.symprec)  # fmt: skip
+    with warnings.catch_warnings():  # 'auto' (find the primitive cell) is our choice, not phonopy's old default
+        warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
+        phonon = Phonopy(get_phonopy_structure(structure), supercell_matrix=supercell_matrix, primitive_matrix="auto",
+                         symprec=config.symprec)  # fmt: skip
     phonon.generate_displacements(distance=config.displacement)
     supercells = [get_pmg_structure(phonon.supercell)]
     supercells += [get_pmg_structure(cell) for cell in phonon.supercells_with_displacements]
@@ -97,13 +101,12 @@ def phonon_stability(structure: Structure, calculator: Calculator, config: Phono
 
     mesh = config.mesh if isinstance(config.mesh, (int, float)) else list(config.mesh)
     phonon.run_mesh(mesh, is_gamma_center=True)
-    mesh_dict = phonon.get_mesh_dict()
-    qpoints = [np.asarray(mesh_dict["qpoints"])]
-    frequencies = [np.asarray(mesh_dict["frequencies"])]
+    qpoints = [np.asarray(phonon.mesh.qpoints)]
+    frequencies = [np.asarray(phonon.mesh.frequencies)]
     phonon.auto_band_structure(npoints=config.band_points, write_yaml=False)
-    bands = phonon.get_band_structure_dict()
-    qpoints += [np.asarray(q) for q in bands["qpoints"]]
-    frequencies += [np.asarray(f) for f in bands["frequencies"]]
+    bands = phonon.band_structure
+    qpoints += [np.asarray(q) for q in bands.qpoints]
+    frequencies += [np.asarray(f) for f in bands.frequencies]
     all_q = np.concatenate(qpoints)
     all_f = np.concatenate(frequencies)
 
