@@ -29,13 +29,15 @@ def parse_temperatures(text: str) -> tuple[float, ...]:
 def parse_mesh(text: str) -> tuple[int, int, int] | float:
     """``"11,11,11"`` -> three integers; ``"40"`` -> a length in Angstrom for phono3py's automatic mesh."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
+    number = float if len(parts) == 1 else int
     try:
-        if len(parts) == 1:
-            return float(parts[0])
-        if len(parts) == 3:
-            return tuple(int(p) for p in parts)  # type: ignore[return-value]
+        values = [number(p) for p in parts]
     except ValueError:
-        pass
+        values = []
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 3:
+        return tuple(values)  # type: ignore[return-value]
     raise InputError(f"mesh must be three integers (11,11,11) or one length in Angstrom (40), got {text!r}")
 
 
