@@ -107,11 +107,11 @@ def _finetune(config: CampaignConfig, index: int, composition: str, structure: s
 
 
 def _statistics(config: CampaignConfig, index: int, reference: tuple[Structure, ...]) -> dict:
-    pairs = store.round_screening(config.name, index, config.mlip)
-    generated = [Structure.from_dict(c.structure) for c, _ in pairs]
-    ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in pairs]
-    phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in pairs]
-    stable = [bool(stability_labels(e, p, config.labels).get("stable")) for e, p in zip(ehull, phonon)]
+    samples = store.round_samples(config.name, index, config.mlip)  # all sampled: before validity filter and dedup
+    generated = [structure for structure, _ in samples]
+    ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in samples]
+    phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in samples]
+    stable = [bool(stability_labels(e, p, config.labels).get("stable")) for e, p in zip(ehull, phonon, strict=True)]
     stats = round_statistics(generated, reference, ehull, phonon, stable)
     if config.evaluate and generated:
         from crysloop.evaluation import evaluate
