@@ -179,7 +179,13 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
     if config.dft.enabled and "dft" not in done:
         from crysloop.flows.dft import dft_flow
 
+        from crysloop.dft.jobs import unfinished_jobs
+
         dft_flow(campaign=config.name, preset=config.dft.preset, top_n=config.dft.top_n)
+        unfinished = unfinished_jobs(config.name)
+        if unfinished:  # running in another live process: the stage stays open for `campaign resume`
+            raise RuntimeError(f"{len(unfinished)} DFT jobs of {config.name} are still pending or running "
+                               f"({', '.join(sorted({j.state for j in unfinished}))}); resume the campaign later")  # fmt: skip
         store.mark_stage(round_, "dft")
     if "statistics" not in done:
         store.mark_stage(round_, "statistics", **_statistics(config, index, reference))

@@ -193,6 +193,9 @@ class DFTAttempt(me.EmbeddedDocument):
 
     index = me.IntField(required=True)
     run_dir = me.StringField()
+    host = me.StringField()  # where the process that owns the attempt runs
+    pid = me.IntField()
+    pid_started = me.IntField()  # that process's start time (clock ticks after boot), so a reused pid is not it
     started_at = me.DateTimeField(default=utcnow)
     finished_at = me.DateTimeField()
     state = me.StringField(default="running", choices=("running", "completed", "failed"))
