@@ -95,8 +95,14 @@ def _cli(args: list[str], env: dict, **kwargs) -> subprocess.Popen:
 
 
 def _stored(settings, collection: str) -> list[dict]:
-    path = settings.db_dir / settings.db_name / f"{collection}.json"
-    return json.loads(path.read_text()) if path.exists() else []
+    """The documents of ``collection`` as a read-only client sees them on disk (snapshot + journal)."""
+    from crysloop.infra.embedded import client_class
+
+    client = client_class(settings.db_dir, readonly=True)()
+    try:
+        return list(client[settings.db_name][collection].find())
+    finally:
+        client.close()
 
 
 def test_killed_campaign_resumes_without_loss_or_duplicates(tiny_models, settings, tmp_path):
@@ -124,7 +130,7 @@ def test_killed_campaign_resumes_without_loss_or_duplicates(tiny_models, setting
     assert len(hashes) == len(set(hashes)) and before <= set(hashes), "nothing lost, nothing duplicated"
     assert sorted(r["index"] for r in _stored(settings, "rounds")) == [0, 1]
     assert all(r["status"] == "completed" for r in _stored(settings, "rounds"))
-    screened = [s["candidate"]["$oid"] for s in _stored(settings, "screening")]
+    screened = [s["candidate"] for s in _stored(settings, "screening")]
     assert len(screened) == len(set(screened)) == len(candidates)
     round0 = [c for c in candidates if c["round"] == 0]
     assert len(round0) <= 3, "the interrupted generation was not repeated with new crystals"

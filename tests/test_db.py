@@ -114,14 +114,6 @@ def test_readonly_connection_refuses_writes(settings):
             Campaign(name="x").save()
 
 
-def test_files_are_replaced_atomically(settings):
-    with dbmod.database(settings):
-        add_candidates([NewCandidate(gan())])
-    files = sorted(p.name for p in (settings.db_dir / settings.db_name).iterdir())
-    assert "candidates.json" in files and not any(name.endswith(".tmp") for name in files)
-    json.loads((settings.db_dir / settings.db_name / "candidates.json").read_text())
-
-
 @pytest.fixture
 def populated(db, shared_data):
     records = read_structures(shared_data / "mp_20_sample" / "val.csv.gz", progress=False)[:30]

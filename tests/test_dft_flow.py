@@ -135,3 +135,25 @@ def test_cli_resume_and_report(prefect_harness, screened, tmp_path, shared_data,
         main(["dft", "run", "--preset", "pbesol-quick"])
     assert exit_info.value.code == 1
     assert "unknown DFT preset" in capsys.readouterr().err
+
+
+def test_dft_flow_reruns_a_job_its_killed_predecessor_left_running(prefect_harness, screened, tmp_path, shared_data,
+                                                                   settings):  # fmt: skip
+    import subprocess
+    import sys
+
+    from crysloop.dft import jobs
+    from crysloop.flows.dft import dft_flow
+
+    fake = write_fake_vasp(tmp_path, shared_data / "vasp" / RELAX_1, failures=0, message="")
+    [job] = jobs.queue_top_candidates("c1", "crysvcd", top_n=1)
+    jobs.start_attempt(job, Structure.from_dict(screened.structure), {}, tmp_path / "killed" / "attempt-0", None)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    job.attempts[0].pid = dead.pid  # the campaign that started it was killed -9
+    job.save()
+    metrics = dft_flow(campaign="c1", preset="crysvcd", top_n=1, run=_run_settings(fake, shared_data))
+    job.reload()
+    assert job.state == "completed" and [a.state for a in job.attempts] == ["failed", "completed"]
+    assert fake_vasp_calls(fake) == 1 and metrics["convergence_rate"] == 1.0
+    assert jobs.unfinished_jobs("c1") == []

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -51,3 +55,32 @@ def test_stale_running_job_is_failed_and_requeued(si_candidate, tmp_path):
     assert structure.volume == pytest.approx(relaxed.volume)
     assert overrides == {"ALGO": "All"} and restarted_from == str(tmp_path / "attempt-0")
     assert DFTJob.objects.get().state == "pending"
+
+
+def test_a_job_is_claimed_by_one_process_only(si_candidate, tmp_path):
+    _, relaxed = si_candidate
+    [job] = jobs.queue_top_candidates("c1", "crysvcd", top_n=1)
+    other = DFTJob.objects.get(pk=job.pk)  # a second resume read the same pending job
+    assert jobs.start_attempt(job, relaxed, {}, tmp_path / "a", None) is True
+    assert jobs.start_attempt(other, relaxed, {}, tmp_path / "b", None) is False
+    stored = DFTJob.objects.get(pk=job.pk)
+    assert stored.state == "running" and [a.run_dir for a in stored.attempts] == [str(tmp_path / "a")]
+    assert stored.attempts[0].pid == os.getpid() and stored.attempts[0].host == socket.gethostname()
+
+
+def test_running_jobs_of_a_dead_process_are_recovered_and_live_ones_left(si_candidate, tmp_path):
+    _, relaxed = si_candidate
+    [job] = jobs.queue_top_candidates("c1", "crysvcd", top_n=1)
+    jobs.start_attempt(job, relaxed, {}, tmp_path / "attempt-0", None)
+    assert jobs.recover_dead_jobs("c1") == []  # this process owns it and is alive
+    job.attempts[0].host = "some-other-host"
+    job.save()
+    assert jobs.recover_dead_jobs("c1") == []  # cannot tell on another host: left to --stale-hours
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    job.attempts[0].host, job.attempts[0].pid = socket.gethostname(), dead.pid
+    job.save()
+    [recovered] = jobs.recover_dead_jobs("c1")
+    assert recovered.state == "pending" and recovered.attempts[0].state == "failed"
+    assert f"pid {dead.pid}" in recovered.attempts[0].error and "is gone" in recovered.errors[0]
+    assert jobs.unfinished_jobs("c1")[0].state == "pending"

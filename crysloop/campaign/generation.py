@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from crysloop.chemistry.valence import ValenceAssignment
 from crysloop.errors import InputError
@@ -52,13 +52,12 @@ def structures_for(assignments: list[ValenceAssignment], model: DiffCSP, conditi
 MIN_VOLUME_PER_ATOM, MAX_VOLUME_PER_ATOM = 4.0, 1000.0  # A^3; MP-20 spans 8-93, diamond has 5.7
 
 
-def split_valid(items: list[NewCandidate]) -> tuple[list[NewCandidate], int]:
-    """Keep structurally valid crystals (no atoms closer than 0.5 A) of a plausible density; count the others.
+def valid_flags(items: Sequence[NewCandidate]) -> list[bool]:
+    """For each sampled crystal: structurally valid (no atoms closer than 0.5 A) and of a plausible density.
 
     Overlapping atoms, collapsed or vastly expanded cells cannot be relaxed by a potential (and can exhaust memory
-    building its graph), so they never reach the database or the screening.
+    building its graph), so they never reach the candidates or the screening; they still count in round statistics.
     """
-    valid = [item for item in items
-             if MIN_VOLUME_PER_ATOM <= item.structure.volume / len(item.structure) <= MAX_VOLUME_PER_ATOM
-             and structure_validity(item.structure)]  # fmt: skip
-    return valid, len(items) - len(valid)
+    return [MIN_VOLUME_PER_ATOM <= item.structure.volume / len(item.structure) <= MAX_VOLUME_PER_ATOM
+            and structure_validity(item.structure) for item in items]  # fmt: skip
+

@@ -107,11 +107,11 @@ def _finetune(config: CampaignConfig, index: int, composition: str, structure: s
 
 
 def _statistics(config: CampaignConfig, index: int, reference: tuple[Structure, ...]) -> dict:
-    pairs = store.round_screening(config.name, index, config.mlip)
-    generated = [Structure.from_dict(c.structure) for c, _ in pairs]
-    ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in pairs]
-    phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in pairs]
-    stable = [bool(stability_labels(e, p, config.labels).get("stable")) for e, p in zip(ehull, phonon)]
+    samples = store.round_samples(config.name, index, config.mlip)  # all sampled: before validity filter and dedup
+    generated = [structure for structure, _ in samples]
+    ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in samples]
+    phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in samples]
+    stable = [bool(stability_labels(e, p, config.labels).get("stable")) for e, p in zip(ehull, phonon, strict=True)]
     stats = round_statistics(generated, reference, ehull, phonon, stable)
     if config.evaluate and generated:
         from crysloop.evaluation import evaluate
@@ -179,7 +179,13 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
     if config.dft.enabled and "dft" not in done:
         from crysloop.flows.dft import dft_flow
 
+        from crysloop.dft.jobs import unfinished_jobs
+
         dft_flow(campaign=config.name, preset=config.dft.preset, top_n=config.dft.top_n)
+        unfinished = unfinished_jobs(config.name)
+        if unfinished:  # running in another live process: the stage stays open for `campaign resume`
+            raise RuntimeError(f"{len(unfinished)} DFT jobs of {config.name} are still pending or running "
+                               f"({', '.join(sorted({j.state for j in unfinished}))}); resume the campaign later")  # fmt: skip
         store.mark_stage(round_, "dft")
     if "statistics" not in done:
         store.mark_stage(round_, "statistics", **_statistics(config, index, reference))

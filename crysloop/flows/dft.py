@@ -11,7 +11,7 @@ from crysloop.dft.presets import PRESETS, RunSettings
 from crysloop.errors import InputError
 from crysloop.infra.db import database
 from crysloop.infra.settings import get_settings
-from crysloop.tasks.dft import queue_dft_jobs, relax_dft_job, requeue_failed_jobs
+from crysloop.tasks.dft import queue_dft_jobs, recover_dead_jobs, relax_dft_job, requeue_failed_jobs
 
 
 def _run_settings(run: RunSettings | None) -> RunSettings:
@@ -33,7 +33,10 @@ def dft_flow(
     top_n: int = 10,
     run: RunSettings | None = None,
 ) -> dict:
-    """Relax the ``top_n`` best screened candidates with VASP under ``preset`` and return the DFT metrics."""
+    """Relax the ``top_n`` best screened candidates with VASP under ``preset`` and return the DFT metrics.
+
+    Jobs a killed process left ``running`` (its pid gone from this host) are run again first.
+    """
     if preset not in PRESETS:
         raise InputError(f"unknown DFT preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if top_n < 1:
@@ -41,7 +44,8 @@ def dft_flow(
     run = _run_settings(run)
     with database():
         runs_dir = get_settings().runs_dir / "dft"
-        for job_id in queue_dft_jobs(campaign, preset, top_n):
+        recovered = recover_dead_jobs(campaign)
+        for job_id in dict.fromkeys(recovered + queue_dft_jobs(campaign, preset, top_n)):
             relax_dft_job(job_id, run, runs_dir)
         return _report(campaign, "dft-metrics").as_dict()
 
@@ -55,13 +59,15 @@ def dft_resume_flow(
 ) -> dict:
     """Restart failed jobs (fewer than ``max_attempts`` attempts) from their last CONTCAR with custodian's fixes.
 
-    With ``stale_hours``, jobs left ``running`` longer than that (a killed process) are failed and restarted too.
+    Jobs left ``running`` by a process that is gone from this host are restarted too, and with ``stale_hours`` those
+    left ``running`` longer than that (a process on another host).
     """
     if max_attempts < 1:
         raise InputError(f"max_attempts must be at least 1, got {max_attempts}")
     run = _run_settings(run)
     with database():
         runs_dir = get_settings().runs_dir / "dft"
-        for job_id in requeue_failed_jobs(campaign, max_attempts, stale_hours):
+        recovered = recover_dead_jobs(campaign)
+        for job_id in dict.fromkeys(recovered + requeue_failed_jobs(campaign, max_attempts, stale_hours)):
             relax_dft_job(job_id, run, runs_dir)
         return _report(campaign, "dft-metrics").as_dict()

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from prefect import flow, get_run_logger
 
 from crysloop.campaign.config import CompositionModelConfig, StructureModelConfig
-from crysloop.campaign.generation import split_valid
+from crysloop.campaign.generation import valid_flags
 from crysloop.infra.db import database
 from crysloop.tasks.sample import sample_compositions_task, sample_structures_task
-from crysloop.tasks.store import store_candidates_task
+from crysloop.tasks.store import store_sampled_task
 
 
 @dataclass
@@ -56,11 +56,13 @@ def generate_flow(
             device, origin)
         for start in range(0, len(assignments), size)
     ]  # fmt: skip
-    items, invalid = split_valid([item for future in futures for item in future.result()])
+    sampled = [item for future in futures for item in future.result()]
+    valid = valid_flags(sampled)
     with database():
-        report = store_candidates_task(items, campaign=campaign, round_index=round_index)
-    used2 = items[0].origin["conditions_stage2"] if items else {}
+        report = store_sampled_task(sampled, valid, campaign=campaign, round_index=round_index)
+    invalid = valid.count(False)
+    used2 = sampled[0].origin["conditions_stage2"] if sampled else {}
     logger.info("generated %d crystals (%d structurally invalid discarded): %d new, %d already known; "
-                "conditions stage I %s, stage II %s", len(items) + invalid, invalid, report.inserted, report.existing,
+                "conditions stage I %s, stage II %s", len(sampled), invalid, report.inserted, report.existing,
                 used1, used2)  # fmt: skip
-    return GenerateSummary(n, len(items) + invalid, invalid, report.inserted, report.existing, used1, used2)
+    return GenerateSummary(n, len(sampled), invalid, report.inserted, report.existing, used1, used2)

@@ -8,7 +8,7 @@ from pathlib import Path
 from pymatgen.core import Structure
 
 from crysloop.errors import InputError
-from crysloop.infra.documents import Campaign, Candidate, ModelCheckpoint, Round, ScreeningResult, utcnow
+from crysloop.infra.documents import Campaign, Candidate, ModelCheckpoint, Round, RoundSample, ScreeningResult, utcnow
 
 
 def open_campaign(config: dict, resume: bool = False) -> Campaign:
@@ -95,16 +95,53 @@ def find_checkpoint(name: str) -> ModelCheckpoint | None:
     return ModelCheckpoint.objects(name=name).first()
 
 
+def _samples(campaign: str, index: int) -> list[RoundSample]:
+    return list(RoundSample.objects(campaign=campaign, round=index).order_by("index").no_dereference())
+
+
 def round_candidates(campaign: str, index: int) -> list[Candidate]:
-    return list(Candidate.objects(campaign=campaign, round=index))
+    """The distinct candidates a round sampled (first stored there or earlier), in sampling order.
+
+    Rounds stored before samples were linked fall back to the candidates first stored by the round.
+    """
+    samples = _samples(campaign, index)
+    if not samples:
+        return list(Candidate.objects(campaign=campaign, round=index))
+    ids = list(dict.fromkeys(s.candidate.id for s in samples if s.candidate is not None))
+    by_id = {c.id: c for c in Candidate.objects(id__in=ids)}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def campaign_candidate_ids(campaign: str) -> list:
+    """Ids of the candidates a campaign stored or any of its rounds sampled."""
+    linked = RoundSample._get_collection().distinct("candidate", {"campaign": campaign, "candidate": {"$ne": None}})
+    return sorted(set(linked) | set(Candidate.objects(campaign=campaign).scalar("id")))
+
+
+def _screening_of(candidates: list[Candidate], mlip: str) -> dict:
+    return {r.candidate.id: r for r in ScreeningResult.objects(candidate__in=[c.id for c in candidates], mlip=mlip)
+            .no_dereference()}  # fmt: skip
 
 
 def round_screening(campaign: str, index: int, mlip: str) -> list[tuple[Candidate, ScreeningResult | None]]:
     """Each candidate of the round with its screening result under ``mlip`` (None when not screened)."""
     candidates = round_candidates(campaign, index)
-    results = {r.candidate.id: r for r in ScreeningResult.objects(candidate__in=[c.id for c in candidates], mlip=mlip)
-               .no_dereference()}  # fmt: skip
+    results = _screening_of(candidates, mlip)
     return [(c, results.get(c.id)) for c in candidates]
+
+
+def round_samples(campaign: str, index: int, mlip: str) -> list[tuple[Structure, ScreeningResult | None]]:
+    """Every crystal the round's generator sampled (invalid and repeated ones too) with its candidate's screening.
+
+    Round statistics run over this list; rounds stored before samples were linked use their candidates.
+    """
+    samples = _samples(campaign, index)
+    if not samples:
+        return [(Structure.from_dict(c.structure), r) for c, r in round_screening(campaign, index, mlip)]
+    candidates = list(Candidate.objects(id__in=list({s.candidate.id for s in samples if s.candidate is not None})))
+    results = _screening_of(candidates, mlip)
+    return [(Structure.from_dict(s.structure), results.get(s.candidate.id) if s.candidate is not None else None)
+            for s in samples]  # fmt: skip
 
 
 def relaxed_or_generated(candidate: Candidate, result: ScreeningResult | None) -> Structure:

@@ -110,6 +110,29 @@ class Candidate(me.Document):
     }
 
 
+class RoundSample(me.Document):
+    """One crystal a campaign round's generator sampled, linked to its candidate (``None`` when it was invalid).
+
+    The explicit (campaign, round) -> candidate link: a candidate first stored by an earlier round or campaign
+    still belongs to every round that sampled it, and round statistics run over all samples, invalid and
+    duplicate ones included.
+    """
+
+    campaign = me.StringField(required=True)
+    round = me.IntField(required=True)
+    index = me.IntField(required=True)  # position in the round's sampling order
+    valid = me.BooleanField(required=True)
+    structure_hash = me.StringField()
+    candidate = me.ReferenceField(Candidate)
+    structure = me.DictField()  # as sampled
+
+    meta = {
+        "collection": "round_samples",
+        "indexes": [{"fields": ["campaign", "round", "index"], "unique": True}, "candidate"],
+        "ordering": ["campaign", "round", "index"],
+    }
+
+
 class ScreeningResult(me.Document):
     """MLIP relaxation, energy above hull and phonon stability of one candidate under one potential."""
 
@@ -170,6 +193,9 @@ class DFTAttempt(me.EmbeddedDocument):
 
     index = me.IntField(required=True)
     run_dir = me.StringField()
+    host = me.StringField()  # where the process that owns the attempt runs
+    pid = me.IntField()
+    pid_started = me.IntField()  # that process's start time (clock ticks after boot), so a reused pid is not it
     started_at = me.DateTimeField(default=utcnow)
     finished_at = me.DateTimeField()
     state = me.StringField(default="running", choices=("running", "completed", "failed"))
@@ -242,5 +268,6 @@ class KappaResult(me.Document):
 
 
 ALL_DOCUMENTS = (
-    Campaign, Round, ModelCheckpoint, GeneratedComposition, Candidate, ScreeningResult, HullReference, DFTJob, KappaResult,
+    Campaign, Round, ModelCheckpoint, GeneratedComposition, Candidate, RoundSample, ScreeningResult, HullReference, DFTJob,
+    KappaResult,
 )  # fmt: skip

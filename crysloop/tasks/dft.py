@@ -24,6 +24,12 @@ def relax_dft_job(job_id: str, run: RunSettings, runs_dir: Path) -> str:
     return jobs.run_dft_job(DFTJob.objects.get(pk=job_id), run, runs_dir)
 
 
+@task(name="dft-recover", cache_policy=NO_CACHE)
+def recover_dead_jobs(campaign: str | None) -> list[str]:
+    """Ids of running jobs whose owning process (on this host) is gone, moved back to pending."""
+    return [str(job.pk) for job in jobs.recover_dead_jobs(campaign)]
+
+
 @task(name="dft-requeue", cache_policy=NO_CACHE)
 def requeue_failed_jobs(campaign: str | None, max_attempts: int, stale_hours: float | None = None) -> list[str]:
     """Ids of failed jobs with attempts left, moved back to pending; with ``stale_hours`` stuck runs count as failed."""

@@ -15,6 +15,7 @@ from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from crysloop.data.canonical import structure_hash
+from crysloop.infra.campaigns import campaign_candidate_ids
 from crysloop.infra.documents import Candidate, HullReference, ScreeningResult, utcnow
 from crysloop.screening.hull import (
     HullResult,
@@ -49,13 +50,13 @@ def pending_candidates(campaign: str | None, mlip: str, max_candidates: int | No
     done = {r.to_mongo()["candidate"] for r in results.only("candidate")}
     query = Candidate.objects(source__in=SCREENED_SOURCES).order_by("created_at")
     if campaign:
-        query = query.filter(campaign=campaign)
+        query = query.filter(id__in=campaign_candidate_ids(campaign))  # its own and those its rounds sampled again
     items = []
     for candidate in query:
         if candidate.pk in done:
             continue
         items.append(ScreenItem(str(candidate.pk), candidate.formula, candidate.chemsys,
-                                Structure.from_dict(candidate.structure), candidate.campaign))  # fmt: skip
+                                Structure.from_dict(candidate.structure), campaign or candidate.campaign))  # fmt: skip
         if max_candidates is not None and len(items) >= max_candidates:
             break
     return items
