@@ -98,3 +98,9 @@ def test_lattice_noise_prediction_is_fp32_under_autocast():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         eps_lattice, _ = _one_atom_outputs(model, torch.eye(3)[None] * 4.0)
     assert eps_lattice.dtype == torch.float32
+
+
+def test_campaign_guidance_default_is_crysvcd_weight():
+    from crysloop.campaign.config import StructureModelConfig
+
+    assert StructureModelConfig().guidance == 2.0
