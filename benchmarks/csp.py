@@ -1,9 +1,10 @@
 """perov-5 crystal structure prediction with DiffCSP: match rate and RMSE at 1 and K samples per composition.
 
 Protocol (DiffCSP / CDVAE): for each test composition, sample structures with the composition given and compare
-with the true structure by StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3); a sample counts only if it is
-structurally valid (all interatomic distances > 0.5 A, volume > 0.1 A^3) and ``get_rms_dist`` finds a mapping
-(as DiffCSP's evaluation; this is looser than ``fit``). Match rate = fraction of compositions with a match; RMSE = mean over matched compositions of the normalised RMS displacement (best of the K samples).
+with the true structure by StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3); a sample counts only if it and the
+true structure are valid by the evaluation suite's rule (``crysloop.evaluation.report.valid_mask``: SMACT-valid
+composition, no atoms closer than 0.5 A, volume > 0.1 A^3, a computable CrystalNN fingerprint; DiffCSP's ``valid``)
+and ``get_rms_dist`` finds a mapping (as DiffCSP's evaluation; this is looser than ``fit``). Match rate = fraction of compositions with a match; RMSE = mean over matched compositions of the normalised RMS displacement (best of the K samples).
 The paper trains on the 11,356-row perov-5 train split; here the train split is absent, so we train on the val
 split (3,787 rows) and test on a seeded subset of the test split (``--n-test``).
 
@@ -93,20 +94,12 @@ def _device_name(device: str) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} torch threads"
 
 
-def _valid(structure) -> bool:
-    import numpy as np
-
-    if structure.volume < 0.1:
-        return False
-    distances = structure.distance_matrix + np.eye(len(structure)) * 10.0
-    return bool(distances.min() > 0.5)
-
-
 def evaluate(args) -> dict:
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     from crysloop.data.datasets import read_structures
     from crysloop.data.tensors import batch_to_structures
+    from crysloop.evaluation.report import valid_mask
 
     test = read_structures(Path(args.data_dir) / f"{args.test_split}.csv.gz", progress=False)
     truth = [test[i].structure for i in _test_indices(len(test), args.n_test, args.seed).tolist()]
@@ -114,11 +107,15 @@ def evaluate(args) -> dict:
     result = torch.load(args.work / "samples.pt", weights_only=True)
     matcher = StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)
     rms = torch.full((len(result["samples"]), len(truth)), float("nan"), dtype=torch.float64)
+    truth_valid = valid_mask(truth, n_jobs=1)
+    n_valid = 0
     for k, sample in enumerate(result["samples"]):
         structures = batch_to_structures({"atom_types": test_t.atom_types, "num_atoms": test_t.num_atoms, **sample})
+        valid = valid_mask(structures, n_jobs=1) & truth_valid
+        n_valid += int(valid.sum())
         for i, (pred, true) in enumerate(zip(structures, truth)):
             try:
-                if _valid(pred):
+                if valid[i]:
                     dist = matcher.get_rms_dist(pred, true)
                     rms[k, i] = dist[0] if dist is not None else float("nan")
             except Exception:  # noqa: BLE001 - degenerate lattices make spglib/matcher fail; that is a miss
@@ -129,6 +126,8 @@ def evaluate(args) -> dict:
         matched = torch.isfinite(best)
         figures[f"match_rate_{k}"] = round(float(matched.double().mean()) * 100, 2)
         figures[f"rmse_{k}"] = round(float(best[matched].mean()), 4) if matched.any() else None
+    figures["valid_rate"] = round(n_valid / (len(result["samples"]) * len(truth)) * 100, 2)
+    figures["test_valid_rate"] = round(float(truth_valid.mean()) * 100, 2)
     return {**figures, **result["info"]}
 
 

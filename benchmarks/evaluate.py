@@ -8,6 +8,11 @@ more with the cache warm (as on the next campaign round). The last line printed 
 
     nice -n 10 .venv/bin/python benchmarks/evaluate.py --n-generated 1000 --n-reference 1000 --n-train 1000
     nice -n 10 .venv/bin/python benchmarks/evaluate.py --n-generated 10000 --n-reference 9000 --n-train 5000
+
+``--compare`` instead measures uniqueness on 2,000 crystals of one composition and the suite's per-crystal time
+against CDVAE's code path on MP-20 and on MP-20 crystals with 12-24 atoms (see ``evaluate_compare.py``):
+
+    nice -n 10 .venv/bin/python benchmarks/evaluate.py --compare --per-crystal 60
 """
 
 from __future__ import annotations
@@ -63,8 +68,16 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="symmetry-reduced fingerprints")
     parser.add_argument("--no-warm", action="store_true", help="skip the warm-cache rerun")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare", action="store_true", help="uniqueness at scale and per-crystal cost vs CDVAE")
+    parser.add_argument("--unique-n", type=int, default=2000)
+    parser.add_argument("--unique-kinds", type=int, default=200)
+    parser.add_argument("--unique-prefix", type=int, default=300, help="crystals the all-pairs loop also runs on")
+    parser.add_argument("--per-crystal", type=int, default=60, help="crystals per set for the per-crystal times")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.compare:
+        print(json.dumps(compare(args)))
+        return
 
     start = time.perf_counter()
     pool = read_structures(DATA / "val.csv.gz", progress=False).structures
@@ -105,6 +118,19 @@ def main() -> None:
         results["fingerprint_cpu_s_per_crystal"] = {"generated": round(gen_cpu, 4), "reference": round(ref_cpu, 4)}
         results["extrapolated_10k_vs_9k"] = estimate
     print(json.dumps(results))
+
+
+def compare(args) -> dict:
+    """Uniqueness on one composition and per-crystal suite vs CDVAE times, all in this one process."""
+    from evaluate_compare import per_crystal, uniqueness
+
+    pool = read_structures(DATA / "val.csv.gz", progress=False).structures
+    large = [s for s in pool if 12 <= len(s) <= 24]
+    figures = {"uniqueness": uniqueness(pool, args.unique_n, args.unique_kinds, args.unique_prefix, args.seed)}
+    print(json.dumps(figures["uniqueness"]), flush=True)
+    figures["per_crystal"] = [per_crystal(pool, args.per_crystal, args.seed, "mp20"),
+                              per_crystal(large, args.per_crystal, args.seed, "mp20 12-24 atoms")]
+    return figures
 
 
 if __name__ == "__main__":

@@ -77,13 +77,13 @@ def test_electronic_features():
     assert all(0.0 <= v <= 1.0 for sp in species_vocabulary() for v in electronic_features(*sp))
 
 
-def _check_rules(assignment):
+def _check_rules(assignment, vocabulary="common"):
     states: dict[str, list[int]] = {}
     for element, state, _ in assignment.species:
         states.setdefault(element, []).append(state)
     assert assignment.charge == 0
     for element, used in states.items():
-        allowed = ionic_states(element)
+        allowed = ionic_states(element, vocabulary)
         assert len(used) <= 2 and all(s in allowed for s in used)
         if len(used) == 2:
             assert used[0] * used[1] > 0 and abs(allowed.index(used[0]) - allowed.index(used[1])) == 1
@@ -100,21 +100,50 @@ def _mp20_compositions(shared_data):
     return [r.composition for p in paths for r in read_compositions(shared_data / p)]
 
 
-def test_mp20_coverage_speed_and_rules(shared_data):
+@pytest.mark.parametrize(("vocabulary", "coverage"), [("common", 0.94), ("full", 0.98)])
+def test_mp20_coverage_speed_and_rules(shared_data, vocabulary, coverage):
     compositions = _mp20_compositions(shared_data)
     assert len(compositions) > 15_000
     start = time.perf_counter()
-    labels = label_compositions(compositions)
+    labels = label_compositions(compositions, vocabulary=vocabulary)
     elapsed = time.perf_counter() - start
     supported = [all(is_supported_element(e.symbol) for e in c) for c in compositions]
     labelled = sum(a is not None for a, s in zip(labels, supported) if s)
-    assert labelled / sum(supported) >= 0.98
+    assert labelled / sum(supported) >= coverage  # measured: common 0.950, full 0.988 (8,372 / 8,701 of 8,809)
     assert elapsed < 10.0
     for composition, assignment in zip(compositions, labels):
         if assignment is None:
             continue
         assert assignment.composition.almost_equals(composition.element_composition)
         if assignment.ionic:
-            _check_rules(assignment)
+            _check_rules(assignment, vocabulary)
         else:
             assert all(s == 0 for _, s, _ in assignment.species)
+
+
+def test_common_vocabulary_has_no_exotic_states():
+    common, full = set(species_vocabulary("common")), set(species_vocabulary("full"))
+    exotic = {("Mg", 1), ("N", -2), ("C", 3), ("B", 1)}
+    assert exotic.isdisjoint(common) and exotic <= full
+    assert {("Cu", 1), ("Mn", 3), ("Fe", 2), ("Fe", 3), ("S", -1), ("C", -4), ("B", -3)} <= common
+    assert len(common) == 215 and len(full) == 311
+    assert ionic_states("C") == (-4, 4)
+
+
+def test_vocabulary_decides_labels():
+    # MgN needs N2- (in pymatgen's full list); N has no metallic state, so the common vocabulary cannot label it
+    assert label_composition("MgN", vocabulary="full") is not None
+    assert label_composition("MgN", vocabulary="common") is None
+    with pytest.raises(InputError, match="vocabulary"):
+        label_composition("NaCl", vocabulary="rare")
+
+
+def test_paper_alloy_rule_calls_every_metallic_capable_compound_an_alloy():
+    for formula in ("ZnS", "GaAs", "SiC", "NaH"):
+        assert label_composition(formula).ionic
+        paper = label_composition(formula, alloy_rule="paper")
+        assert not paper.ionic and all(s == 0 for _, s, _ in paper.species)
+    assert label_composition("NaCl", alloy_rule="paper").ionic  # Cl has no metallic state
+    assert label_composition("Fe3O4", alloy_rule="paper").ionic
+    with pytest.raises(InputError, match="alloy rule"):
+        label_composition("NaCl", alloy_rule="other")

@@ -33,7 +33,7 @@ class StructureModelConfig(_Strict):
 
     checkpoint: str = Field("shipped", description="'shipped' or a checkpoint path.")
     steps: int | None = Field(None, ge=1, description="Sampling steps; None = the model's training timesteps.")
-    guidance: float = Field(1.0, ge=0, description="Classifier-free guidance weight w.")
+    guidance: float = Field(2.0, ge=0, description="Classifier-free guidance weight w (CrysVCD uses 2).")
     batch_size: int = Field(64, ge=1)
     finetune_epochs: int = Field(5, ge=0)
 

@@ -34,7 +34,7 @@ def sample_valid_compositions(model: CompositionLM, n: int, conditions: Mapping[
 
 
 def structures_for(assignments: list[ValenceAssignment], model: DiffCSP, conditions: Mapping[str, float] | None = None,
-                   guidance: float = 1.0, steps: int | None = None, batch_size: int = 64, seed: int = 0,
+                   guidance: float = 2.0, steps: int | None = None, batch_size: int = 64, seed: int = 0,
                    device: str = "cpu", origin: dict | None = None) -> list[NewCandidate]:  # fmt: skip
     """Stage II: one structure per composition, conditioned with classifier-free guidance when the model can be."""
     wanted = known_conditions(conditions, model.config.properties)

@@ -1,6 +1,16 @@
 """Oxidation-state vocabulary of the composition model: elements, their ionic states and the metallic state 0.
 
-Choices (documented because they decide which compositions can be labelled and generated):
+Two vocabularies (``vocabulary=``):
+
+* ``"common"`` (default; CrysVCD uses a curated set of 217 common species): pymatgen's
+  ``common_oxidation_states`` united with the states that make up at least 3 % of an element's reports in
+  SMACT's ICSD-24 oxidation-state counts (``smact/data/oxidation_states_icsd24_counts.json``, ICSD 2024), which
+  brings in e.g. Cu+, Mn3+, Ti3+, S- (pyrite) and B3- (borides). Carbon keeps only C4- and C4+: pymatgen calls
+  every state -4..+4 common and the ICSD lists C3+ (oxalate) and C2+ (cyanide, carbonyls), which are states of
+  carbon in molecular anions, not of a carbon ion. Exotic states such as Mg+, N2-, C3+ and B+ are absent.
+* ``"full"`` (crysloop's earlier vocabulary, 311 species): everything pymatgen knows, as below.
+
+Choices common to both (documented because they decide which compositions can be labelled and generated):
 
 * Elements: H to Bi (Z <= 83) without the noble gases, the lanthanides (La-Lu) and the radioactive Tc and Pm,
   as CrysVCD does; everything heavier than Bi (Po, At, Rn, Fr, Ra, actinides) is radioactive and excluded too.
@@ -17,9 +27,19 @@ Choices (documented because they decide which compositions can be labelled and g
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from importlib.resources import files
+from typing import Literal
 
 from pymatgen.core import Element
+
+from crysloop.errors import InputError
+
+Vocabulary = Literal["common", "full"]
+VOCABULARIES = ("common", "full")
+ICSD24_MIN_SHARE = 0.03  # a state enters the common vocabulary with at least this share of the element's reports
+CARBON_COMMON_STATES = frozenset({-4, 4})
 
 NOBLE_GASES = frozenset({"He", "Ne", "Ar", "Kr", "Xe", "Rn"})
 RADIOACTIVE = frozenset({"Tc", "Pm"})
@@ -48,13 +68,42 @@ def supported_elements() -> tuple[str, ...]:
     return tuple(Element.from_Z(z).symbol for z in range(1, MAX_Z + 1) if is_supported_element(Element.from_Z(z).symbol))
 
 
+def check_vocabulary(vocabulary: str) -> str:
+    """The vocabulary name, or :class:`InputError` for an unknown one."""
+    if vocabulary not in VOCABULARIES:
+        raise InputError(f"unknown oxidation-state vocabulary {vocabulary!r}; choose one of {', '.join(VOCABULARIES)}")
+    return vocabulary
+
+
+@lru_cache(maxsize=1)
+def icsd24_state_shares() -> dict[str, dict[int, float]]:
+    """Share of each non-zero oxidation state among an element's ICSD-24 reports (SMACT's counts file)."""
+    rows = json.loads((files("smact") / "data" / "oxidation_states_icsd24_counts.json").read_text())
+    counts: dict[str, dict[int, int]] = {}
+    for row in rows:
+        if row["oxidation_state"] != 0 and row["results_count"] > 0:
+            counts.setdefault(row["element"], {})[int(row["oxidation_state"])] = int(row["results_count"])
+    return {el: {s: n / sum(c.values()) for s, n in c.items()} for el, c in counts.items()}
+
+
+def _common_states(element: Element) -> set[int]:
+    if element.symbol == "C":
+        return set(CARBON_COMMON_STATES)
+    shares = icsd24_state_shares().get(element.symbol, {})
+    return set(element.common_oxidation_states) | {s for s, share in shares.items() if share >= ICSD24_MIN_SHARE}
+
+
 @lru_cache(maxsize=None)
-def ionic_states(symbol: str) -> tuple[int, ...]:
-    """Allowed non-zero oxidation states of an element, ascending (empty for an unsupported element)."""
+def ionic_states(symbol: str, vocabulary: Vocabulary = "common") -> tuple[int, ...]:
+    """Allowed non-zero oxidation states of an element in a vocabulary, ascending (empty if unsupported)."""
+    check_vocabulary(vocabulary)
     if not is_supported_element(symbol):
         return ()
     element = Element(symbol)
-    states = set(element.common_oxidation_states) | set(element.icsd_oxidation_states) | set(element.oxidation_states)
+    if vocabulary == "common":
+        states = _common_states(element)
+    else:
+        states = set(element.common_oxidation_states) | set(element.icsd_oxidation_states) | set(element.oxidation_states)
     states.discard(0)
     if element.is_metal:
         states = {s for s in states if s > 0}
@@ -77,12 +126,12 @@ def has_metallic_state(symbol: str) -> bool:
     return is_supported_element(symbol) and symbol not in NO_METALLIC_STATE
 
 
-@lru_cache(maxsize=1)
-def species_vocabulary() -> tuple[tuple[str, int], ...]:
-    """Every (element, oxidation state) of the vocabulary, ordered by atomic number then state."""
+@lru_cache(maxsize=2)
+def species_vocabulary(vocabulary: Vocabulary = "common") -> tuple[tuple[str, int], ...]:
+    """Every (element, oxidation state) of a vocabulary, ordered by atomic number then state."""
     species: list[tuple[str, int]] = []
     for symbol in supported_elements():
-        states = set(ionic_states(symbol)) | ({0} if has_metallic_state(symbol) else set())
+        states = set(ionic_states(symbol, vocabulary)) | ({0} if has_metallic_state(symbol) else set())
         species.extend((symbol, s) for s in sorted(states))
     return tuple(species)
 

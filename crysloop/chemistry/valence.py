@@ -9,9 +9,12 @@ Rules of an ionic assignment (CrysVCD's, plus an electronegativity order):
 * every cation element is less electronegative (Pauling) than every anion element, so ZnS, GaAs, SiC and NaH
   are ionic (Zn2+ S2-, Ga3+ As3-, Si4+ C4-, Na+ H-) while Ni3Al, whose elements have no anionic state, is not.
 
-Ionic vs alloy: a composition is ionic when such an assignment exists (CrysVCD instead calls every compound
-without O, N or a halogen an alloy); otherwise it is an alloy (all elements in state 0) when every element has a
-metallic state; otherwise it has no assignment and the labeller returns ``None``. Among neutral assignments the
+Ionic vs alloy (``alloy_rule``): by default (``"ionic-first"``) a composition is ionic when such an assignment
+exists; otherwise it is an alloy (all elements in state 0) when every element has a metallic state; otherwise it
+has no assignment and the labeller returns ``None``. This deliberately differs from CrysVCD, whose rule
+(``"paper"``) calls a composition an alloy whenever every element can take state 0 (so every compound without
+O, N or a halogen, ZnS and GaAs included) and ionic only otherwise. ``vocabulary`` picks the oxidation states
+(see :mod:`crysloop.chemistry.oxidation`). Among neutral assignments the
 cheapest wins: pymatgen's common states cost 0, ICSD states 1, other known states 2, mixed valence 1.5 per
 element. The search
 is a dynamic programme over elements (states = running charge, pruned by the charge the remaining elements can
@@ -24,11 +27,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache, reduce
 from math import gcd
+from typing import Literal
 
 from pymatgen.core import Composition
 from pymatgen.core.periodic_table import DummySpecies
 
 from crysloop.chemistry.oxidation import (
+    Vocabulary,
+    check_vocabulary,
     electronegativity,
     has_metallic_state,
     ionic_states,
@@ -38,6 +44,8 @@ from crysloop.chemistry.oxidation import (
 from crysloop.errors import InputError
 
 MIXED_VALENCE_COST = 1.5
+AlloyRule = Literal["ionic-first", "paper"]
+ALLOY_RULES = ("ionic-first", "paper")
 
 
 @dataclass(frozen=True)
@@ -97,9 +105,10 @@ def as_composition(composition: Composition | str | dict) -> Composition:
     return parsed.element_composition
 
 
-def _element_options(element: str, count: int, sign: int) -> list[tuple[int, float, tuple[tuple[int, int], ...]]]:
+def _element_options(element: str, count: int, sign: int,
+                     vocabulary: Vocabulary) -> list[tuple[int, float, tuple[tuple[int, int], ...]]]:  # fmt: skip
     """(charge, cost, ((state, count), ...)) for every allowed way one element of ``count`` atoms takes states."""
-    states = ionic_states(element)
+    states = ionic_states(element, vocabulary)
     cost = {s: state_cost(element, s) for s in states}
     options = []
     for i, state in enumerate(states):
@@ -115,7 +124,8 @@ def _element_options(element: str, count: int, sign: int) -> list[tuple[int, flo
     return options
 
 
-def _ionic_assignment(items: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int, int], ...] | None:
+def _ionic_assignment(items: tuple[tuple[str, int], ...],
+                      vocabulary: Vocabulary) -> tuple[tuple[str, int, int], ...] | None:  # fmt: skip
     """Cheapest neutral ionic assignment of integer counts, or None."""
     if len(items) < 2:
         return None
@@ -125,7 +135,7 @@ def _ionic_assignment(items: tuple[tuple[str, int], ...]) -> tuple[tuple[str, in
         if electronegativity(ordered[split - 1][0]) >= electronegativity(ordered[split][0]):
             continue
         options = [
-            _element_options(element, count, +1 if position < split else -1)
+            _element_options(element, count, +1 if position < split else -1, vocabulary)
             for position, (element, count) in enumerate(ordered)
         ]
         if any(not opts for opts in options):
@@ -158,13 +168,17 @@ def _ionic_assignment(items: tuple[tuple[str, int], ...]) -> tuple[tuple[str, in
 
 
 @lru_cache(maxsize=200_000)
-def _label_counts(items: tuple[tuple[str, int], ...]) -> ValenceAssignment | None:
+def _label_counts(items: tuple[tuple[str, int], ...], vocabulary: Vocabulary,
+                  alloy_rule: AlloyRule) -> ValenceAssignment | None:  # fmt: skip
     if not all(is_supported_element(element) for element, _ in items):
         return None
-    ionic = _ionic_assignment(items)
+    alloy = all(has_metallic_state(element) for element, _ in items)
+    if alloy and alloy_rule == "paper":
+        return ValenceAssignment(False, tuple((element, 0, count) for element, count in items))
+    ionic = _ionic_assignment(items, vocabulary)
     if ionic is not None:
         return ValenceAssignment(True, ionic)
-    if all(has_metallic_state(element) for element, _ in items):
+    if alloy:
         return ValenceAssignment(False, tuple((element, 0, count) for element, count in items))
     return None
 
@@ -177,34 +191,47 @@ def _integer_items(composition: Composition) -> tuple[tuple[str, int], ...]:
     return tuple(sorted((el, int(round(a))) for el, a in Composition(formula).get_el_amt_dict().items()))
 
 
-def label_composition(composition: Composition | str | dict) -> ValenceAssignment | None:
+def check_alloy_rule(alloy_rule: str) -> str:
+    """The rule name, or :class:`InputError` for an unknown one."""
+    if alloy_rule not in ALLOY_RULES:
+        raise InputError(f"unknown alloy rule {alloy_rule!r}; choose one of {', '.join(ALLOY_RULES)}")
+    return alloy_rule
+
+
+def label_composition(composition: Composition | str | dict, vocabulary: Vocabulary = "common",
+                      alloy_rule: AlloyRule = "ionic-first") -> ValenceAssignment | None:  # fmt: skip
     """Charge-neutral valence assignment of a composition (ionic), the alloy label, or None if neither exists.
 
     Counts are those of the composition given (a cell stays a cell); fractional amounts are first made integer.
     The reduced formula is labelled and scaled up; only if it has no assignment are the full counts tried (a
     larger cell leaves more room for mixed valence).
     """
+    check_vocabulary(vocabulary)
+    check_alloy_rule(alloy_rule)
     items = _integer_items(as_composition(composition))
     if not items:
         return None
     factor = reduce(gcd, (count for _, count in items))
     reduced = tuple((element, count // factor) for element, count in items)
-    result = _label_counts(reduced)
+    result = _label_counts(reduced, vocabulary, alloy_rule)
     if result is not None:
         return ValenceAssignment(result.ionic, tuple((e, s, c * factor) for e, s, c in result.species))
-    return _label_counts(items) if factor > 1 else None
+    return _label_counts(items, vocabulary, alloy_rule) if factor > 1 else None
 
 
-def _label_chunk(compositions: list) -> list[ValenceAssignment | None]:
-    return [label_composition(c) for c in compositions]
+def _label_chunk(args: tuple[list, str, str]) -> list[ValenceAssignment | None]:
+    compositions, vocabulary, alloy_rule = args
+    return [label_composition(c, vocabulary, alloy_rule) for c in compositions]
 
 
 def label_compositions(
-    compositions: list[Composition | str | dict], processes: int = 1, chunk_size: int = 2000
+    compositions: list[Composition | str | dict], processes: int = 1, chunk_size: int = 2000,
+    vocabulary: Vocabulary = "common", alloy_rule: AlloyRule = "ionic-first",
 ) -> list[ValenceAssignment | None]:
     """Label many compositions (same order); ``processes`` > 1 spreads chunks over a process pool."""
     if processes <= 1 or len(compositions) <= chunk_size:
-        return _label_chunk(list(compositions))
-    chunks = [list(compositions[i : i + chunk_size]) for i in range(0, len(compositions), chunk_size)]
+        return _label_chunk((list(compositions), vocabulary, alloy_rule))
+    chunks = [(list(compositions[i : i + chunk_size]), vocabulary, alloy_rule)
+              for i in range(0, len(compositions), chunk_size)]  # fmt: skip
     with ProcessPoolExecutor(max_workers=processes) as pool:
         return [label for chunk in pool.map(_label_chunk, chunks) for label in chunk]

@@ -36,6 +36,8 @@ def _write_csv(path: Path, assignments, extra: dict | None = None) -> None:
 def label(
     inputs: list[str] = typer.Argument(..., help="Formulas (Fe3O4 NaCl) or files (CSV with formula/cif column, CIF folder)."),
     csv_out: Path = typer.Option(None, "--csv", help="Write formula, ionic flag and oxidation states per input."),
+    vocabulary: str = typer.Option("common", help="Oxidation states: common (curated) or full (all of pymatgen's)."),
+    alloy_rule: str = typer.Option("ionic-first", help="ionic-first, or paper (alloy whenever every element can be 0)."),
 ) -> None:
     """Label compositions with charge-neutral oxidation states (ionic) or as alloys."""
     from crysloop.chemistry.valence import as_composition, label_compositions
@@ -48,7 +50,7 @@ def label(
         else:
             compositions.append(as_composition(item))
     start = time.perf_counter()
-    labels = label_compositions(compositions)
+    labels = label_compositions(compositions, vocabulary=vocabulary, alloy_rule=alloy_rule)
     elapsed = time.perf_counter() - start
     if csv_out:
         _write_csv(csv_out, labels)
@@ -89,6 +91,7 @@ def train(
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="torch device: auto, cpu, cuda."),
     init: Path = typer.Option(None, "--init", help="Fine-tune this checkpoint instead of starting from scratch."),
+    vocabulary: str = typer.Option("common", help="Oxidation states of a new model: common (curated) or full."),
 ) -> None:
     """Train (or fine-tune with --init) the composition language model and save a checkpoint."""
     from crysloop.models.composition import (
@@ -111,7 +114,10 @@ def train(
                                         epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
                                         progress=True)  # fmt: skip
     else:
-        config = CompositionLMConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+        from crysloop.chemistry.oxidation import check_vocabulary
+
+        config = CompositionLMConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                                     vocabulary=check_vocabulary(vocabulary))
         model = train_composition_lm(compositions, values, kinds, config, epochs=epochs, batch_size=batch_size, lr=lr,
                                      device=device, seed=seed, progress=True)  # fmt: skip
     save_checkpoint(model, out)
@@ -128,6 +134,8 @@ def sample(
     temperature: float = typer.Option(1.0, help="Sampling temperature."),
     top_k: int = typer.Option(0, "--top-k", help="Keep the k most likely species per step (0 = all)."),
     unconstrained: bool = typer.Option(False, "--unconstrained", help="Sample without the neutrality constraint."),
+    rejection: bool = typer.Option(False, "--rejection", help="Exact p(x | neutral): sample unconstrained, keep "
+                                   "only what constrained decoding could produce."),
     seed: int = typer.Option(None, help="Random seed."),
     device: str = typer.Option("auto", help="torch device: auto, cpu, cuda."),
     csv_out: Path = typer.Option(None, "--csv", help="Write the samples to this CSV."),
@@ -143,7 +151,14 @@ def sample(
         raise InputError("--n must be positive")
     model = load_checkpoint(checkpoint)
     start = time.perf_counter()
-    samples = sample_compositions(model, n, conditions or None, temperature, top_k, not unconstrained, seed, device)
+    if rejection and unconstrained:
+        raise InputError("--rejection and --unconstrained exclude each other")
+    if rejection:
+        from crysloop.models.composition import sample_compositions_rejection
+
+        samples, _ = sample_compositions_rejection(model, n, conditions or None, temperature, top_k, seed, device)
+    else:
+        samples = sample_compositions(model, n, conditions or None, temperature, top_k, not unconstrained, seed, device)
     elapsed = time.perf_counter() - start
     if csv_out:
         _write_csv(csv_out, samples, {"conditions": json.dumps(conditions)})

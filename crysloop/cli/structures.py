@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -35,6 +36,8 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     seed: int = typer.Option(0, help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from --out if it holds a training state."),
+    init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (same network size and "
+                              "conditions); the training settings are this command's."),
     slim: bool = typer.Option(False, "--slim", help="Store EMA weights only (small file, cannot resume)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the message-passing layers."),
     threads: int = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
@@ -52,13 +55,24 @@ def train(
         torch.set_num_threads(threads)
     overrides = {k: v for k, v in {"batch_size": batch_size, "lr": lr}.items() if v is not None}
     config = DiffCSPConfig.preset(preset, mode=mode, properties=_names(properties), **overrides)
+    model = None
+    if init is not None:
+        from crysloop.models.diffcsp import DiffCSP, load_checkpoint
+
+        start = load_checkpoint(init, device="cpu")
+        config = replace(config, property_stats=start.config.property_stats)
+        model = DiffCSP(config)
+        try:
+            model.load_state_dict(start.state_dict())
+        except RuntimeError:
+            raise InputError(f"{init}: its network size or conditions differ from --preset/--properties") from None
     records = [record for source in data for record in load_dataset(source, split=split)]
     val_records = load_dataset(val, split="val") if val else None
     console.print(f"training DiffCSP ({preset}, {mode}) on {len(records)} crystals")
     model = train_diffcsp(
         records, config, device=device, steps=steps, epochs=epochs, val_records=val_records, checkpoint_path=out,
         resume=resume, log_path=out.with_suffix(".metrics.jsonl"), seed=seed, time_limit_s=time_limit, slim=slim,
-        compile=compile,
+        compile=compile, model=model,
     )
     size = sum(p.numel() for p in model.parameters())
     console.print(f"wrote {out} ({size / 1e6:.2f}M parameters); metrics in {out.with_suffix('.metrics.jsonl')}")
@@ -74,6 +88,8 @@ def sample(
     guidance: float = typer.Option(0.0, help="Classifier-free guidance weight w."),
     steps: int = typer.Option(None, help="Sampling steps (default: the model's 1000 timesteps)."),
     step_lr: float = typer.Option(1e-5, help="Langevin corrector step size (0 turns the corrector off)."),
+    lattice_clip: float = typer.Option(None, help="Clip each step's clean-lattice estimate to +-this (A); off by "
+                                       "default, as in DiffCSP."),
     batch_size: int = typer.Option(256, help="Crystals sampled together."),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -90,7 +106,7 @@ def sample(
     queries = [c for c in compositions for _ in range(samples)] if compositions else None
     structures = sample_structures(
         model, queries, n=n, conditions=parse_conditions(condition), guidance=guidance, steps=steps, step_lr=step_lr,
-        batch_size=batch_size, device=device, seed=seed, progress=True,
+        batch_size=batch_size, device=device, seed=seed, progress=True, lattice_clip=lattice_clip,
     )
     table = Table("#", "formula", "a, b, c (A)", "alpha, beta, gamma", "volume (A^3)")
     for i, structure in enumerate(structures):

@@ -1,7 +1,10 @@
 """StructureMatcher metrics: reconstruction match rate and RMSE, uniqueness and novelty.
 
 StructureMatcher only matches crystals with the same reduced composition, so comparisons are bucketed by
-reduced formula first; the buckets are matched in worker processes.
+reduced formula first; the buckets are matched in worker processes. Uniqueness and novelty give exactly
+``fit``'s all-pairs answers but reduce each crystal once (not twice per pair) and skip pairs that two necessary
+conditions of ``fit`` rule out (see ``_may_fit``). Keys such as the space group or the density are not used:
+with ``scale=True`` and stol 0.3, matching crystals can differ in both, so bucketing by them changes results.
 """
 
 from __future__ import annotations
@@ -82,26 +85,79 @@ def reconstruction(
     }
 
 
+@dataclass
+class _Prepared:
+    """A crystal as StructureMatcher compares it, computed once instead of once per pair.
+
+    ``structure``: the matcher's own reduction (species processed, Niggli, primitive cell; what ``fit`` builds
+    for every pair), None if that reduction fails (then every ``fit`` with it raises: it matches nothing).
+    ``minima``: successive minima of its lattice, ``lengths``: its basis lengths (the matcher's target lattice),
+    both sorted and divided by the cube root of the cell volume (``fit`` rescales both cells to one volume).
+    """
+
+    structure: Structure | None
+    minima: np.ndarray
+    lengths: np.ndarray
+
+
+def _prepare(structure: Structure, matcher: StructureMatcher) -> _Prepared:
+    try:
+        processed = matcher._process_species([structure])[0]  # noqa: SLF001 - as pymatgen's group_structures does
+        reduced = matcher._get_reduced_structure(processed, matcher._primitive_cell, niggli=True)  # noqa: SLF001
+    except Exception:  # noqa: BLE001 - fit would raise on every pair: the crystal matches nothing
+        return _Prepared(None, np.full(3, np.nan), np.full(3, np.nan))
+    scale = reduced.volume ** (1 / 3)
+    minima = np.sort(reduced.lattice.get_niggli_reduced_lattice().abc) / scale
+    return _Prepared(reduced, minima, np.sort(reduced.lattice.abc) / scale)
+
+
+# Successive minima from a Niggli reduction are exact up to its 1e-5 tolerance; the bound keeps a wide margin.
+_MINIMA_SLACK = 1.001
+
+
+def _may_fit(candidate: _Prepared, targets: list[_Prepared], ltol: float) -> np.ndarray:
+    """False where ``fit(candidate, target)`` is certainly False, from two necessary conditions of pymatgen's fit.
+
+    Equal site counts of the reduced cells (else ``_strict_match`` finds no one-to-one mapping), and a basis of the
+    candidate's lattice whose k-th vector is shorter than (1 + ltol) times the target's k-th basis vector
+    (``Lattice.find_all_mappings``, after both cells are scaled to one volume), so each successive minimum
+    lambda_k of the candidate is below (1 + ltol) times the k-th shortest target basis length.
+    """
+    if candidate.structure is None or not targets:
+        return np.zeros(len(targets), dtype=bool)
+    sizes = np.array([len(t.structure) if t.structure is not None else -1 for t in targets])
+    lengths = np.array([t.lengths for t in targets])
+    bound = (1 + ltol) * _MINIMA_SLACK * lengths
+    return (sizes == len(candidate.structure)) & np.all(candidate.minima[None, :] < bound, axis=1)
+
+
+def _fits(matcher: StructureMatcher, candidate: _Prepared, target: _Prepared) -> bool:
+    """``matcher.fit(candidate, target)`` on the prepared structures (identical result, no repeated reduction)."""
+    try:
+        return bool(matcher.fit(candidate.structure, target.structure, skip_structure_reduction=True))
+    except Exception:  # noqa: BLE001 - an unmatched pair is not a match
+        return False
+
+
 def _first_of_kind(args: tuple[list[Structure], MatchTolerances]) -> list[bool]:
-    """Within one composition bucket: True for each structure that matches no earlier one."""
+    """Within one composition bucket: True for each structure that matches no earlier one.
+
+    Each structure is compared with the representatives (earlier structures that matched none before them), in
+    order, as ``fit(structure, representative)``; pairs that cannot fit are skipped without calling ``fit``.
+    """
     structures, tolerances = args
     matcher = tolerances.matcher()
-    representatives: list[Structure] = []
+    representatives: list[_Prepared] = []
     flags = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for structure in structures:
-            duplicate = False
-            for rep in representatives:
-                try:
-                    duplicate = matcher.fit(structure, rep)
-                except Exception:  # noqa: BLE001 - an unmatched pair is not a duplicate
-                    duplicate = False
-                if duplicate:
-                    break
+            prepared = _prepare(structure, matcher)
+            candidates = np.flatnonzero(_may_fit(prepared, representatives, tolerances.ltol))
+            duplicate = any(_fits(matcher, prepared, representatives[i]) for i in candidates)
             flags.append(not duplicate)
             if not duplicate:
-                representatives.append(structure)
+                representatives.append(prepared)
     return flags
 
 
@@ -111,7 +167,11 @@ def unique_mask(
     n_jobs: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """True for each structure that matches no earlier structure of the list (the first of each kind is unique)."""
+    """True for each structure that matches no earlier structure of the list (the first of each kind is unique).
+
+    Exactly the all-pairs result of ``StructureMatcher.fit`` in list order: comparisons are bucketed by reduced
+    formula, each crystal is reduced once, and pairs that provably cannot fit are skipped.
+    """
     buckets: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(structures):
         buckets[reduced_formula(s)].append(i)
@@ -134,13 +194,9 @@ def _matches_any(args: tuple[Structure, list[Structure], MatchTolerances]) -> bo
     matcher = tolerances.matcher()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for candidate in candidates:
-            try:
-                if matcher.fit(structure, candidate):
-                    return True
-            except Exception:  # noqa: BLE001 - an unmatched pair is not a match
-                continue
-    return False
+        prepared = _prepare(structure, matcher)
+        targets = [_prepare(candidate, matcher) for candidate in candidates]
+        return any(_fits(matcher, prepared, targets[i]) for i in np.flatnonzero(_may_fit(prepared, targets, tolerances.ltol)))
 
 
 def novel_mask(

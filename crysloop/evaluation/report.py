@@ -89,6 +89,15 @@ def _validity(structures: Sequence[Structure]) -> tuple[np.ndarray, np.ndarray]:
     return comp, struct
 
 
+def valid_mask(structures: Sequence[Structure], n_jobs: int | None = None, cache: FingerprintCache | None = None,
+               fingerprints: Fingerprints | None = None) -> np.ndarray:
+    """The suite's validity rule (CDVAE, DiffCSP): valid composition and structure, and a CrystalNN fingerprint
+    that can be computed; ``fingerprints`` of the same structures are reused when given."""
+    comp, struct = _validity(structures)
+    fp = fingerprints if fingerprints is not None else compute_fingerprints(structures, n_jobs, cache)
+    return comp & struct & fp.ok
+
+
 def _check_lengths(name: str, values: Sequence | None, n: int) -> np.ndarray | None:
     if values is None:
         return None

@@ -2,7 +2,7 @@
 
 from crysloop.models.composition.checkpoint import load_checkpoint, save_checkpoint, shipped_checkpoint_path
 from crysloop.models.composition.model import CompositionLM, CompositionLMConfig, ConditionSpec
-from crysloop.models.composition.sampling import sample_compositions
+from crysloop.models.composition.sampling import sample_compositions, sample_compositions_rejection
 from crysloop.models.composition.training import finetune_composition_lm, train_composition_lm
 from crysloop.models.composition.vocab import CompositionVocabulary
 
@@ -14,6 +14,7 @@ __all__ = [
     "finetune_composition_lm",
     "load_checkpoint",
     "sample_compositions",
+    "sample_compositions_rejection",
     "save_checkpoint",
     "shipped_checkpoint_path",
     "train_composition_lm",

@@ -45,7 +45,8 @@ def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> Comp
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(f"{path}: not a composition-model checkpoint (format {FORMAT} expected)")
     vocabulary = CompositionVocabulary([tuple(sp) for sp in payload["species"]])
-    model = CompositionLM(CompositionLMConfig.from_dict(payload["config"]), vocabulary)
+    config = {"vocabulary": "full", **payload["config"]}  # checkpoints from before the choice used the full one
+    model = CompositionLM(CompositionLMConfig.from_dict(config), vocabulary)
     model.load_state_dict(payload["state_dict"])
     model.metadata = payload.get("metadata", {})
     return model.to(device).eval()

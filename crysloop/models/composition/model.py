@@ -36,7 +36,8 @@ class ConditionSpec:
 
 @dataclass
 class CompositionLMConfig:
-    """Architecture of the model (CrysVCD defaults: 3 layers, 4 heads, width 128) and its conditions."""
+    """Architecture of the model (CrysVCD defaults: 3 layers, 4 heads, width 128), its conditions and the
+    oxidation-state vocabulary its training compositions are labelled with (see crysloop.chemistry.oxidation)."""
 
     n_layer: int = 3
     n_head: int = 4
@@ -45,6 +46,7 @@ class CompositionLMConfig:
     max_count: int = 20
     max_species: int = 10
     conditions: list[ConditionSpec] = field(default_factory=list)
+    vocabulary: str = "common"
 
     def as_dict(self) -> dict:
         """Plain-type dict (safe for ``torch.load(weights_only=True)``)."""
@@ -113,7 +115,7 @@ class CompositionLM(nn.Module):
     def __init__(self, config: CompositionLMConfig | None = None, vocabulary: CompositionVocabulary | None = None):
         super().__init__()
         self.config = config or CompositionLMConfig()
-        self.vocabulary = vocabulary or CompositionVocabulary()
+        self.vocabulary = vocabulary or CompositionVocabulary(vocabulary=self.config.vocabulary)
         width, n_tokens = self.config.n_embd, len(self.vocabulary)
         self.species_embedding = nn.Embedding(n_tokens, width)
         self.count_embedding = nn.Embedding(self.config.max_count + 1, width)

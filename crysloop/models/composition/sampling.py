@@ -9,6 +9,10 @@ Q != 0, its stop is turned into a closing token: one drawn (with the model's pro
 tokens that make Q' = 0, so compositions do not grow past the point where the model meant to stop. Compatibility (see
 :class:`~crysloop.models.composition.vocab.CompositionVocabulary`) also enforces the labelling rules: one sign
 and at most two adjacent states per element, cations less electronegative than anions, alloys all in state 0.
+
+Constrained decoding samples a different distribution from p(x | x neutral): masking reweights every prefix.
+:func:`sample_compositions_rejection` draws that conditional exactly, by sampling the raw model and keeping only
+the compositions constrained decoding could produce (neutral, pairwise compatible species, counts in range).
 """
 
 from __future__ import annotations
@@ -179,3 +183,42 @@ def sample_compositions(
         size = min(batch_size, n - len(samples))
         samples.extend(_sample_batch(model, size, tensors_for(size), temperature, top_k, constrained, generator, device))
     return samples
+
+
+def admissible(model: CompositionLM, assignment: ValenceAssignment) -> bool:
+    """Whether constrained decoding could produce this composition: neutral, every pair of species compatible,
+    every count within ``max_count`` (repeated species, merged by the decoder, have no such pair and fail)."""
+    vocabulary = model.vocabulary
+    if assignment.charge != 0 or not assignment.species:
+        return False
+    if any(count > model.config.max_count for _, _, count in assignment.species):
+        return False
+    indices = [vocabulary.index[(element, state)] - N_SPECIAL for element, state, _ in assignment.species]
+    return all(vocabulary.compatible[i, j] for k, i in enumerate(indices) for j in indices[k + 1 :])
+
+
+def sample_compositions_rejection(
+    model: CompositionLM,
+    n: int,
+    conditions: dict[str, float] | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    seed: int | None = None,
+    device: str = "cpu",
+    batch_size: int = 1024,
+    max_draws: int = 1_000_000,
+) -> tuple[list[ValenceAssignment], int]:
+    """``n`` compositions from the model conditioned exactly on admissibility (rejection sampling), and the
+    number of raw draws it took; :class:`InputError` if ``max_draws`` raw samples do not yield ``n``."""
+    rng = np.random.default_rng(seed)
+    kept: list[ValenceAssignment] = []
+    draws = 0
+    while len(kept) < n:
+        if draws >= max_draws:
+            raise InputError(f"rejection sampling kept {len(kept)} of {draws} draws, fewer than the {n} asked for")
+        size = min(batch_size, max_draws - draws)
+        batch = sample_compositions(model, size, conditions, temperature, top_k, constrained=False,
+                                    seed=int(rng.integers(2**62)), device=device, batch_size=batch_size)
+        draws += size
+        kept.extend(a for a in batch if admissible(model, a))
+    return kept[:n], draws

@@ -34,9 +34,9 @@ from crysloop.models.composition.vocab import BOS, EOS, PAD, CompositionVocabula
 CompositionLike = Composition | str | dict | ValenceAssignment
 
 
-def _assignments(compositions: Sequence[CompositionLike]) -> list[ValenceAssignment | None]:
+def _assignments(compositions: Sequence[CompositionLike], vocabulary: str) -> list[ValenceAssignment | None]:
     todo = [c for c in compositions if not isinstance(c, ValenceAssignment)]
-    labelled = iter(label_compositions(todo))
+    labelled = iter(label_compositions(todo, vocabulary=vocabulary))
     return [c if isinstance(c, ValenceAssignment) else next(labelled) for c in compositions]
 
 
@@ -69,7 +69,7 @@ class _Examples:
         self.tokens: list[list[tuple[int, int]]] = []
         rows: list[list[float]] = []
         self.skipped = 0
-        for assignment, props in zip(_assignments(compositions), properties):
+        for assignment, props in zip(_assignments(compositions, model.config.vocabulary), properties):
             if assignment is None or len(assignment.species) > model.config.max_species:
                 self.skipped += 1
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from crysloop.chemistry.electronic import N_FEATURES, feature_matrix
-from crysloop.chemistry.oxidation import electronegativity, ionic_states, species_vocabulary
+from crysloop.chemistry.oxidation import Vocabulary, electronegativity, species_vocabulary
 from crysloop.chemistry.valence import ValenceAssignment
 from crysloop.errors import InputError
 
@@ -19,10 +19,14 @@ N_SPECIAL = 3
 
 
 class CompositionVocabulary:
-    """Token ids <-> (element, oxidation state); charges, electronic features and compatibility of species."""
+    """Token ids <-> (element, oxidation state); charges, electronic features and compatibility of species.
 
-    def __init__(self, species: list[tuple[str, int]] | None = None):
-        self.species: list[tuple[str, int]] = [(str(e), int(s)) for e, s in (species or species_vocabulary())]
+    ``species`` (a checkpoint's list) wins over ``vocabulary`` (a named oxidation-state vocabulary); the
+    compatibility rules read each element's states from the species list itself, so a model keeps its own rules.
+    """
+
+    def __init__(self, species: list[tuple[str, int]] | None = None, vocabulary: Vocabulary = "common"):
+        self.species: list[tuple[str, int]] = [(str(e), int(s)) for e, s in (species or species_vocabulary(vocabulary))]
         self.index = {sp: i + N_SPECIAL for i, sp in enumerate(self.species)}
         self.charges = np.array([s for _, s in self.species], dtype=np.int64)
         self.features = np.zeros((len(self), N_FEATURES), dtype=np.float32)
@@ -54,7 +58,7 @@ class CompositionVocabulary:
         for i, (element, state) in enumerate(self.species):
             if state == 0:
                 continue
-            states = ionic_states(element)
+            states = self.ionic_states(element)
             position = states.index(state) if state in states else -1
             for j, (other, other_state) in enumerate(self.species):
                 if other == element and other_state * state > 0 and position >= 0 and other_state in states:
@@ -62,6 +66,10 @@ class CompositionVocabulary:
         compatible = np.where(same_element, adjacent & ~both_zero, np.where(one_zero, False, both_zero | en_order))
         np.fill_diagonal(compatible, False)
         return compatible
+
+    def ionic_states(self, element: str) -> tuple[int, ...]:
+        """The element's non-zero states in this vocabulary, ascending."""
+        return tuple(sorted(s for e, s in self.species if e == element and s != 0))
 
     def token(self, element: str, oxidation_state: int) -> int:
         """Token id of a species; unknown species raise :class:`InputError`."""

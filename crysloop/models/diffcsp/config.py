@@ -8,6 +8,8 @@ from typing import Any, Literal
 from crysloop.errors import InputError
 
 Mode = Literal["csp", "abinitio"]
+DropMode = Literal["joint", "independent"]
+ClipMode = Literal["value", "norm"]
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,11 @@ class DiffCSPConfig:
     ``mode="csp"`` predicts structures for given compositions; ``mode="abinitio"`` also diffuses atom types and,
     with ``csp_fraction`` > 0, learns both tasks in one network (a flag tells it whether types are given).
     ``properties`` name the scalar conditions; ``property_stats`` holds their (mean, std) for normalisation.
+    Classifier-free guidance: ``property_drop_mode="joint"`` (CrysVCD) drops all conditions of a crystal together
+    with probability ``property_drop_prob``, so the unconditional branch is trained on that share of crystals;
+    ``"independent"`` drops each condition on its own coin (crysloop's earlier behaviour).
+    ``cost_type`` 20 and ``grad_clip`` 0.5 per gradient value (``grad_clip_mode="value"``) are DiffCSP's ab initio
+    settings; ``cost_type=1`` and ``grad_clip_mode="norm"`` (clip the global norm) are the earlier ones.
     """
 
     mode: Mode = "csp"
@@ -30,16 +37,18 @@ class DiffCSPConfig:
     sigma_end: float = 0.5
     cost_lattice: float = 1.0
     cost_coord: float = 1.0
-    cost_type: float = 1.0
+    cost_type: float = 20.0
     csp_fraction: float = 0.5
     properties: tuple[str, ...] = ()
     property_stats: dict[str, tuple[float, float]] = field(default_factory=dict)
     property_drop_prob: float = 0.25
+    property_drop_mode: DropMode = "joint"
     # training
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 0.5
+    grad_clip_mode: ClipMode = "value"
     ema_decay: float = 0.999
     plateau_patience: int = 30
     plateau_factor: float = 0.6

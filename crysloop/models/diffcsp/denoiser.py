@@ -24,16 +24,23 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def fully_connected_edges(num_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Directed edges between every pair of distinct atoms within each crystal: (src, dst, crystal index)."""
+    """Directed edges between every ordered pair of atoms within each crystal, self-edges i -> i included (as
+    DiffCSP's fully connected graph: they carry the lattice into the message of a one-atom cell)."""
     counts = num_atoms * num_atoms
     crystal = torch.repeat_interleave(torch.arange(len(num_atoms), device=num_atoms.device), counts)
     first_edge = torch.cumsum(counts, 0) - counts
     local = torch.arange(int(counts.sum()), device=num_atoms.device) - first_edge[crystal]
     n = num_atoms[crystal]
     first_atom = (torch.cumsum(num_atoms, 0) - num_atoms)[crystal]
-    src, dst = first_atom + local // n, first_atom + local % n
-    keep = src != dst
-    return src[keep], dst[keep], crystal[keep]
+    return first_atom + local // n, first_atom + local % n, crystal
+
+
+def lattice_gram(lattice: torch.Tensor) -> torch.Tensor:
+    """Flattened Gram matrices L L^T (B, 9) in fp32 even under autocast: in bf16 their rounding error would exceed
+    the lattice noise of the last sampling steps."""
+    with torch.autocast(lattice.device.type, enabled=False):
+        lattice = lattice.float()
+        return (lattice @ lattice.transpose(-1, -2)).flatten(1)
 
 
 def _mlp(dim_in: int, dim: int) -> nn.Sequential:
@@ -81,13 +88,15 @@ class CSPNet(nn.Module):
     def forward(self, type_features, frac_coords, lattice, latent, num_atoms, atom_crystal):
         """Returns (lattice noise (B, 3, 3), normalised coordinate score (N, 3), type noise (N, Z) or None)."""
         src, dst, edge_crystal = fully_connected_edges(num_atoms)
-        gram = (lattice @ lattice.transpose(-1, -2)).flatten(1)
+        gram = lattice_gram(lattice)
         fourier = self.fourier((frac_coords[dst] - frac_coords[src]) % 1.0)
         h = self.latent_mix(torch.cat([self.type_embedding(type_features), latent[atom_crystal]], dim=-1))
         for layer in self.layers:
             h = layer(h, src, dst, edge_crystal, gram, fourier)
         h = self.final_norm(h)
         pooled = scatter(h, atom_crystal, dim=0, dim_size=lattice.shape[0], reduce="mean")
-        eps_lattice = self.lattice_out(pooled).view(-1, 3, 3) @ lattice
+        coefficients = self.lattice_out(pooled)
+        with torch.autocast(lattice.device.type, enabled=False):  # the lattice update in fp32, as the Gram matrix
+            eps_lattice = coefficients.float().view(-1, 3, 3) @ lattice.float()
         eps_types = self.type_out(h) if self.type_out is not None else None
         return eps_lattice, self.coord_out(h), eps_types

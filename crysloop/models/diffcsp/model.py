@@ -59,6 +59,22 @@ class CrystalTensors:
                               self.properties[indices])
 
 
+def condition_mask(properties: torch.Tensor, drop_prob: float, mode: str = "joint",
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Which conditions (B, P) the model sees during training: known values, minus the dropped ones.
+
+    ``joint`` drops every condition of a crystal on one coin, so the unconditional branch that classifier-free
+    guidance needs is trained on ``drop_prob`` of the crystals; ``independent`` drops each condition on its own
+    coin (with P conditions only drop_prob^P of the crystals are then unconditional).
+    """
+    known = ~torch.isnan(properties)
+    if mode == "joint":
+        coin = torch.rand(properties.shape[0], 1, device=properties.device, generator=generator)
+        return known & (coin >= drop_prob)
+    coins = torch.rand(properties.shape, device=properties.device, generator=generator)
+    return known & (coins >= drop_prob)
+
+
 class DiffCSP(nn.Module):
     """DiffCSP with classifier-free property guidance; ``config.mode`` picks CSP or ab initio generation."""
 
@@ -116,7 +132,7 @@ class DiffCSP(nn.Module):
         t_atom = torch.repeat_interleave(t, batch.num_atoms)
         noisy_lattice, eps_lattice = noise_lattice(batch.lattice, t, schedule)
         noisy_coords, score_target = noise_frac_coords(batch.frac_coords, t_atom, schedule)
-        keep = ~torch.isnan(batch.properties) & (torch.rand_like(batch.properties) >= config.property_drop_prob)
+        keep = condition_mask(batch.properties, config.property_drop_prob, config.property_drop_mode)
         types = self.type_features(batch.atom_types)
         types_given = None
         if config.mode == "abinitio":

@@ -83,11 +83,11 @@ def sample_tensors(
     step_lr: float = 1e-5,
     generator: torch.Generator | None = None,
     progress: bool = False,
-    lattice_clip: float | None = 50.0,
+    lattice_clip: float | None = None,
 ) -> CrystalTensors:
     """Sample crystals with the given atom counts; ``atom_types`` (N,) given = CSP, None = ab initio generation.
 
-    ``lattice_clip`` (Angstrom) bounds each step's clean-lattice estimate; None turns the clipping off.
+    ``lattice_clip`` (Angstrom) bounds each step's clean-lattice estimate; None (default, as DiffCSP) leaves it free.
     """
     config, schedule, device = model.config, model.schedule, model.device
     conditions = _check_conditions(model, conditions)
@@ -161,7 +161,7 @@ def sample_structures(
     seed: int | None = 0,
     step_lr: float = 1e-5,
     progress: bool = False,
-    lattice_clip: float | None = 50.0,
+    lattice_clip: float | None = None,
 ) -> list[Structure]:
     """Sample crystal structures: one per composition (CSP, the cell holds exactly the composition's atoms), or
     ``n`` ab initio structures with atom counts drawn from the training set; optional property ``conditions``

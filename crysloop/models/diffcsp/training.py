@@ -99,6 +99,15 @@ def _ema_fn(decay: float):
     return update
 
 
+def clip_gradients(model: torch.nn.Module, config: DiffCSPConfig) -> None:
+    """Clip each gradient value to +-``grad_clip`` (DiffCSP, Lightning's ``gradient_clip_algorithm="value"``) or
+    the global gradient norm to ``grad_clip`` (``grad_clip_mode="norm"``)."""
+    if config.grad_clip_mode == "value":
+        torch.nn.utils.clip_grad_value_(model.parameters(), config.grad_clip)
+    else:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+
+
 def _as_tensors(data: Any, properties: Sequence[str]) -> CrystalTensors:
     return data if isinstance(data, CrystalTensors) else records_to_tensors(data, properties)
 
@@ -212,7 +221,7 @@ def train_diffcsp(
                     losses = model.loss(data.select(idx))
                 optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                clip_gradients(model, config)
                 optimizer.step()
                 ema.update_parameters(model)
                 step += 1
