@@ -92,7 +92,7 @@ def check_conditions(config: CDVAEConfig, conditions: Mapping[str, float] | None
 def formula_atoms(config: CDVAEConfig, formula: str) -> list[int]:
     """The atomic numbers of one cell of ``formula``; an InputError for an unreadable formula, fractional
     amounts, an element outside the model's vocabulary or more atoms than the model allows."""
-    from pymatgen.core import Composition
+    from pymatgen.core import Composition, Element
 
     try:
         composition = Composition(formula)
@@ -100,6 +100,8 @@ def formula_atoms(config: CDVAEConfig, formula: str) -> list[int]:
         raise InputError(f"cannot read formula {formula!r}: {exc}") from None
     atoms: list[int] = []
     for element, amount in composition.items():
+        if not isinstance(element, Element):
+            raise InputError(f"formula {formula!r}: {element} is not a chemical element")
         if abs(amount - round(amount)) > 1e-6 or round(amount) < 1:
             raise InputError(f"formula {formula!r} needs whole numbers of atoms")
         if (config.elements and element.Z not in config.elements) or element.Z > config.num_species:

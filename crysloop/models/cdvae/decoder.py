@@ -10,6 +10,17 @@ from torch import nn
 from crysloop.models.cdvae.config import CDVAEConfig
 
 
+@torch.no_grad()
+def output_sizes(network: nn.Module, num_species: int, cond_dim: int) -> tuple[int, int]:
+    """Scalar and l=1 channel counts of an EquiformerV2-interface network, read off one tiny forward pass."""
+    feats = torch.zeros(2, num_species)
+    feats[:, 0] = 1.0
+    frac = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
+    cond = torch.zeros(1, cond_dim) if cond_dim else None
+    scalars, vectors = network(feats, frac, 3.0 * torch.eye(3)[None], torch.zeros(2, dtype=torch.long), cond)
+    return scalars.shape[-1], vectors.shape[1]
+
+
 class ScoreDecoder(nn.Module):
     """(z_c, noisy types, noisy fractional coordinates, lattice) -> (type logits (N, S), Cartesian score (N, 3)).
 
@@ -26,8 +37,9 @@ class ScoreDecoder(nn.Module):
             network = EquiformerV2(equiformer_config(config), num_species=config.num_species,
                                    cond_dim=config.latent_dim)  # fmt: skip
         self.network = network
-        self.type_head = nn.LazyLinear(config.num_species)
-        self.coord_head = nn.LazyLinear(1, bias=False)  # mixes the l=1 channels; no bias keeps equivariance
+        scalar_dim, vector_dim = output_sizes(network, config.num_species, config.latent_dim)
+        self.type_head = nn.Linear(scalar_dim, config.num_species)
+        self.coord_head = nn.Linear(vector_dim, 1, bias=False)  # mixes the l=1 channels; no bias keeps equivariance
 
     def forward(self, z_c: torch.Tensor, type_probs: torch.Tensor, frac_coords: torch.Tensor, lattice: torch.Tensor,
                 batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip

@@ -37,10 +37,13 @@ class EquiformerEncoder(nn.Module):
         super().__init__()
         from crysloop.models.equiformer import EquiformerV2
 
+        from crysloop.models.cdvae.decoder import output_sizes
+
         self.num_species = config.num_species
         self.network = EquiformerV2(equiformer_config(config), num_species=config.num_species, cond_dim=0)
-        self.fc_mu = nn.LazyLinear(config.latent_dim)
-        self.fc_logvar = nn.LazyLinear(config.latent_dim)
+        scalar_dim, _ = output_sizes(self.network, config.num_species, 0)
+        self.fc_mu = nn.Linear(scalar_dim, config.latent_dim)
+        self.fc_logvar = nn.Linear(scalar_dim, config.latent_dim)
 
     def forward(self, atom_types, frac_coords, lattice, num_atoms):
         from crysloop.models.equiformer import graph_readout

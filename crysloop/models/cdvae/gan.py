@@ -176,7 +176,7 @@ def train_latent_gan(model, data: CrystalTensors, config: GANConfig, epochs: int
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
-                distances.append(float(d_real - d_fake))
+                distances.append(float((d_real - d_fake).detach()))
                 step += 1
                 if step % config.critic_steps:
                     continue
@@ -191,7 +191,7 @@ def train_latent_gan(model, data: CrystalTensors, config: GANConfig, epochs: int
                 opt_g.zero_grad(set_to_none=True)
                 g_loss.backward()
                 opt_g.step()
-                g_losses.append(float(g_loss))
+                g_losses.append(float(g_loss.detach()))
             distance = sum(distances) / max(len(distances), 1)
             sched_g.step(distance)
             sched_d.step(distance)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from crysloop.errors import InputError
 from crysloop.models.cdvae.conditions import (
@@ -137,3 +138,22 @@ def reconstruct(model: ConditionCDVAE, batch, steps_per_level: int | None = None
     keep = torch.ones(len(mu), len(config.conditions), dtype=torch.bool, device=mu.device)
     z_c = model.fuse(mu, model.conditions(batch.properties, compositions, keep))
     return decode(model, z_c, None, steps_per_level, step_lr, generator)
+
+
+def reconstruct_structures(model: ConditionCDVAE, records, steps_per_level: int | None = None,
+                           step_lr: float | None = None, batch_size: int = 32, seed: int = 0,
+                           progress: bool = False) -> tuple[list[Structure], list[Structure]]:  # fmt: skip
+    """Reconstructions of ``records`` (crystals with properties) and the Niggli-reduced originals, pairwise."""
+    from crysloop.data.tensors import batch_to_structures
+    from crysloop.models.cdvae.training import as_tensors
+
+    data = as_tensors(records, model.config).to(model.device)
+    if int(data.num_atoms.max()) > model.config.max_atoms:
+        raise InputError(f"a crystal has more than the model's {model.config.max_atoms} atoms")
+    predicted, truth = [], []
+    for start in tqdm(range(0, len(data.num_atoms), batch_size), desc="reconstructing", disable=not progress):
+        batch = data.select(torch.arange(start, min(start + batch_size, len(data.num_atoms)), device=model.device))
+        predicted += batch_to_structures(reconstruct(model, batch, steps_per_level, step_lr, seed + start))
+        truth += batch_to_structures({"atom_types": batch.atom_types, "frac_coords": batch.frac_coords,
+                                      "lattice": batch.lattice, "num_atoms": batch.num_atoms})  # fmt: skip
+    return predicted, truth

@@ -66,12 +66,6 @@ def dataset_statistics(data: CrystalTensors, config: CDVAEConfig, sample: int = 
     return stats
 
 
-@torch.no_grad()
-def _materialise(model: ConditionCDVAE, data: CrystalTensors) -> None:
-    """One forward pass, so lazily sized layers get their shapes before the optimiser sees them."""
-    model.loss(data.select(torch.arange(min(2, len(data.num_atoms)), device=data.num_atoms.device)))
-
-
 def train_cdvae(
     records: Iterable[Any] | CrystalTensors,
     config: CDVAEConfig,
@@ -103,7 +97,6 @@ def train_cdvae(
         raise InputError(f"a training crystal has more than the model's {model.config.max_atoms} atoms")
     data = data.to(device)
     model = model.to(device).train()
-    _materialise(model, data)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.plateau_factor,
                                                            patience=config.plateau_patience, min_lr=config.min_lr)
