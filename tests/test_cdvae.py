@@ -185,3 +185,70 @@ def test_loss_has_every_term_and_trains():
     assert torch.allclose(losses["loss"], sum(w * losses[k] for k, w in weights.items()))
     losses["loss"].backward()
     assert model.property_head[0].weight.grad.abs().sum() > 0 and model.fusion.factors[0].grad.abs().sum() > 0
+
+
+def _tensors(structure: Structure):
+    from crysloop.models.diffcsp.model import CrystalTensors
+
+    lattice = torch.tensor(structure.lattice.matrix, dtype=torch.float32)[None]
+    return CrystalTensors(torch.tensor([s.specie.Z for s in structure]), torch.tensor(structure.frac_coords % 1.0,
+                          dtype=torch.float32), lattice, torch.tensor([len(structure)]), torch.zeros(1, 1))  # fmt: skip
+
+
+def test_equiformer_model_is_invariant_and_equivariant():
+    """Encoder latents and type logits invariant, coordinate scores equivariant under rotation, permutation,
+    translation and a supercell (EquiformerV2-style encoder and decoder, tiny preset)."""
+    config = _config(encoder="equiformer")
+    model = ConditionCDVAE(config).eval()
+    structure = _structure(5)
+    z_c = torch.randn(1, config.latent_dim)
+    onehot = lambda t: torch.nn.functional.one_hot(t.atom_types - 1, config.num_species).float()  # noqa: E731
+
+    def run(s: Structure):
+        t = _tensors(s)
+        with torch.no_grad():
+            mu, _ = model.encode(t)
+            logits, score = model.score(z_c, onehot(t), t.frac_coords, t.lattice, t.num_atoms)
+        return mu[0], logits, score
+
+    mu, logits, score = run(structure)
+    rotation = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))[0]
+    rotated = Structure(Lattice(structure.lattice.matrix @ rotation.numpy().T), structure.species, structure.frac_coords)
+    mu_r, logits_r, score_r = run(rotated)
+    assert torch.allclose(mu_r, mu, atol=1e-4) and torch.allclose(logits_r, logits, atol=1e-4)
+    assert torch.allclose(score_r, score @ rotation.float().T, atol=1e-4)
+    order = [3, 1, 4, 0, 2]
+    permuted = Structure(structure.lattice, [structure.species[i] for i in order], structure.frac_coords[order])
+    mu_p, logits_p, score_p = run(permuted)
+    assert torch.allclose(mu_p, mu, atol=1e-4) and torch.allclose(logits_p, logits[order], atol=1e-4)
+    assert torch.allclose(score_p, score[order], atol=1e-4)
+    translated = Structure(structure.lattice, structure.species, structure.frac_coords + [0.31, 0.77, 0.05])
+    mu_t, logits_t, score_t = run(translated)
+    assert torch.allclose(mu_t, mu, atol=1e-4) and torch.allclose(score_t, score, atol=1e-4)
+    supercell = structure * (2, 1, 1)  # pymatgen puts the copies of site i at 2i, 2i + 1
+    mu_s, logits_s, score_s = run(supercell)
+    assert torch.allclose(mu_s, mu, atol=1e-4)
+    assert torch.allclose(logits_s[0::2], logits, atol=1e-4) and torch.allclose(logits_s[1::2], logits, atol=1e-4)
+    assert torch.allclose(score_s[0::2], score, atol=1e-4)
+
+
+def test_checkpoint_round_trip_and_kind_check(tmp_path, shared_data):
+    from crysloop.models.cdvae import load_checkpoint, save_checkpoint, train_cdvae
+    from crysloop.models.diffcsp import shipped_checkpoint_path as diffcsp_checkpoint
+    from crysloop.data.datasets import load_dataset
+
+    records = load_dataset(shared_data / "mp_20_sample" / "val.csv.gz", progress=False)[:12]
+    config = CDVAEConfig.preset("cpu-tiny", conditions=("formation_energy_per_atom", "formula"))
+    model, gan = train_cdvae(records, config, device="cpu", steps=2, gan_epochs=1,
+                             gan_config=GANConfig.preset("cpu-tiny"), progress=False)  # fmt: skip
+    path = save_checkpoint(model, tmp_path / "m.pt", gan)
+    loaded, loaded_gan = load_checkpoint(path, device="cpu")
+    assert loaded.config == model.config and loaded.config.property_stats == model.config.property_stats
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    for key, value in gan.generator.state_dict().items():
+        assert torch.equal(loaded_gan.generator.state_dict()[key], value), key
+    payload = torch.load(path, weights_only=True)  # plain data only
+    assert payload["format"] == "crysloop-cdvae"
+    with pytest.raises(InputError, match="not a ConditionCDVAE"):
+        load_checkpoint(diffcsp_checkpoint())

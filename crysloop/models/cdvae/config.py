@@ -91,7 +91,7 @@ class CDVAEConfig:
             "cpu-small": {"equiformer_preset": "cpu-small", "hidden_dim": 128, "dimenet_hidden": 64,
                           "dimenet_blocks": 2, "dimenet_int_emb": 32, "dimenet_out_emb": 64, "dimenet_spherical": 4,
                           "cond_dim": 32, "batch_size": 32},
-            "cpu-tiny": {"equiformer_preset": "cpu-small", "latent_dim": 16, "hidden_dim": 16, "head_layers": 1,
+            "cpu-tiny": {"equiformer_preset": "tiny", "latent_dim": 16, "hidden_dim": 16, "head_layers": 1,
                          "dimenet_hidden": 16, "dimenet_blocks": 1, "dimenet_int_emb": 8, "dimenet_basis_emb": 4,
                          "dimenet_out_emb": 16, "dimenet_spherical": 3, "dimenet_radial": 4, "cond_dim": 8,
                          "num_gaussians": 8, "num_noise_levels": 5, "langevin_steps_per_level": 2, "cutoff": 5.0,

@@ -37,8 +37,8 @@ class GANConfig:
 
     @classmethod
     def preset(cls, name: str) -> GANConfig:
-        """``paper`` (hidden layers up to 1024 units) or ``cpu-small`` (up to 512) / ``cpu-tiny``."""
-        sizes = {"paper": {}, "cpu-small": {"noise_dim": 64, "generator_hidden": (64, 128, 256, 256, 512),
+        """``paper`` (hidden layers up to 1024 units) or ``cpu-small`` (up to 256) / ``cpu-tiny``."""
+        sizes = {"paper": {}, "cpu-small": {"noise_dim": 64, "generator_hidden": (64, 128, 128, 256, 256),
                                             "critic_hidden": (256, 256, 256)},
                  "cpu-tiny": {"noise_dim": 8, "generator_hidden": (8, 8, 16, 16, 16), "critic_hidden": (16, 16, 16),
                               "batch_size": 8}}  # fmt: skip

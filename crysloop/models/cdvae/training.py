@@ -4,10 +4,10 @@ latent WGAN-GP on the frozen encoder; fine-tuning continues both on new labelled
 The shipped checkpoint ``crysloop/assets/checkpoints/cdvae_mp20_small.pt`` is made by::
 
     OMP_NUM_THREADS=1 crysloop cdvae train ../shared/data/mp_20_sample/train.csv.gz --preset cpu-small \\
-        --encoder equiformer --conditions formation_energy_per_atom,band_gap,formula --epochs 400 \\
-        --time-limit 900 --gan-epochs 60 --seed 0 --threads 1 --out crysloop/assets/checkpoints/cdvae_mp20_small.pt
+        --encoder equiformer --conditions formation_energy_per_atom,band_gap,formula --epochs 400 --batch-size 16 \\
+        --time-limit 1500 --gan-epochs 100 --seed 0 --threads 1 --out crysloop/assets/checkpoints/cdvae_mp20_small.pt
 
-(847 MP-20 crystals; on a shared 2-core CPU the 900 s limit stops the VAE long before 400 epochs: a demo model.
+(847 MP-20 crystals; on a shared 2-core CPU the 1500 s limit stops the VAE long before 400 epochs: a demo model.
 The metrics log sits beside the checkpoint.)
 """
 
