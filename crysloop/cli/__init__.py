@@ -15,6 +15,7 @@ from crysloop.cli import kappa
 from crysloop.cli import structures
 from crysloop.cli import compositions
 from crysloop.cli import screen
+from crysloop.cli import cdvae
 
 app = typer.Typer(
     name="crysloop",
@@ -34,6 +35,7 @@ app.add_typer(kappa.app, name="kappa")
 app.add_typer(structures.app, name="structures")
 app.add_typer(compositions.app, name="compositions")
 app.add_typer(screen.app, name="screen")
+app.add_typer(cdvae.app, name="cdvae")
 
 err_console = Console(stderr=True)
 

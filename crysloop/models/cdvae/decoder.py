@@ -1,0 +1,47 @@
+"""CDVAE's noise-conditioned score decoder on an EquiformerV2-style backbone: z_c enters the atom embeddings and
+the radial networks of every block; atom-type logits come from the invariant channels and the coordinate score
+from a linear map of the l=1 channels (so it rotates with the crystal)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from crysloop.models.cdvae.config import CDVAEConfig
+
+
+@torch.no_grad()
+def output_sizes(network: nn.Module, num_species: int, cond_dim: int) -> tuple[int, int]:
+    """Scalar and l=1 channel counts of an EquiformerV2-interface network, read off one tiny forward pass."""
+    feats = torch.zeros(2, num_species)
+    feats[:, 0] = 1.0
+    frac = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
+    cond = torch.zeros(1, cond_dim) if cond_dim else None
+    scalars, vectors = network(feats, frac, 3.0 * torch.eye(3)[None], torch.zeros(2, dtype=torch.long), cond)
+    return scalars.shape[-1], vectors.shape[1]
+
+
+class ScoreDecoder(nn.Module):
+    """(z_c, noisy types, noisy fractional coordinates, lattice) -> (type logits (N, S), Cartesian score (N, 3)).
+
+    The coordinate output is sigma times the score (NCSN-style): the caller divides by the noise level, which is
+    how CDVAE conditions its decoder on sigma without an explicit input.
+    """
+
+    def __init__(self, config: CDVAEConfig, network: nn.Module | None = None):
+        super().__init__()
+        if network is None:
+            from crysloop.models.cdvae.encoders import equiformer_config
+            from crysloop.models.equiformer import EquiformerV2
+
+            network = EquiformerV2(equiformer_config(config), num_species=config.num_species,
+                                   cond_dim=config.latent_dim)  # fmt: skip
+        self.network = network
+        scalar_dim, vector_dim = output_sizes(network, config.num_species, config.latent_dim)
+        self.type_head = nn.Linear(scalar_dim, config.num_species)
+        self.coord_head = nn.Linear(vector_dim, 1, bias=False)  # mixes the l=1 channels; no bias keeps equivariance
+
+    def forward(self, z_c: torch.Tensor, type_probs: torch.Tensor, frac_coords: torch.Tensor, lattice: torch.Tensor,
+                batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        scalars, vectors = self.network(type_probs, frac_coords, lattice, batch, z_c)
+        return self.type_head(scalars), self.coord_head(vectors.transpose(1, 2)).squeeze(-1)

@@ -1,0 +1,47 @@
+"""Separable S2 activation: SiLU on the scalar channel, and SiLU applied point-wise to the features sampled on a
+spherical grid (e3nn's ToS2Grid/FromS2Grid) for the higher degrees. Equivariant up to the grid's quadrature error."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from e3nn import o3
+from torch import nn
+
+from crysloop.models.equiformer.linear import float64_defaults
+
+
+class SmoothLeakyReLU(nn.Module):
+    """EquiformerV2's smooth leaky ReLU, x (1+a)/2 + x (1-a)/2 (2 sigmoid(x) - 1), for attention logits."""
+
+    def __init__(self, negative_slope: float = 0.2) -> None:
+        super().__init__()
+        self.alpha = negative_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (1 + self.alpha) * x + 0.5 * (1 - self.alpha) * x * (2 * torch.sigmoid(x) - 1)
+
+
+class SeparableS2Activation(nn.Module):
+    """Point-wise SiLU on a (resolution x resolution+1) spherical grid for the given coefficient subset."""
+
+    def __init__(self, lmax: int, resolution: int, index: torch.Tensor | None = None) -> None:
+        super().__init__()
+        size = (lmax + 1) ** 2
+        index = torch.arange(size) if index is None else index
+        grid = (resolution, resolution + 1)
+        with float64_defaults():
+            to_grid = o3.ToS2Grid(lmax, grid, normalization="integral")
+            from_grid = o3.FromS2Grid(grid, lmax, normalization="integral")
+            to_matrix = to_grid(torch.eye(size)).reshape(size, -1)  # (K, G)
+            points = to_matrix.shape[1]
+            from_matrix = from_grid(torch.eye(points).reshape(points, *grid))  # (G, K)
+        self.register_buffer("to_grid", to_matrix[index].T.contiguous(), persistent=False)  # (G, K')
+        self.register_buffer("from_grid", from_matrix[:, index].T.contiguous(), persistent=False)  # (K', G)
+
+    def forward(self, scalars: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``scalars`` (..., C) and ``x`` (..., K', C) -> (..., K', C); coefficient 0 must be l=0."""
+        dtype = x.dtype
+        grid = torch.einsum("gk,...kc->...gc", self.to_grid.to(dtype), x)
+        out = torch.einsum("kg,...gc->...kc", self.from_grid.to(dtype), F.silu(grid))
+        return torch.cat([F.silu(scalars).unsqueeze(-2), out[..., 1:, :]], dim=-2)

@@ -1,0 +1,151 @@
+"""EquiformerV2-style network: invariance of per-atom scalars and equivariance of l=1 vectors under rotation,
+permutation, translation and change of unit cell; the tie-aware neighbour cap; cells shorter than the cutoff."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from e3nn import o3
+from pymatgen.core import Lattice, Structure
+
+from crysloop.data.graph import radius_graph_pbc
+from crysloop.models.equiformer import EquiformerConfig, EquiformerV2, capped_radius_graph, graph_readout
+
+TOL = 1e-4
+
+
+def _cells() -> list[Structure]:
+    """A few MP-20-like cells: rock salt, a cubic perovskite, a distorted triclinic ternary, a 2D-like layer."""
+    rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    perovskite = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
+                           [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    rng = np.random.default_rng(0)
+    triclinic = Structure(Lattice.from_parameters(4.1, 5.3, 6.2, 81.0, 97.0, 104.0), ["Li", "Fe", "P", "O", "O", "O"],
+                          rng.random((6, 3)))
+    layer = Structure(Lattice.from_parameters(3.0, 3.2, 18.0, 90.0, 90.0, 117.0), ["Mo", "S", "S"],
+                      [[0, 0, 0.5], [1 / 3, 2 / 3, 0.41], [1 / 3, 2 / 3, 0.59]])
+    return [rocksalt, perovskite, triclinic, layer]  # fmt: skip
+
+
+def _tensors(structures: list[Structure]) -> tuple[torch.Tensor, ...]:
+    """(one-hot species, frac coords, lattices, batch) in float64."""
+    z = torch.tensor([site.specie.Z for s in structures for site in s])
+    feats = torch.nn.functional.one_hot(z - 1, 100).double()
+    frac = torch.tensor(np.concatenate([s.frac_coords for s in structures]))
+    lattice = torch.tensor(np.stack([s.lattice.matrix for s in structures]))
+    batch = torch.repeat_interleave(torch.arange(len(structures)), torch.tensor([len(s) for s in structures]))
+    return feats, frac, lattice, batch
+
+
+@pytest.fixture(scope="module")
+def network() -> EquiformerV2:
+    torch.manual_seed(0)
+    return EquiformerV2(EquiformerConfig.preset("tiny"), num_species=100, cond_dim=3).double().eval()
+
+
+@pytest.fixture(scope="module")
+def inputs() -> tuple[torch.Tensor, ...]:
+    feats, frac, lattice, batch = _tensors(_cells())
+    cond = torch.randn(lattice.shape[0], 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    return feats, frac, lattice, batch, cond
+
+
+@pytest.fixture(scope="module")
+def reference(network, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        return network(*inputs)
+
+
+def test_shapes_and_gradients(network, inputs):
+    feats, frac, lattice, batch, cond = inputs
+    lattice = lattice.clone().requires_grad_(True)
+    scalars, vectors = network(feats, frac, lattice, batch, cond)
+    channels = network.config.channels
+    assert scalars.shape == (len(feats), channels) and vectors.shape == (len(feats), channels, 3)
+    (scalars.pow(2).sum() + vectors.pow(2).sum()).backward()
+    assert torch.isfinite(lattice.grad).all() and lattice.grad.abs().sum() > 0
+    assert graph_readout(scalars, batch, 4).shape == (4, channels)
+
+
+def test_rotation(network, inputs, reference):
+    feats, frac, lattice, batch, cond = inputs
+    angles = torch.rand(3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2 * torch.pi
+    rotation = o3.angles_to_matrix(*angles)
+    with torch.no_grad():
+        scalars, vectors = network(feats, frac, lattice @ rotation.T, batch, cond)
+    assert torch.allclose(scalars, reference[0], atol=TOL)
+    assert torch.allclose(vectors, reference[1] @ rotation.T, atol=TOL)
+    assert not torch.allclose(vectors, reference[1], atol=1e-2)  # the vectors do turn
+
+
+def test_permutation(network, inputs, reference):
+    feats, frac, lattice, batch, cond = inputs
+    perm = torch.cat([torch.nonzero(batch == b).flatten()[torch.randperm(int((batch == b).sum()))] for b in range(4)])
+    with torch.no_grad():
+        scalars, vectors = network(feats[perm], frac[perm], lattice, batch[perm], cond)
+    assert torch.allclose(scalars, reference[0][perm], atol=TOL)
+    assert torch.allclose(vectors, reference[1][perm], atol=TOL)
+
+
+def test_translation(network, inputs, reference):
+    feats, frac, lattice, batch, cond = inputs
+    shift = torch.rand(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        scalars, vectors = network(feats, (frac + shift[batch]) % 1.0, lattice, batch, cond)
+    assert torch.allclose(scalars, reference[0], atol=TOL)
+    assert torch.allclose(vectors, reference[1], atol=TOL)
+
+
+def test_supercell_gives_the_same_atoms(network, inputs, reference):
+    feats, frac, lattice, batch, cond = inputs
+    parts = {"feats": [], "frac": [], "batch": [], "source": []}
+    for b in range(4):
+        atoms = torch.nonzero(batch == b).flatten()
+        for copy in range(2):
+            parts["feats"].append(feats[atoms])
+            parts["frac"].append((frac[atoms] + torch.tensor([copy, 0.0, 0.0], dtype=torch.float64)) / torch.tensor(
+                [2.0, 1.0, 1.0], dtype=torch.float64))
+            parts["batch"].append(batch[atoms])
+            parts["source"].append(atoms)
+    doubled = lattice * torch.tensor([2.0, 1.0, 1.0], dtype=torch.float64)[None, :, None]
+    source, new_batch = torch.cat(parts["source"]), torch.cat(parts["batch"])
+    with torch.no_grad():
+        scalars, vectors = network(torch.cat(parts["feats"]), torch.cat(parts["frac"]), doubled, new_batch, cond)
+    assert torch.allclose(scalars, reference[0][source], atol=TOL)
+    assert torch.allclose(vectors, reference[1][source], atol=TOL)
+    assert torch.allclose(graph_readout(scalars, new_batch, 4), graph_readout(reference[0], batch, 4), atol=TOL)
+
+
+def test_condition_changes_the_output(network, inputs, reference):
+    feats, frac, lattice, batch, cond = inputs
+    with torch.no_grad():
+        scalars, _ = network(feats, frac, lattice, batch, cond + 1.0)
+    assert (scalars - reference[0]).abs().max() > 1e-3
+    with pytest.raises(ValueError):
+        network(feats, frac, lattice, batch)
+
+
+def test_cap_keeps_nearest_and_whole_shells():
+    copper = Structure(Lattice.cubic(3.61), ["Cu"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    _, frac, lattice, batch = _tensors([copper])
+    graph = capped_radius_graph(frac, lattice, torch.tensor([4]), 7.0, 20, 1e-3)
+    # fcc shells: 12 at a/sqrt2, 6 at a, 24 at a sqrt(3/2); the 20th neighbour is in the third shell, kept whole
+    assert torch.bincount(graph.edge_index[0]).tolist() == [42] * 4
+    _, frac, lattice, batch = _tensors(_cells()[2:3])
+    full = radius_graph_pbc(frac, lattice, torch.tensor([6]), 7.0)
+    capped = capped_radius_graph(frac, lattice, torch.tensor([6]), 7.0, 20, 1e-3)
+    for atom in range(6):
+        all_d = full.distances[full.edge_index[0] == atom].sort().values
+        kept = capped.distances[capped.edge_index[0] == atom].sort().values
+        assert len(kept) == 20 and torch.equal(kept, all_d[:20])
+
+
+def test_short_cell_gets_all_images():
+    layer = _cells()[3]
+    _, frac, lattice, _ = _tensors([layer])
+    graph = capped_radius_graph(frac, lattice, torch.tensor([3]), 7.0, 1000, 1e-3)
+    centres, neighbours, _, distances = layer.get_neighbor_list(7.0)
+    assert graph.edge_index.shape[1] == len(centres)
+    assert np.allclose(np.sort(graph.distances.numpy()), np.sort(distances))
+    assert graph.cell_offsets[:, 0].abs().max() >= 2  # images beyond the nearest one along the 3 A vector
