@@ -32,6 +32,8 @@ from mongomock.collection import Collection
 from mongomock.database import Database
 from mongomock.store import CollectionStore
 
+from crysloop.infra import faults
+
 log = logging.getLogger(__name__)
 
 _JSON = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_aware=False)  # floats as JSON numbers (numpy too)
@@ -416,6 +418,7 @@ class EmbeddedClient(mongomock.MongoClient):
                 self._compact(db_name, collection)
             except OSError as exc:  # the write itself is in the journal; compaction is retried later
                 log.warning("could not compact %s.%s: %s", db_name, collection, exc)
+        faults.after_write()
 
     def _undo(self, db_name: str, collection: str, files: _Files, journal_bytes: int | None) -> None:
         """After a failed write: cut the journal back, then reload the collection from what is on disk."""
