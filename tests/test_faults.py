@@ -31,9 +31,9 @@ SEED = 16
 
 
 def fault_config(models: Path, name: str) -> dict:
-    """The smallest campaign that passes through every stage: 2 rounds of 3 crystals, kappa and DFT for the best."""
+    """The smallest campaign that passes through every stage: 2 rounds of 3 crystals, fine-tuning, kappa and DFT."""
     config = tiny_config(models, name, rounds=2, n=3)
-    config["labels"] = {"ehull_stable": 10.0}  # every screened crystal qualifies for kappa and the labels
+    config["labels"] = {"ehull_stable": 10.0}  # every screened crystal is a stable example for fine-tuning
     config["kappa"] = {"enabled": True, "top_n": 1}
     config["dft"] = {"enabled": True, "top_n": 1}  # no VASP here: the job fails, which is a finished job
     config["screening"] = {"fmax": 0.5, "steps": 5, "phonons": False, "batch_size": 8}
@@ -180,7 +180,9 @@ def test_campaign_killed_at_seeded_points_of_every_stage_resumes_to_the_uninterr
     want = outcome(reference)
     segments = write_segments(log)
     assert {stage for stage, _ in segments} == set(STAGES), segments
-    assert want["rounds_completed"] == [0, 1] and want["kappa"] and want["dft"]
+    # kappa takes phonon-stable candidates only and phonon checks are off here (minutes of CPU): its kill points
+    # cover entering the stage and its bookkeeping, not a phono3py run
+    assert want["rounds_completed"] == [0, 1] and want["dft"] and want["checkpoints"]
 
     points = kill_points(segments, per_segment=2, rng=random.Random(SEED))
     chain_dir, killed, args = tmp_path / "chain", [], ["campaign", "run", str(config)]
