@@ -150,7 +150,7 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
     composition, structure = _models_for_round(config, index)
     done = set(round_.stages_done)
     if "generate" not in done:
-        faults.enter("generate")
+        faults.enter("generate", index)
         summary = generate_flow.with_options(task_runner=task_runner(config.executor))(
             n=config.candidates_per_round, conditions=config.conditions, campaign=config.name, round_index=index,
             composition_checkpoint=composition, structure_checkpoint=structure,
@@ -161,7 +161,7 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
                          new_candidates=summary.inserted, conditions_stage1=summary.conditions_stage1,
                          conditions_stage2=summary.conditions_stage2)  # fmt: skip
     if "screen" not in done:
-        faults.enter("screen")
+        faults.enter("screen", index)
         screening = config.screening
         screen_flow.with_options(task_runner=task_runner(config.executor))(
             campaign=config.name, mlip=config.mlip, phonons=screening.phonons,
@@ -174,18 +174,18 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
     if config.kappa.enabled and "kappa" not in done:
         from crysloop.flows.kappa import kappa_flow
 
-        faults.enter("kappa")
+        faults.enter("kappa", index)
         kappa_flow(campaign=config.name, mlip=config.mlip, temperatures=config.kappa.temperatures,
                    top_n=config.kappa.top_n, max_e_above_hull=config.labels.ehull_stable)  # fmt: skip
         store.mark_stage(round_, "kappa")
     if config.finetune and index < config.rounds - 1 and "finetune" not in done:
-        faults.enter("finetune")
+        faults.enter("finetune", index)
         store.mark_stage(round_, "finetune", **_finetune(config, index, composition, structure))
     if config.dft.enabled and "dft" not in done:
         from crysloop.dft.jobs import unfinished_jobs
         from crysloop.flows.dft import dft_flow
 
-        faults.enter("dft")
+        faults.enter("dft", index)
         dft_flow(campaign=config.name, preset=config.dft.preset, top_n=config.dft.top_n)
         unfinished = unfinished_jobs(config.name)
         if unfinished:  # running in another live process: the stage stays open for `campaign resume`
@@ -193,7 +193,7 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
                                f"({', '.join(sorted({j.state for j in unfinished}))}); resume the campaign later")  # fmt: skip
         store.mark_stage(round_, "dft")
     if "statistics" not in done:
-        faults.enter("statistics")
+        faults.enter("statistics", index)
         store.mark_stage(round_, "statistics", **_statistics(config, index, reference))
     _publish(config, index)
     store.finish_round(round_)
