@@ -243,3 +243,28 @@ def test_enospc_loses_nothing_reported_stored(settings, tmp_path, monkeypatch):
     assert calls[0] > max(failing), "every seeded failure happened"
     stored = {doc["structure_hash"] for doc in read_db(settings.data_dir)["candidates"]}
     assert reported and reported <= stored and len(stored) == len(reported) == 36
+
+
+def test_fine_tuning_is_the_same_whatever_the_process_did_before(tiny_models, single_thread):
+    """A campaign resumed at its fine-tuning stage must train the models an uninterrupted run trains."""
+    import torch
+    from pymatgen.core import Composition
+
+    from crysloop.data.datasets import read_structures
+    from crysloop.models import composition, diffcsp
+
+    records = read_structures(tiny_models / "reference.csv", progress=False)[:4]
+    labelled = [(r.structure, {"stable": float(i % 2)}) for i, r in enumerate(records)]
+
+    def finetuned(noise: int) -> list[dict]:
+        torch.rand(noise)  # what earlier stages of the same process did to the global generator
+        lm = composition.finetune_composition_lm(
+            composition.load_checkpoint(composition.shipped_checkpoint_path()),
+            [(Composition(s.composition), labels) for s, labels in labelled], epochs=1, seed=5)
+        csp = diffcsp.finetune_diffcsp(diffcsp.load_checkpoint(diffcsp.shipped_checkpoint_path()), labelled,
+                                       new_properties=["stable"], epochs=1, seed=5)  # fmt: skip
+        return [lm.state_dict(), csp.state_dict()]
+
+    first, second = finetuned(1), finetuned(1000)
+    for a, b in zip(first, second, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -158,7 +158,8 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
             seed=config.seed + 1000 * index, device=config.device,
         )  # fmt: skip
         store.mark_stage(round_, "generate", sampled=summary.generated, invalid_discarded=summary.invalid,
-                         new_candidates=summary.inserted, conditions_stage1=summary.conditions_stage1,
+                         new_candidates=store.first_stored_by(config.name, index),  # the same after a resume
+                         conditions_stage1=summary.conditions_stage1,
                          conditions_stage2=summary.conditions_stage2)  # fmt: skip
     if "screen" not in done:
         faults.enter("screen", index)
