@@ -58,9 +58,10 @@ def test_config_validation_names_the_field(tmp_path):
 def test_two_round_campaign_end_to_end(tiny_models, settings, prefect_harness):
     from crysloop.flows.campaign import campaign_flow
     from crysloop.infra.db import database
-    from crysloop.infra.documents import Candidate, ModelCheckpoint, Round, ScreeningResult
+    from crysloop.infra.documents import Candidate, ModelCheckpoint, Round, RoundSample, ScreeningResult
 
-    results = campaign_flow(tiny_config(tiny_models, "tiny"))
+    config = tiny_config(tiny_models, "tiny")
+    results = campaign_flow(config)
     assert sorted(results) == [0, 1]
     with database(readonly=True):
         rounds = list(Round.objects(campaign="tiny").order_by("index"))
@@ -68,9 +69,14 @@ def test_two_round_campaign_end_to_end(tiny_models, settings, prefect_harness):
         assert {"generate", "screen", "finetune", "statistics"} <= set(rounds[0].stages_done)
         assert "finetune" not in rounds[1].stages_done  # the last round has nothing left to train for
         for r in rounds:
-            assert 1 <= r.stats["generated"] <= 3
-            assert r.stats["screened"] + 0 <= r.stats["generated"]
-            assert 0 <= r.stats["stable"] <= r.stats["screened"]
+            # statistics run over every crystal sampled, invalid and repeated ones included
+            samples = list(RoundSample.objects(campaign="tiny", round=r.index).no_dereference())
+            assert r.stats["generated"] == len(samples) == 3 == r.stats["sampled"]
+            results_by_id = {s.candidate.id: s for s in ScreeningResult.objects(mlip="chgnet").no_dereference()}
+            screened = [results_by_id.get(s.candidate.id) if s.candidate else None for s in samples]
+            ok = [s for s in screened if s is not None and s.status == "ok"]
+            assert r.stats["screened"] == len(ok)
+            assert r.stats["stable"] == sum(s.e_above_hull <= 0.1 for s in ok)
         candidates = list(Candidate.objects(campaign="tiny"))
         assert len({c.structure_hash for c in candidates}) == len(candidates)
         assert all(c.origin["conditions_stage2"] == {} for c in candidates if c.round == 0)
@@ -82,6 +88,19 @@ def test_two_round_campaign_end_to_end(tiny_models, settings, prefect_harness):
         round1 = [c for c in candidates if c.round == 1]
         assert round1 and all(c.origin["conditions_stage2"] == {"stable": 1.0} for c in round1)
         assert all(c.origin["structure_checkpoint"] == checkpoints["structure"].path for c in round1)
+    # the stored statistics are those of the stored round, recomputed here from its samples and screening
+    from crysloop.campaign.statistics import round_statistics
+    from crysloop.flows.campaign import reference_structures
+    from crysloop.infra.campaigns import round_samples
+
+    with database(readonly=True):
+        for index in (0, 1):
+            pairs = round_samples("tiny", index, "chgnet")
+            ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in pairs]
+            phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in pairs]
+            recomputed = round_statistics([s for s, _ in pairs], reference_structures(config["reference_dataset"]),
+                                          ehull, phonon, [e is not None and e <= 0.1 for e in ehull])  # fmt: skip
+            assert {k: v for k, v in results[index].items() if k in recomputed} == recomputed
     # running it again changes nothing
     again = campaign_flow(tiny_config(tiny_models, "tiny"))
     assert again == results
@@ -113,14 +132,14 @@ def test_killed_campaign_resumes_without_loss_or_duplicates(tiny_models, setting
     process = _cli(["campaign", "run", str(path)], env)
     deadline = time.monotonic() + 420
     while time.monotonic() < deadline and process.poll() is None:
-        if _stored(settings, "candidates"):  # round 0 generated: kill it mid-campaign
+        if _stored(settings, "screening"):  # round 0 generated and partly screened: kill it mid-campaign
             break
         time.sleep(0.5)
     assert process.poll() is None, f"the campaign ended before it could be killed:\n{process.stdout.read()}"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     before = {c["structure_hash"] for c in _stored(settings, "candidates")}
-    assert before
+    assert before and _stored(settings, "screening"), "killed after generation, during or after screening"
 
     resumed = _cli(["campaign", "resume", "killme"], env)
     output, _ = resumed.communicate(timeout=900)

@@ -24,6 +24,7 @@ from crysloop.flows.generate import generate_flow
 from crysloop.flows.runners import task_runner
 from crysloop.flows.screen import screen_flow
 from crysloop.infra import campaigns as store
+from crysloop.infra import faults
 from crysloop.infra.db import database
 from crysloop.infra.settings import get_settings
 from crysloop.tasks.train import finetune_composition_task, finetune_structure_task
@@ -149,6 +150,7 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
     composition, structure = _models_for_round(config, index)
     done = set(round_.stages_done)
     if "generate" not in done:
+        faults.enter("generate", index)
         summary = generate_flow.with_options(task_runner=task_runner(config.executor))(
             n=config.candidates_per_round, conditions=config.conditions, campaign=config.name, round_index=index,
             composition_checkpoint=composition, structure_checkpoint=structure,
@@ -156,9 +158,11 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
             seed=config.seed + 1000 * index, device=config.device,
         )  # fmt: skip
         store.mark_stage(round_, "generate", sampled=summary.generated, invalid_discarded=summary.invalid,
-                         new_candidates=summary.inserted, conditions_stage1=summary.conditions_stage1,
+                         new_candidates=store.first_stored_by(config.name, index),  # the same after a resume
+                         conditions_stage1=summary.conditions_stage1,
                          conditions_stage2=summary.conditions_stage2)  # fmt: skip
     if "screen" not in done:
+        faults.enter("screen", index)
         screening = config.screening
         screen_flow.with_options(task_runner=task_runner(config.executor))(
             campaign=config.name, mlip=config.mlip, phonons=screening.phonons,
@@ -171,16 +175,18 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
     if config.kappa.enabled and "kappa" not in done:
         from crysloop.flows.kappa import kappa_flow
 
+        faults.enter("kappa", index)
         kappa_flow(campaign=config.name, mlip=config.mlip, temperatures=config.kappa.temperatures,
                    top_n=config.kappa.top_n, max_e_above_hull=config.labels.ehull_stable)  # fmt: skip
         store.mark_stage(round_, "kappa")
     if config.finetune and index < config.rounds - 1 and "finetune" not in done:
+        faults.enter("finetune", index)
         store.mark_stage(round_, "finetune", **_finetune(config, index, composition, structure))
     if config.dft.enabled and "dft" not in done:
+        from crysloop.dft.jobs import unfinished_jobs
         from crysloop.flows.dft import dft_flow
 
-        from crysloop.dft.jobs import unfinished_jobs
-
+        faults.enter("dft", index)
         dft_flow(campaign=config.name, preset=config.dft.preset, top_n=config.dft.top_n)
         unfinished = unfinished_jobs(config.name)
         if unfinished:  # running in another live process: the stage stays open for `campaign resume`
@@ -188,6 +194,7 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
                                f"({', '.join(sorted({j.state for j in unfinished}))}); resume the campaign later")  # fmt: skip
         store.mark_stage(round_, "dft")
     if "statistics" not in done:
+        faults.enter("statistics", index)
         store.mark_stage(round_, "statistics", **_statistics(config, index, reference))
     _publish(config, index)
     store.finish_round(round_)

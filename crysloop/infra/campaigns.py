@@ -112,6 +112,11 @@ def round_candidates(campaign: str, index: int) -> list[Candidate]:
     return [by_id[i] for i in ids if i in by_id]
 
 
+def first_stored_by(campaign: str, index: int) -> int:
+    """How many candidates this round stored first (the others were known from earlier rounds or campaigns)."""
+    return Candidate.objects(campaign=campaign, round=index).count()
+
+
 def campaign_candidate_ids(campaign: str) -> list:
     """Ids of the candidates a campaign stored or any of its rounds sampled."""
     linked = RoundSample._get_collection().distinct("candidate", {"campaign": campaign, "candidate": {"$ne": None}})

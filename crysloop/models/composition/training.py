@@ -200,6 +200,7 @@ def finetune_composition_lm(
     Conditions default to every label name; names the model lacks are added as new conditions (kind from
     ``conditions`` or inferred), so each campaign round can fine-tune on fresh stability labels.
     """
+    torch.manual_seed(seed)  # new condition embeddings start the same wherever this runs (a resumed campaign too)
     compositions = [c for c, _ in records_with_labels]
     labels = [dict(l or {}) for _, l in records_with_labels]
     if conditions is None:

@@ -277,6 +277,7 @@ def finetune_diffcsp(
     missing_stats = [p for p in config.properties if p not in config.property_stats]
     if missing_stats:
         raise InputError(f"no statistics for the conditions {missing_stats}")
+    torch.manual_seed(train_kwargs.get("seed", 0))  # the new property embeddings start the same wherever this runs
     new_model = DiffCSP(config)
     result = new_model.load_state_dict(model.state_dict(), strict=False)
     if result.unexpected_keys or any(not k.startswith("property_embeddings.") for k in result.missing_keys):
