@@ -45,7 +45,7 @@ def structures_for(assignments: list[ValenceAssignment], model: DiffCSP, conditi
     return [
         NewCandidate(structure, source="generated", origin={**origin, "ionic": assignment.ionic},
                      oxidation_states=assignment.species)
-        for assignment, structure in zip(assignments, structures)
+        for assignment, structure in zip(assignments, structures, strict=True)
     ]  # fmt: skip
 
 

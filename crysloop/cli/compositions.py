@@ -54,7 +54,7 @@ def label(
         _write_csv(csv_out, labels)
     if len(compositions) <= 50:
         table = Table("input", "type", "oxidation states")
-        for composition, assignment in zip(compositions, labels):
+        for composition, assignment in zip(compositions, labels, strict=True):
             text = str(assignment).split("(", 1)[1].split(": ", 1)[1][:-1] if assignment else "no assignment"
             kind = ("ionic" if assignment.ionic else "alloy") if assignment else "-"
             table.add_row(composition.reduced_formula, kind, text)
@@ -107,7 +107,7 @@ def train(
     kinds = {name: kind for name, (_, kind) in spec.items()}
     compositions = [r.composition for r in records]
     if init:
-        model = finetune_composition_lm(load_checkpoint(init, device="cpu"), list(zip(compositions, values)), kinds,
+        model = finetune_composition_lm(load_checkpoint(init, device="cpu"), list(zip(compositions, values, strict=True)), kinds,
                                         epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
                                         progress=True)  # fmt: skip
     else:

@@ -96,7 +96,7 @@ def _parallel(fn, items: list, desc: str, workers: int | None, progress: bool) -
 
 def _collect(wheres, ids, parsed, properties, skip_bad: bool, name: str) -> CrystalDataset:
     records, skipped = [], []
-    for where, material_id, result, props in zip(wheres, ids, parsed, properties):
+    for where, material_id, result, props in zip(wheres, ids, parsed, properties, strict=True):
         if isinstance(result, str):
             if not skip_bad:
                 raise InputError(f"{where}: cannot parse structure ({result})")
@@ -124,8 +124,9 @@ def read_csv(path: Path, skip_bad: bool = False, workers: int | None = None, pro
     ids = frame["material_id"].astype(str).tolist() if "material_id" in frame else [str(i) for i in frame.index]
     wheres = [f"{path}, row {i + 1} ({mid})" for i, mid in enumerate(ids)]
     cifs = ["" if isinstance(c, float) else c for c in frame["cif"].tolist()]
-    parsed = _parallel(_parse_cif, list(zip(wheres, cifs)), f"parsing {Path(path).name}", workers, progress)
-    props = [{c: _clean(v) for c, v in zip(prop_columns, row)} for row in frame[prop_columns].itertuples(index=False)]
+    parsed = _parallel(_parse_cif, list(zip(wheres, cifs, strict=True)), f"parsing {Path(path).name}", workers, progress)
+    values = frame[prop_columns].to_numpy(dtype=object)  # one row per CSV row, even with no property columns
+    props = [{c: _clean(v) for c, v in zip(prop_columns, row, strict=True)} for row in values]
     return _collect(wheres, ids, parsed, props, skip_bad, Path(path).name)
 
 

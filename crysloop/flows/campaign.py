@@ -111,7 +111,7 @@ def _statistics(config: CampaignConfig, index: int, reference: tuple[Structure, 
     generated = [Structure.from_dict(c.structure) for c, _ in pairs]
     ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in pairs]
     phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in pairs]
-    stable = [bool(stability_labels(e, p, config.labels).get("stable")) for e, p in zip(ehull, phonon)]
+    stable = [bool(stability_labels(e, p, config.labels).get("stable")) for e, p in zip(ehull, phonon, strict=True)]
     stats = round_statistics(generated, reference, ehull, phonon, stable)
     if config.evaluate and generated:
         from crysloop.evaluation import evaluate

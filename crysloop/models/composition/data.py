@@ -66,7 +66,7 @@ def read_compositions(path: str | Path) -> list[CompositionRecord]:
         records = []
         ids = table["material_id"].astype(str) if "material_id" in table.columns else table.index.astype(str)
         rows = table[property_columns].to_dict("records")
-        for index, (text, material_id, row) in enumerate(zip(texts, ids, rows)):
+        for index, (text, material_id, row) in enumerate(zip(texts, ids, rows, strict=True)):
             try:
                 if isinstance(text, str):
                     composition = parsed.get(text) or parsed.setdefault(text, Composition(text))
