@@ -47,9 +47,12 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(130)
-    except typer.exceptions.TyperException as exc:  # usage errors: typer prints them itself
-        exc.show()
-        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.exceptions.TyperException as exc:  # usage errors (unknown option, invalid value): one line
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see: {ctx.command_path} --help)" if ctx is not None and exc.exit_code == 2 else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err_console.print(f"[bold red]error:[/] {message}{where}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         if os.environ.get("CRYSLOOP_DEBUG"):
             raise
