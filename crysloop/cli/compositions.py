@@ -13,6 +13,7 @@ from rich.table import Table
 
 from crysloop.cli.options import parse_conditions
 from crysloop.errors import InputError
+from crysloop.infra.settings import resolve_device
 
 app = typer.Typer(help="Stage I compositions: valence labelling, language-model training and sampling.", no_args_is_help=True)
 console = Console()
@@ -87,7 +88,7 @@ def train(
     n_head: int = typer.Option(4, help="Attention heads."),
     n_embd: int = typer.Option(128, help="Width."),
     seed: int = typer.Option(0, help="Random seed."),
-    device: str = typer.Option("auto", help="torch device: auto, cpu, cuda."),
+    device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     init: Path = typer.Option(None, "--init", help="Fine-tune this checkpoint instead of starting from scratch."),
 ) -> None:
     """Train (or fine-tune with --init) the composition language model and save a checkpoint."""
@@ -96,6 +97,7 @@ def train(
     )  # fmt: skip
     from crysloop.models.composition.data import read_compositions
 
+    device = resolve_device(device)
     records = [r for path in data for r in read_compositions(path)]
     if not records:
         raise InputError("no compositions in the training data")
@@ -129,7 +131,7 @@ def sample(
     top_k: int = typer.Option(0, "--top-k", help="Keep the k most likely species per step (0 = all)."),
     unconstrained: bool = typer.Option(False, "--unconstrained", help="Sample without the neutrality constraint."),
     seed: int = typer.Option(None, help="Random seed."),
-    device: str = typer.Option("auto", help="torch device: auto, cpu, cuda."),
+    device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     csv_out: Path = typer.Option(None, "--csv", help="Write the samples to this CSV."),
     save_db: bool = typer.Option(True, "--db/--no-db", help="Store GeneratedComposition documents."),
     campaign: str = typer.Option(None, "--campaign", help="Campaign the samples belong to."),
@@ -138,6 +140,7 @@ def sample(
     """Sample compositions (charge-neutral unless --unconstrained) to the results database and/or a CSV."""
     from crysloop.models.composition import load_checkpoint, sample_compositions, shipped_checkpoint_path
 
+    device = resolve_device(device)
     conditions = parse_conditions(condition)
     if n <= 0:
         raise InputError("--n must be positive")
