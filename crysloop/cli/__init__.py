@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -38,8 +39,34 @@ app.add_typer(screen.app, name="screen")
 err_console = Console(stderr=True)
 
 
+class _UserErrorFilter(logging.Filter):
+    """Drops Prefect's echo (with traceback) of a run that failed on bad input: the CLI reports it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from crysloop.errors import CrysloopError
+
+        if record.exc_info and isinstance(record.exc_info[1], CrysloopError):
+            return False
+        names, todo = set(), [CrysloopError]
+        while todo:
+            cls = todo.pop()
+            names.add(cls.__name__)
+            todo += cls.__subclasses__()
+        message = record.getMessage()
+        return not any(f"exception {name}:" in message or f"{name}(" in message for name in names)
+
+
+def _quiet_user_errors() -> None:
+    if not os.environ.get("CRYSLOOP_DEBUG"):
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _UserErrorFilter) for f in logger.filters):
+                logger.addFilter(_UserErrorFilter())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; any failure becomes one ``error:`` line and a non-zero exit, never a traceback."""
+    _quiet_user_errors()
     try:
         app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
