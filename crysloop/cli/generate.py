@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from crysloop.cli.options import parse_conditions
+from crysloop.cli.options import finite, parse_conditions
 
 console = Console()
 
@@ -19,7 +19,7 @@ def generate(
     campaign: str = typer.Option(None, "--campaign", help="Store the candidates under this campaign."),
     composition_checkpoint: str = typer.Option("shipped", help="Stage I checkpoint path, or 'shipped'."),
     structure_checkpoint: str = typer.Option("shipped", help="Stage II checkpoint path, or 'shipped'."),
-    guidance: float = typer.Option(1.0, min=0.0, help="Classifier-free guidance weight w."),
+    guidance: float = typer.Option(1.0, min=0.0, callback=finite, help="Classifier-free guidance weight w."),
     steps: int = typer.Option(None, min=1, help="Diffusion steps (default: the model's)."),
     seed: int = typer.Option(0, help="Random seed (same seed, same crystals)."),
     device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
