@@ -53,7 +53,7 @@ class _UserErrorFilter(logging.Filter):
             names.add(cls.__name__)
             todo += cls.__subclasses__()
         message = record.getMessage()
-        return not any(f"exception {name}:" in message or f"{name}(" in message for name in names)
+        return not any(f"{name}:" in message or f"{name}(" in message for name in names)
 
 
 def _quiet_user_errors() -> None:
