@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
+from pymatgen.core.periodic_table import DummySpecies
 from tqdm.auto import tqdm
 
 from crysloop.errors import InputError, OfflineError
@@ -72,6 +73,9 @@ def structure_problem(structure: Structure) -> str | None:
     """Why ``structure`` cannot be used as one crystal (no sites, partial occupancy, overlapping atoms), or None."""
     if len(structure) == 0:
         return "no sites"
+    unknown = sorted({sp.symbol for sp in structure.composition if isinstance(sp, DummySpecies)})
+    if unknown:  # pymatgen reads any unknown symbol as a dummy species
+        return f"unknown element {', '.join(map(repr, unknown))}"
     if not structure.is_ordered:
         site = next(s for s in structure if not s.is_ordered)
         return (f"partial occupancy ({site.species.formula} on one site): a disordered structure is not one crystal; "
