@@ -71,7 +71,7 @@ def check_vasp_setup(run: RunSettings) -> None:
     from pymatgen.core import SETTINGS
 
     words = shlex.split(run.vasp_cmd)
-    for word in {words[0], words[-1]} if words else {""}:
+    for word in dict.fromkeys((words[0], words[-1])) if words else ("",):  # launcher (mpirun, srun) and binary
         if shutil.which(word) is None:
             raise InputError(f"VASP command {run.vasp_cmd!r}: {word!r} is not an executable on PATH; set "
                              f"CRYSLOOP_VASP_CMD to the command that runs VASP (e.g. 'mpirun -n 8 vasp_std')")  # fmt: skip
