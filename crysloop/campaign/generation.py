@@ -15,7 +15,8 @@ from crysloop.models.diffcsp import DiffCSP, sample_structures
 
 
 @lru_cache(maxsize=16)
-def model_condition_names(composition_checkpoint: str = "shipped", structure_checkpoint: str = "shipped") -> dict[str, tuple[str, ...]]:
+def model_condition_names(composition_checkpoint: str = "shipped",
+                          structure_checkpoint: str = "shipped") -> dict[str, tuple[str, ...]]:  # fmt: skip
     """The conditions each stage's checkpoint was trained on (``shipped`` = the packaged models)."""
     from crysloop.models import composition
     from crysloop.models.diffcsp.checkpoints import read_checkpoint, shipped_checkpoint_path

@@ -109,7 +109,8 @@ def train(
     kinds = {name: kind for name, (_, kind) in spec.items()}
     compositions = [r.composition for r in records]
     if init:
-        model = finetune_composition_lm(load_checkpoint(init, device="cpu"), list(zip(compositions, values, strict=True)), kinds,
+        examples = list(zip(compositions, values, strict=True))
+        model = finetune_composition_lm(load_checkpoint(init, device="cpu"), examples, kinds,
                                         epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
                                         progress=True)  # fmt: skip
     else:
