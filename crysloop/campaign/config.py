@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crysloop.errors import InputError
 
 MLIPS = ("chgnet", "mattersim-1m", "mattersim-5m")
+FINETUNE_LABELS = ("stable", "phonon_stable", "log10_kappa")  # conditions a round's fine-tuning teaches the models
 
 
 class _Strict(BaseModel):
@@ -85,8 +87,9 @@ class CampaignConfig(_Strict):
     candidates_per_round: int = Field(64, ge=1, le=100_000)
     conditions: dict[str, float] = Field(
         default_factory=lambda: {"stable": 1.0},
-        description="Targets for generation, e.g. stable: 1, phonon_stable: 1, kappa: 100. Conditions a model "
-        "has not learned yet are ignored until a round's fine-tuning adds them.",
+        description="Targets for generation, e.g. stable: 1, phonon_stable: 1, kappa: 100 (W/m/K, learned as "
+        "log10_kappa). Labels a model has not learned yet are ignored until a round's fine-tuning adds them; "
+        "other names must be known to the configured checkpoints.",
     )
     mlip: str = "chgnet"
     device: str = "auto"
@@ -121,12 +124,30 @@ class CampaignConfig(_Strict):
     @field_validator("conditions")
     @classmethod
     def _conditions(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, target in value.items():
+            if not math.isfinite(target):
+                raise ValueError(f"{name}: {target} is not a finite number")
         for name in ("stable", "phonon_stable"):
             if name in value and value[name] not in (0.0, 1.0):
                 raise ValueError(f"{name} is a yes/no label: give 0 or 1, not {value[name]}")
         if "kappa" in value and value["kappa"] <= 0:
             raise ValueError("a thermal-conductivity target must be positive (W/m/K)")
+        if "kappa" in value:  # the models learn log10(kappa / W/m/K), see crysloop.kappa.labels
+            value = {**{k: v for k, v in value.items() if k != "kappa"}, "log10_kappa": math.log10(value["kappa"])}
         return value
+
+    @model_validator(mode="after")
+    def _known_conditions(self) -> CampaignConfig:
+        from crysloop.campaign.generation import check_conditions, model_condition_names
+
+        if set(self.conditions) <= set(FINETUNE_LABELS):
+            return self
+        try:
+            known = model_condition_names(self.composition_model.checkpoint, self.structure_model.checkpoint)
+            check_conditions(self.conditions, {"fine-tuning labels": FINETUNE_LABELS, **known})
+        except InputError as exc:
+            raise ValueError(f"conditions: {exc}") from None
+        return self
 
 
 def load_config(path: str | Path) -> CampaignConfig:

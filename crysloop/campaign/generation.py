@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from crysloop.chemistry.valence import ValenceAssignment
 from crysloop.errors import InputError
@@ -10,6 +12,32 @@ from crysloop.evaluation.validity import structure_validity
 from crysloop.infra.store import NewCandidate
 from crysloop.models.composition import CompositionLM, sample_compositions
 from crysloop.models.diffcsp import DiffCSP, sample_structures
+
+
+@lru_cache(maxsize=16)
+def model_condition_names(composition_checkpoint: str = "shipped",
+                          structure_checkpoint: str = "shipped") -> dict[str, tuple[str, ...]]:  # fmt: skip
+    """The conditions each stage's checkpoint was trained on (``shipped`` = the packaged models)."""
+    from crysloop.models import composition
+    from crysloop.models.diffcsp.checkpoints import read_checkpoint, shipped_checkpoint_path
+
+    stage1 = composition.load_checkpoint(None if composition_checkpoint == "shipped" else composition_checkpoint)
+    payload = read_checkpoint(shipped_checkpoint_path() if structure_checkpoint == "shipped" else structure_checkpoint)
+    return {"stage I": tuple(stage1.condition_names), "stage II": tuple(payload["config"].get("properties") or ())}
+
+
+def check_conditions(conditions: Mapping[str, float], known: Mapping[str, Sequence[str]]) -> None:
+    """Every condition must be finite and known to some model; otherwise an ``InputError`` listing the known names.
+
+    A condition no model knows would be dropped silently and the crystals generated unconditioned.
+    """
+    names = {name for group in known.values() for name in group}
+    for name, value in conditions.items():
+        if name not in names:
+            listing = "; ".join(f"{where}: {', '.join(group) or 'none'}" for where, group in known.items())
+            raise InputError(f"unknown condition {name!r}; the models know {listing}")
+        if not math.isfinite(value):
+            raise InputError(f"condition {name}: {value} is not a finite number")
 
 
 def known_conditions(conditions: Mapping[str, float] | None, names) -> dict[str, float]:
@@ -45,7 +73,7 @@ def structures_for(assignments: list[ValenceAssignment], model: DiffCSP, conditi
     return [
         NewCandidate(structure, source="generated", origin={**origin, "ionic": assignment.ionic},
                      oxidation_states=assignment.species)
-        for assignment, structure in zip(assignments, structures)
+        for assignment, structure in zip(assignments, structures, strict=True)
     ]  # fmt: skip
 
 

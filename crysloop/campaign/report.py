@@ -32,7 +32,7 @@ def ehull_plot(per_round: Mapping[int, Sequence[float]], path: Path, threshold: 
     data = [list(per_round[r]) for r in rounds]
     if any(data):
         ax.boxplot([d or [float("nan")] for d in data], positions=rounds, widths=0.5, showfliers=False)
-        for r, values in zip(rounds, data):
+        for r, values in zip(rounds, data, strict=True):
             ax.scatter([r] * len(values), values, s=10, alpha=0.6, color="tab:blue")
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", lw=1, ls="--", label=f"stable <= {threshold} eV/atom")

@@ -162,7 +162,7 @@ def _ionic_assignment(items: tuple[tuple[str, int], ...],
         return None
     return tuple(
         (element, state, count)
-        for (element, _), split_states in zip(ordered, best[1])
+        for (element, _), split_states in zip(ordered, best[1], strict=True)
         for state, count in split_states
     )
 

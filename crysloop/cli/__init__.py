@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -40,8 +41,34 @@ app.add_typer(cdvae.app, name="cdvae")
 err_console = Console(stderr=True)
 
 
+class _UserErrorFilter(logging.Filter):
+    """Drops Prefect's echo (with traceback) of a run that failed on bad input: the CLI reports it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from crysloop.errors import CrysloopError
+
+        if record.exc_info and isinstance(record.exc_info[1], CrysloopError):
+            return False
+        names, todo = set(), [CrysloopError]
+        while todo:
+            cls = todo.pop()
+            names.add(cls.__name__)
+            todo += cls.__subclasses__()
+        message = record.getMessage()
+        return not any(f"{name}:" in message or f"{name}(" in message for name in names)
+
+
+def _quiet_user_errors() -> None:
+    if not os.environ.get("CRYSLOOP_DEBUG"):
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _UserErrorFilter) for f in logger.filters):
+                logger.addFilter(_UserErrorFilter())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; any failure becomes one ``error:`` line and a non-zero exit, never a traceback."""
+    _quiet_user_errors()
     try:
         app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
@@ -49,9 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(130)
-    except typer.exceptions.TyperException as exc:  # usage errors: typer prints them itself
-        exc.show()
-        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.exceptions.TyperException as exc:  # usage errors (unknown option, invalid value): one line
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see: {ctx.command_path} --help)" if ctx is not None and exc.exit_code == 2 else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err_console.print(f"[bold red]error:[/] {message}{where}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         if os.environ.get("CRYSLOOP_DEBUG"):
             raise

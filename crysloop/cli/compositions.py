@@ -13,6 +13,7 @@ from rich.table import Table
 
 from crysloop.cli.options import parse_conditions
 from crysloop.errors import InputError
+from crysloop.infra.settings import resolve_device
 
 app = typer.Typer(help="Stage I compositions: valence labelling, language-model training and sampling.", no_args_is_help=True)
 console = Console()
@@ -56,7 +57,7 @@ def label(
         _write_csv(csv_out, labels)
     if len(compositions) <= 50:
         table = Table("input", "type", "oxidation states")
-        for composition, assignment in zip(compositions, labels):
+        for composition, assignment in zip(compositions, labels, strict=True):
             text = str(assignment).split("(", 1)[1].split(": ", 1)[1][:-1] if assignment else "no assignment"
             kind = ("ionic" if assignment.ionic else "alloy") if assignment else "-"
             table.add_row(composition.reduced_formula, kind, text)
@@ -89,7 +90,7 @@ def train(
     n_head: int = typer.Option(4, help="Attention heads."),
     n_embd: int = typer.Option(128, help="Width."),
     seed: int = typer.Option(0, help="Random seed."),
-    device: str = typer.Option("auto", help="torch device: auto, cpu, cuda."),
+    device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     init: Path = typer.Option(None, "--init", help="Fine-tune this checkpoint instead of starting from scratch."),
     vocabulary: str = typer.Option("common", help="Oxidation states of a new model: common (curated) or full."),
 ) -> None:
@@ -99,6 +100,7 @@ def train(
     )  # fmt: skip
     from crysloop.models.composition.data import read_compositions
 
+    device = resolve_device(device)
     records = [r for path in data for r in read_compositions(path)]
     if not records:
         raise InputError("no compositions in the training data")
@@ -110,7 +112,8 @@ def train(
     kinds = {name: kind for name, (_, kind) in spec.items()}
     compositions = [r.composition for r in records]
     if init:
-        model = finetune_composition_lm(load_checkpoint(init, device="cpu"), list(zip(compositions, values)), kinds,
+        examples = list(zip(compositions, values, strict=True))
+        model = finetune_composition_lm(load_checkpoint(init, device="cpu"), examples, kinds,
                                         epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
                                         progress=True)  # fmt: skip
     else:
@@ -137,7 +140,7 @@ def sample(
     rejection: bool = typer.Option(False, "--rejection", help="Exact p(x | neutral): sample unconstrained, keep "
                                    "only what constrained decoding could produce."),
     seed: int = typer.Option(None, help="Random seed."),
-    device: str = typer.Option("auto", help="torch device: auto, cpu, cuda."),
+    device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     csv_out: Path = typer.Option(None, "--csv", help="Write the samples to this CSV."),
     save_db: bool = typer.Option(True, "--db/--no-db", help="Store GeneratedComposition documents."),
     campaign: str = typer.Option(None, "--campaign", help="Campaign the samples belong to."),
@@ -146,6 +149,7 @@ def sample(
     """Sample compositions (charge-neutral unless --unconstrained) to the results database and/or a CSV."""
     from crysloop.models.composition import load_checkpoint, sample_compositions, shipped_checkpoint_path
 
+    device = resolve_device(device)
     conditions = parse_conditions(condition)
     if n <= 0:
         raise InputError("--n must be positive")

@@ -47,20 +47,27 @@ def inspect(
     table.add_row("properties", ", ".join(sorted(dataset[0].properties)) or "-")
     console.print(table)
     for where, reason in dataset.skipped[:10]:
-        console.print(f"[yellow]skipped[/] {where}: {reason}")
+        console.print(f"[yellow]skipped[/] {where}: {reason}", highlight=False, soft_wrap=True)
+    for where, note in dataset.warnings[:10]:
+        console.print(f"[yellow]warning:[/] {where}: {note}", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def ingest(
     source: str = typer.Argument(..., help="Dataset name or path."),
     split: str = typer.Option("train", help="Split, for dataset names."),
-    limit: int = typer.Option(None, help="Store only the first N structures."),
+    limit: int = typer.Option(None, min=1, help="Store only the first N structures."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unparsable rows instead of failing."),
 ) -> None:
     """Store a dataset's structures in the results database (idempotent)."""
     from crysloop.flows.ingest import ingest_flow
 
     summary = ingest_flow(source, split=split, limit=limit, skip_bad=skip_bad)
+    for where, reason in summary.skipped_rows[:10]:
+        console.print(f"[yellow]skipped[/] {where}: {reason}", highlight=False, soft_wrap=True)
+    for where, note in summary.warnings[:10]:
+        console.print(f"[yellow]warning:[/] {where}: {note}", highlight=False, soft_wrap=True)
     console.print(f"{summary.dataset}: read {summary.read}, skipped {summary.skipped}, "
-                  f"stored {summary.inserted} new, {summary.existing} already present")  # fmt: skip
+                  f"stored {summary.inserted} new, {summary.existing} already present"
+                  f"{f', {len(summary.warnings)} with warnings' if summary.warnings else ''}")  # fmt: skip
 

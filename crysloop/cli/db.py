@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crysloop.cli.options import finite
 from crysloop.errors import InputError
 from crysloop.infra.db import database
 from crysloop.infra.export import FORMATS, export_candidates
@@ -33,7 +34,7 @@ def _filter(campaign, formula, elements, ehull_max, phonon_stable, dft_state, ml
 CAMPAIGN = typer.Option(None, "--campaign", help="Campaign name.")
 FORMULA = typer.Option(None, "--formula", help="Reduced formula, e.g. GaN.")
 ELEMENTS = typer.Option(None, "--elements", help="Comma-separated elements that must all be present.")
-EHULL = typer.Option(None, "--ehull-max", help="Maximum energy above hull, eV/atom.")
+EHULL = typer.Option(None, "--ehull-max", callback=finite, help="Maximum energy above hull, eV/atom.")
 PHONON = typer.Option(None, "--phonon-stable/--phonon-unstable", help="Phonon stability label.")
 DFT = typer.Option(None, "--dft-state", help="DFT job state: pending, running, completed, failed.")
 MLIP = typer.Option(None, "--mlip", help="Screening potential, e.g. chgnet.")
@@ -88,6 +89,21 @@ def query_cmd(
     console.print(table)
 
 
+_SUFFIXES = {".xyz": "extxyz", ".extxyz": "extxyz", ".csv": "csv", ".csv.gz": "csv", ".json": "json"}
+
+
+def _format_from_name(out: Path) -> str:
+    """The export format a file name implies; a name without a suffix is a folder of CIFs."""
+    name = out.name.lower()
+    for suffix, fmt in _SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    if not out.suffix or name.endswith(".cif") or out.is_dir():
+        return "cif"
+    raise InputError(f"{out}: cannot tell the export format from {out.suffix!r}; name the file .extxyz/.xyz, .csv[.gz] "
+                     f"or .json, give a folder for CIFs, or pass --format ({', '.join(FORMATS)})")  # fmt: skip
+
+
 @app.command("export")
 def export_cmd(
     out: Path = typer.Argument(..., help="Output file (extxyz, csv, json) or folder (cif)."),
@@ -97,7 +113,11 @@ def export_cmd(
     limit: int = typer.Option(0, "--limit", min=0, help="At most this many candidates (0: all)."),
 ) -> None:  # fmt: skip
     """Write the matching candidates' best structures (DFT > MLIP-relaxed > generated) and results."""
-    fmt = fmt or {".xyz": "extxyz", ".extxyz": "extxyz", ".csv": "csv", ".gz": "csv", ".json": "json"}.get(out.suffix, "cif")
+    fmt = fmt or _format_from_name(out)
+    if fmt not in FORMATS:
+        raise InputError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt == "cif" and out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder (CIF export writes one file per candidate into a folder)")
     flt = _filter(campaign, formula, elements, ehull_max, phonon_stable, dft_state, mlip, limit)
     with database(readonly=True):
         candidates = list(find_candidates(flt))

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crysloop.dft.metrics import DFTMetrics, dft_metrics
-from crysloop.dft.presets import PRESETS, RunSettings
+from crysloop.dft.presets import PRESETS, RunSettings, check_vasp_setup
 from crysloop.errors import InputError
 from crysloop.infra.db import database
 from crysloop.infra.settings import get_settings
@@ -42,6 +42,16 @@ def _print_metrics(metrics: DFTMetrics) -> None:
     console.print(table)
 
 
+def _print_failures(campaign: str | None) -> None:
+    """One line per failed job with the reason stored for it (custodian's, VASP's or the set-up's)."""
+    from crysloop.dft.jobs import find_jobs
+
+    for job in find_jobs(campaign):
+        if job.state == "failed":
+            reason = job.errors[-1] if job.errors else "no reason recorded"
+            console.print(f"[red]failed[/] {job.formula or '-'} (job {job.pk}): {reason}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def run(
     campaign: str = CAMPAIGN,
@@ -55,9 +65,12 @@ def run(
         raise InputError(f"unknown DFT preset {preset!r}; choose one of {', '.join(PRESETS)}")
     from crysloop.flows.dft import dft_flow
 
+    run_settings = _run_settings(max_errors, poll_seconds)
+    check_vasp_setup(run_settings)  # one error line now, not after starting a flow
     with database():
-        metrics = dft_flow(campaign=campaign, preset=preset, top_n=top_n, run=_run_settings(max_errors, poll_seconds))
-    _print_metrics(DFTMetrics(**metrics))
+        metrics = dft_flow(campaign=campaign, preset=preset, top_n=top_n, run=run_settings)
+        _print_metrics(DFTMetrics(**metrics))
+        _print_failures(campaign)
 
 
 @app.command()
@@ -80,7 +93,8 @@ def resume(
             run=_run_settings(max_errors, poll_seconds),
             stale_hours=stale_hours,
         )
-    _print_metrics(DFTMetrics(**metrics))
+        _print_metrics(DFTMetrics(**metrics))
+        _print_failures(campaign)
 
 
 @app.command()
@@ -109,3 +123,5 @@ def report(
         )  # fmt: skip
     console.print(jobs_table)
     _print_metrics(metrics)
+    with database(readonly=True):
+        _print_failures(campaign)

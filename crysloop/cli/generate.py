@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from crysloop.cli.options import parse_conditions
+from crysloop.cli.options import finite, parse_conditions
 
 console = Console()
 
@@ -19,17 +19,22 @@ def generate(
     campaign: str = typer.Option(None, "--campaign", help="Store the candidates under this campaign."),
     composition_checkpoint: str = typer.Option("shipped", help="Stage I checkpoint path, or 'shipped'."),
     structure_checkpoint: str = typer.Option("shipped", help="Stage II checkpoint path, or 'shipped'."),
-    guidance: float = typer.Option(1.0, min=0.0, help="Classifier-free guidance weight w."),
+    guidance: float = typer.Option(1.0, min=0.0, callback=finite, help="Classifier-free guidance weight w."),
     steps: int = typer.Option(None, min=1, help="Diffusion steps (default: the model's)."),
     seed: int = typer.Option(0, help="Random seed (same seed, same crystals)."),
-    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
 ) -> None:
     """Generate crystals with CrysVCD: charge-neutral compositions, then structures for them, into the database."""
     from crysloop.campaign.config import CompositionModelConfig, StructureModelConfig
+    from crysloop.campaign.generation import check_conditions, model_condition_names
     from crysloop.flows.generate import generate_flow
+    from crysloop.infra.settings import resolve_device
 
+    device = resolve_device(device)
+    conditions = parse_conditions(condition)
+    check_conditions(conditions, model_condition_names(composition_checkpoint, structure_checkpoint))
     summary = generate_flow(
-        n=n, conditions=parse_conditions(condition), campaign=campaign,
+        n=n, conditions=conditions, campaign=campaign,
         composition_checkpoint=composition_checkpoint, structure_checkpoint=structure_checkpoint,
         composition_config=CompositionModelConfig(checkpoint=composition_checkpoint),
         structure_config=StructureModelConfig(checkpoint=structure_checkpoint, guidance=guidance, steps=steps),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from crysloop.cli.options import finite, positive
 from crysloop.errors import InputError
 
 app = typer.Typer(help="Lattice thermal conductivity (phono3py): run on screened candidates, show, verify with DFT.",
@@ -21,8 +23,8 @@ def parse_temperatures(text: str) -> tuple[float, ...]:
         values = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError as exc:
         raise InputError(f"temperatures must be comma-separated numbers in K, got {text!r}") from exc
-    if not values or min(values) < 0:
-        raise InputError(f"temperatures must be non-negative numbers in K, got {text!r}")
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise InputError(f"--temperatures must be finite non-negative numbers in K, got {text!r}")
     return values
 
 
@@ -34,11 +36,12 @@ def parse_mesh(text: str) -> tuple[int, int, int] | float:
         values = [number(p) for p in parts]
     except ValueError:
         values = []
-    if len(values) == 1:
+    if len(values) == 1 and math.isfinite(values[0]) and values[0] > 0:
         return values[0]
-    if len(values) == 3:
+    if len(values) == 3 and min(values) >= 1:
         return tuple(values)  # type: ignore[return-value]
-    raise InputError(f"mesh must be three integers (11,11,11) or one length in Angstrom (40), got {text!r}")
+    raise InputError(f"--mesh must be three positive integers (11,11,11) or one positive length in Angstrom (40), "
+                     f"got {text!r}")
 
 
 def _config(temperatures: str, mesh: str, fc3_min_length: float, fc2_min_length: float, lbte: bool):
@@ -61,8 +64,8 @@ def _read_structure(path: Path):
 
 TEMPERATURES = typer.Option("300", "--temperatures", "-t", help="Comma-separated temperatures in K.")
 MESH = typer.Option("40", help="q-mesh: three integers (11,11,11) or one length in Angstrom.")
-FC3 = typer.Option(6.0, help="Minimum perpendicular width (A) of the fc3 supercell.")
-FC2 = typer.Option(12.0, help="Minimum perpendicular width (A) of the fc2 supercell.")
+FC3 = typer.Option(6.0, callback=positive, help="Minimum perpendicular width (A) of the fc3 supercell.")
+FC2 = typer.Option(12.0, callback=positive, help="Minimum perpendicular width (A) of the fc2 supercell.")
 LBTE = typer.Option(False, "--lbte", help="Solve the linearised BTE exactly instead of the RTA.")
 
 
@@ -71,9 +74,9 @@ def run(
     campaign: str = typer.Option(None, help="Only candidates of this campaign."),
     mlip: str = typer.Option(None, help="Potential for forces (default: settings); screening results of it are used."),
     temperatures: str = TEMPERATURES,
-    top_n: int = typer.Option(5, help="Compute kappa for at most this many candidates."),
-    max_e_above_hull: float = typer.Option(0.1, help="Largest energy above hull (eV/atom) considered."),
-    max_atoms: int = typer.Option(20, help="Skip primitive cells with more atoms."),
+    top_n: int = typer.Option(5, min=1, help="Compute kappa for at most this many candidates."),
+    max_e_above_hull: float = typer.Option(0.1, callback=finite, help="Largest energy above hull (eV/atom) considered."),
+    max_atoms: int = typer.Option(20, min=1, help="Skip primitive cells with more atoms."),
     mesh: str = MESH,
     fc3_min_length: float = FC3,
     fc2_min_length: float = FC2,
@@ -106,8 +109,8 @@ def run(
 def show(
     campaign: str = typer.Option(None, help="Only results of this campaign."),
     mlip: str = typer.Option(None, help="Only results of this calculator (mlip name or vasp)."),
-    temperature: float = typer.Option(300.0, help="Temperature (K) to show."),
-    limit: int = typer.Option(20, help="Rows to show, highest kappa first."),
+    temperature: float = typer.Option(300.0, callback=finite, min=0, help="Temperature (K) to show."),
+    limit: int = typer.Option(20, min=1, help="Rows to show, highest kappa first."),
 ) -> None:
     """Stored kappa results, highest kappa first."""
     from crysloop.infra.db import database

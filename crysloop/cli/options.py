@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import typer
+
 from crysloop.errors import InputError
 
 
@@ -22,3 +24,17 @@ def parse_conditions(options: list[str]) -> dict[str, float]:
             )
         conditions[name.strip()] = number
     return conditions
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: NaN and infinities are rejected (they would pass every range check silently)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def positive(value: float | None) -> float | None:
+    """Option callback: a finite number above zero (lengths, thresholds, tolerances)."""
+    if finite(value) is not None and value <= 0:
+        raise typer.BadParameter(f"{value} is not positive")
+    return value

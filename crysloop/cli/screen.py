@@ -6,6 +6,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crysloop.cli.options import finite, positive
+
 app = typer.Typer(help="Screen candidates with an ML potential: relaxation, energy above hull, phonon stability.",
                   invoke_without_command=True)  # fmt: skip
 console = Console()
@@ -16,13 +18,13 @@ def screen(
     campaign: str = typer.Option(None, help="Only candidates of this campaign (default: all generated and user ones)."),
     mlip: str = typer.Option(None, help="chgnet, mattersim-1m or mattersim-5m (default: settings)."),
     phonons: bool = typer.Option(True, "--phonons/--no-phonons", help="Check phonon stability near the hull."),
-    ehull_threshold: float = typer.Option(0.1, help="Phonons only below this energy above hull (eV/atom)."),
-    max_candidates: int = typer.Option(None, help="Screen at most this many candidates."),
-    fmax: float = typer.Option(0.01, help="Force threshold of the relaxation (eV/A)."),
-    steps: int = typer.Option(500, help="Step limit of the relaxation."),
-    batch_size: int = typer.Option(16, help="Structures per forward pass."),
-    phonon_min_length: float = typer.Option(10.0, help="Minimum plane spacing of the phonon supercell (A)."),
-    concurrency: int = typer.Option(2, help="Relaxation parts and phonon checks running at once."),
+    ehull_threshold: float = typer.Option(0.1, callback=finite, help="Phonons only below this energy above hull (eV/atom)."),
+    max_candidates: int = typer.Option(None, min=1, help="Screen at most this many candidates."),
+    fmax: float = typer.Option(0.01, callback=positive, help="Force threshold of the relaxation (eV/A)."),
+    steps: int = typer.Option(500, min=0, help="Step limit of the relaxation."),
+    batch_size: int = typer.Option(16, min=1, help="Structures per forward pass."),
+    phonon_min_length: float = typer.Option(10.0, callback=positive, help="Minimum plane spacing of the phonon supercell (A)."),
+    concurrency: int = typer.Option(2, min=1, help="Relaxation parts and phonon checks running at once."),
     processes: bool = typer.Option(False, "--processes", help="Run them in worker processes (CPU) instead of threads."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Screen again candidates that failed before."),
     materials_project: bool = typer.Option(False, "--materials-project", help="Add MP references (mp-api, MP_API_KEY)."),

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from crysloop.cli.options import parse_conditions
 from crysloop.errors import InputError
+from crysloop.infra.settings import resolve_device
 
 app = typer.Typer(help="Crystal structures with DiffCSP: train, sample.", no_args_is_help=True)
 console = Console()
@@ -33,7 +34,7 @@ def train(
     time_limit: float = typer.Option(None, help="Stop after this many seconds (a checkpoint is written)."),
     batch_size: int = typer.Option(None, help="Crystals per batch (default: the preset's)."),
     lr: float = typer.Option(None, help="Learning rate (default: the preset's)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     seed: int = typer.Option(0, help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from --out if it holds a training state."),
     init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (same network size and "
@@ -49,6 +50,7 @@ def train(
     from crysloop.data.datasets import load_dataset
     from crysloop.models.diffcsp import DiffCSPConfig, train_diffcsp
 
+    device = resolve_device(device)
     if mode not in ("csp", "abinitio"):
         raise InputError(f"--mode must be csp or abinitio, not {mode!r}")
     if threads:
@@ -91,13 +93,14 @@ def sample(
     lattice_clip: float = typer.Option(None, help="Clip each step's clean-lattice estimate to +-this (A); off by "
                                        "default, as in DiffCSP."),
     batch_size: int = typer.Option(256, help="Crystals sampled together."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     seed: int = typer.Option(0, help="Random seed."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder to write CIF files into."),
 ) -> None:
     """Sample crystal structures with DiffCSP and print (or write) them."""
     from crysloop.models.diffcsp import load_checkpoint, sample_structures
 
+    device = resolve_device(device)
     if bool(compositions) == (n is not None):
         raise InputError("give compositions (structure prediction) or --n (ab initio generation), not both")
     if samples < 1:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
+from pymatgen.core.periodic_table import DummySpecies
 from tqdm.auto import tqdm
 
 from crysloop.errors import InputError, OfflineError
@@ -50,16 +51,57 @@ class CrystalRecord:
 
 
 class CrystalDataset(list):
-    """A list of :class:`CrystalRecord` that also remembers the rows skipped as unreadable."""
+    """A list of :class:`CrystalRecord` that also remembers the rows skipped as unusable and those warned about."""
 
-    def __init__(self, records=(), skipped: list[tuple[str, str]] | None = None, name: str = ""):
+    def __init__(self, records=(), skipped: list[tuple[str, str]] | None = None, name: str = "",
+                 warnings: list[tuple[str, str]] | None = None):  # fmt: skip
         super().__init__(records)
         self.skipped = skipped or []
         self.name = name
+        self.warnings = warnings or []  # (where, what) of rows kept but implausible, e.g. a 10^6 A cell
 
     @property
     def structures(self) -> list[Structure]:
         return [record.structure for record in self]
+
+
+MIN_DISTANCE = 0.5  # A; closer atoms are one site written twice or a broken cell, never a crystal
+MAX_VOLUME_PER_ATOM = 1000.0  # A^3; MP-20 spans 8-93, so a larger cell is almost surely a unit or format error
+
+
+def structure_problem(structure: Structure) -> str | None:
+    """Why ``structure`` cannot be used as one crystal (no sites, partial occupancy, overlapping atoms), or None."""
+    if len(structure) == 0:
+        return "no sites"
+    unknown = sorted({sp.symbol for sp in structure.composition if isinstance(sp, DummySpecies)})
+    if unknown:  # pymatgen reads any unknown symbol as a dummy species
+        return f"unknown element {', '.join(map(repr, unknown))}"
+    if not structure.is_ordered:
+        site = next(s for s in structure if not s.is_ordered)
+        return (f"partial occupancy ({site.species.formula} on one site): a disordered structure is not one crystal; "
+                f"order it first (e.g. pymatgen's OrderDisorderedStructureTransformation)")  # fmt: skip
+    if min(structure.lattice.abc) < MIN_DISTANCE:
+        return f"a cell vector is shorter than {MIN_DISTANCE} A, so atoms overlap their own images"
+    distances = structure.distance_matrix + np.diag(np.full(len(structure), np.inf))
+    i, j = np.unravel_index(np.argmin(distances), distances.shape)
+    if distances[i, j] < MIN_DISTANCE:
+        return (f"overlapping atoms: sites {min(i, j)} ({structure[int(i)].specie}) and {max(i, j)} "
+                f"({structure[int(j)].specie}) are {distances[i, j]:.2f} A apart (closer than {MIN_DISTANCE} A)")
+    return None
+
+
+def cell_warning(structure: Structure) -> str | None:
+    """A note when the cell is implausibly large (kept, but likely a unit or format error)."""
+    per_atom = structure.volume / len(structure)
+    if per_atom > MAX_VOLUME_PER_ATOM or max(structure.lattice.abc) > 1000:
+        return (f"implausible cell: lattice lengths {', '.join(f'{x:.4g}' for x in structure.lattice.abc)} A, "
+                f"{per_atom:.4g} A^3 per atom")
+    return None
+
+
+def _checked(structure: Structure) -> Structure | str:
+    problem = structure_problem(structure)
+    return structure if problem is None else problem
 
 
 def _parse_cif(item: tuple[str, str]) -> Structure | str:
@@ -69,19 +111,18 @@ def _parse_cif(item: tuple[str, str]) -> Structure | str:
             warnings.simplefilter("ignore")  # pymatgen warns on every CIF whose coordinates it rounds
             structure = Structure.from_str(text, fmt="cif")
     except Exception as exc:  # noqa: BLE001 - any parser failure is reported with its location
-        return f"{type(exc).__name__}: {exc}".strip()
-    if len(structure) == 0:
-        return "no sites"
-    return structure
+        return f"cannot parse structure ({type(exc).__name__}: {exc})".strip()
+    return _checked(structure)
 
 
 def _parse_file(path: str) -> Structure | str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Structure.from_file(path)
+            structure = Structure.from_file(path)
     except Exception as exc:  # noqa: BLE001
-        return f"{type(exc).__name__}: {exc}".strip()
+        return f"cannot parse structure ({type(exc).__name__}: {exc})".strip()
+    return _checked(structure)
 
 
 def _parallel(fn, items: list, desc: str, workers: int | None, progress: bool) -> list:
@@ -95,15 +136,17 @@ def _parallel(fn, items: list, desc: str, workers: int | None, progress: bool) -
 
 
 def _collect(wheres, ids, parsed, properties, skip_bad: bool, name: str) -> CrystalDataset:
-    records, skipped = [], []
-    for where, material_id, result, props in zip(wheres, ids, parsed, properties):
+    records, skipped, notes = [], [], []
+    for where, material_id, result, props in zip(wheres, ids, parsed, properties, strict=True):
         if isinstance(result, str):
             if not skip_bad:
-                raise InputError(f"{where}: cannot parse structure ({result})")
+                raise InputError(f"{where}: {result}")
             skipped.append((where, result))
             continue
+        if (note := cell_warning(result)) is not None:
+            notes.append((where, note))
         records.append(CrystalRecord(material_id, result, props))
-    return CrystalDataset(records, skipped, name)
+    return CrystalDataset(records, skipped, name, notes)
 
 
 def _clean(value):
@@ -116,6 +159,8 @@ def read_csv(path: Path, skip_bad: bool = False, workers: int | None = None, pro
     """Read a CDVAE-format CSV (plain or gzipped): a ``cif`` column, ``material_id`` and property columns."""
     try:
         frame = pd.read_csv(path, dtype={"material_id": str})
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: empty file (a CSV with a header and a 'cif' column is expected)") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"{path}: not a readable CSV file ({exc})") from None
     if "cif" not in frame.columns:
@@ -124,8 +169,9 @@ def read_csv(path: Path, skip_bad: bool = False, workers: int | None = None, pro
     ids = frame["material_id"].astype(str).tolist() if "material_id" in frame else [str(i) for i in frame.index]
     wheres = [f"{path}, row {i + 1} ({mid})" for i, mid in enumerate(ids)]
     cifs = ["" if isinstance(c, float) else c for c in frame["cif"].tolist()]
-    parsed = _parallel(_parse_cif, list(zip(wheres, cifs)), f"parsing {Path(path).name}", workers, progress)
-    props = [{c: _clean(v) for c, v in zip(prop_columns, row)} for row in frame[prop_columns].itertuples(index=False)]
+    parsed = _parallel(_parse_cif, list(zip(wheres, cifs, strict=True)), f"parsing {Path(path).name}", workers, progress)
+    values = frame[prop_columns].to_numpy(dtype=object)  # one row per CSV row, even with no property columns
+    props = [{c: _clean(v) for c, v in zip(prop_columns, row, strict=True)} for row in values]
     return _collect(wheres, ids, parsed, props, skip_bad, Path(path).name)
 
 
@@ -149,7 +195,7 @@ def read_extxyz(path: Path, skip_bad: bool = False) -> CrystalDataset:
         if not atoms.pbc.all() or atoms.cell.volume <= 0:
             parsed.append("frame is not a periodic crystal (pbc and a cell are required)")
             continue
-        parsed.append(AseAtomsAdaptor.get_structure(atoms))
+        parsed.append(_checked(AseAtomsAdaptor.get_structure(atoms)))
     return _collect(wheres, ids, parsed, props, skip_bad, Path(path).name)
 
 

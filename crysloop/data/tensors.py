@@ -128,6 +128,7 @@ def batch_to_structures(batch: Batch | Data | Mapping[str, torch.Tensor]) -> lis
     if lattice.shape[0] != num_atoms.shape[0] or int(num_atoms.sum()) != atom_types.shape[0]:
         raise ValueError("batch_to_structures: lattice, num_atoms and atom_types disagree in size")
     structures = []
-    for lat, z, x in zip(lattice, atom_types.split(num_atoms.tolist()), frac_coords.split(num_atoms.tolist())):
+    sizes = num_atoms.tolist()
+    for lat, z, x in zip(lattice, atom_types.split(sizes), frac_coords.split(sizes), strict=True):
         structures.append(Structure(Lattice(lat.numpy()), z.tolist(), wrap_frac_coords(x.numpy())))
     return structures

@@ -9,6 +9,7 @@ set ``GGA = PE`` explicitly. A lattice direction crossed by a vacuum gap gets a 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,29 @@ class RunSettings:
     enmax: Mapping[str, float] = field(default_factory=dict)
     vacuum_gap: float = 7.0  # A; a gap at least this wide along a lattice direction counts as vacuum
     polling_time_step: float = 10.0  # s between custodian's checks of a running VASP
+
+
+def check_vasp_setup(run: RunSettings) -> None:
+    """Refuse to queue jobs that would fail at once: the VASP command must exist and POTCARs must be configured.
+
+    POTCARs are needed unless ``run.potcar_spec`` (symbols only) is set; they are found through pymatgen's
+    ``PMG_VASP_PSP_DIR`` setting (environment or ``~/.config/.pmgrc.yaml``).
+    """
+    import shlex
+    import shutil
+
+    from pymatgen.core import SETTINGS
+
+    words = shlex.split(run.vasp_cmd)
+    for word in dict.fromkeys((words[0], words[-1])) if words else ("",):  # launcher (mpirun, srun) and binary
+        if shutil.which(word) is None:
+            raise InputError(f"VASP command {run.vasp_cmd!r}: {word!r} is not an executable on PATH; set "
+                             f"CRYSLOOP_VASP_CMD to the command that runs VASP (e.g. 'mpirun -n 8 vasp_std')")  # fmt: skip
+    if not run.potcar_spec:
+        psp_dir = os.environ.get("PMG_VASP_PSP_DIR") or SETTINGS.get("PMG_VASP_PSP_DIR")
+        if not psp_dir or not Path(psp_dir).expanduser().is_dir():
+            raise InputError(f"VASP POTCARs are not configured (PMG_VASP_PSP_DIR is {psp_dir or 'unset'}); point "
+                             f"PMG_VASP_PSP_DIR at the folder of POTCAR sets, see 'pmg config --help'")  # fmt: skip
 
 
 def potcar_symbols(structure: Structure) -> list[str]:

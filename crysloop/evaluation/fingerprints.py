@@ -62,7 +62,7 @@ def _site_multiplicities(structure: Structure) -> dict[int, int]:
     except Exception:  # noqa: BLE001 - spglib refuses some generated cells; fall back to every site
         return {i: 1 for i in range(len(structure))}
     representatives, counts = np.unique(equivalent, return_counts=True)
-    return dict(zip(representatives.tolist(), counts.tolist()))
+    return dict(zip(representatives.tolist(), counts.tolist(), strict=True))
 
 
 def crystalnn_fingerprint(structure: Structure, symmetry_reduced: bool = False) -> np.ndarray | None:
@@ -159,11 +159,11 @@ def compute_fingerprints(
     keys = [f"{mode}:{structure_key(s)}" for s in structures]
     known = cache.get_many(keys) if cache is not None else {}
     todo: dict[str, Structure] = {}
-    for key, structure in zip(keys, structures):
+    for key, structure in zip(keys, structures, strict=True):
         if key not in known and key not in todo:
             todo[key] = structure
     computed = parallel_map(_compute_reduced if symmetry_reduced else _compute_exact, list(todo.values()), n_jobs=n_jobs, progress=progress, description=description)
-    fresh = dict(zip(todo.keys(), computed))
+    fresh = dict(zip(todo.keys(), computed, strict=True))
     if cache is not None and fresh:
         cache.put_many(fresh)
     known.update(fresh)

@@ -184,7 +184,7 @@ def unique_mask(
         description="uniqueness",
     )
     mask = np.zeros(len(structures), dtype=bool)
-    for group, group_flags in zip(groups, flags):
+    for group, group_flags in zip(groups, flags, strict=True):
         mask[group] = group_flags
     return mask
 

@@ -66,7 +66,7 @@ def _reduced_counts(composition: Composition) -> tuple[tuple[str, ...], tuple[in
     amounts = composition.element_composition.get_el_amt_dict()
     items = sorted(amounts.items(), key=lambda kv: Element(kv[0]).Z)
     counts = [round(n) for _, n in items]
-    if any(abs(n - c) > 1e-6 or c <= 0 for (_, n), c in zip(items, counts)):
+    if any(abs(n - c) > 1e-6 or c <= 0 for (_, n), c in zip(items, counts, strict=True)):
         return None
     divisor = math.gcd(*counts)
     return tuple(e for e, _ in items), tuple(c // divisor for c in counts)

@@ -7,7 +7,7 @@ from prefect.artifacts import create_table_artifact
 
 from crysloop.dft import jobs
 from crysloop.dft.metrics import DFTMetrics, dft_metrics
-from crysloop.dft.presets import PRESETS, RunSettings
+from crysloop.dft.presets import PRESETS, RunSettings, check_vasp_setup
 from crysloop.errors import InputError
 from crysloop.infra.db import database
 from crysloop.infra.settings import get_settings
@@ -42,6 +42,7 @@ def dft_flow(
     if top_n < 1:
         raise InputError(f"top_n must be at least 1, got {top_n}")
     run = _run_settings(run)
+    check_vasp_setup(run)  # before queuing: jobs that cannot start would only fail at once
     with database():
         runs_dir = get_settings().runs_dir / "dft"
         recovered = recover_dead_jobs(campaign)

@@ -48,11 +48,28 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def resolve_device(device: str | None = None) -> str:
-    """Turn ``auto`` into ``cuda`` when a GPU is visible, else ``cpu``."""
+def available_devices() -> list[str]:
+    """The torch devices this machine has: ``cpu``, then ``cuda:N`` per visible GPU and ``mps`` on Apple silicon."""
     import torch
 
-    device = device or get_settings().device
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    devices = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def resolve_device(device: str | None = None) -> str:
+    """The torch device to use: ``device``, else ``settings.device``; ``auto`` means ``cuda`` when a GPU is visible.
+
+    A device this machine does not have (``cuda`` without a GPU, ``tpu``, ``cuda:3`` on a one-GPU node) is an
+    ``InputError`` naming the devices that are available.
+    """
+    from crysloop.errors import InputError
+
+    requested = (device or get_settings().device).strip().lower()
+    available = available_devices()
+    if requested == "auto":
+        return "cuda" if len(available) > 1 and available[1].startswith("cuda") else "cpu"
+    if requested in available or (requested == "cuda" and "cuda:0" in available):
+        return requested
+    raise InputError(f"device {requested!r} is not available on this machine; available: auto, {', '.join(available)}")

@@ -25,7 +25,7 @@ from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 from pymatgen.core import Structure
 from pymatgen.io.phonopy import get_phonopy_structure, get_pmg_structure
 
-from crysloop.screening.potentials import batch_forces
+from crysloop.screening.potentials import MAX_BATCH_ATOMS, batch_forces
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class PhononConfig:
     tolerance_thz: float = 0.01
     gamma_radius: float = 0.05  # 1/A (no 2*pi), where acoustic branches are exempt
     symprec: float = 1e-4
-    batch_size: int = 2  # displaced supercells per MLIP call: CHGNet needs GBs for a few hundred dense atoms
+    batch_size: int = 16  # displaced supercells per MLIP call, at most ...
+    max_batch_atoms: int = MAX_BATCH_ATOMS  # ... and at most this many atoms in all: memory grows with atoms
 
 
 @dataclass
@@ -93,7 +94,7 @@ def phonon_stability(structure: Structure, calculator: Calculator, config: Phono
     phonon.generate_displacements(distance=config.displacement)
     supercells = [get_pmg_structure(phonon.supercell)]
     supercells += [get_pmg_structure(cell) for cell in phonon.supercells_with_displacements]
-    forces = batch_forces(supercells, calculator, config.batch_size)
+    forces = batch_forces(supercells, calculator, config.batch_size, config.max_batch_atoms)
     residual = forces[0]
     phonon.forces = np.array([f - residual for f in forces[1:]])
     phonon.produce_force_constants()

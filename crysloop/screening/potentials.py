@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +35,36 @@ MLIP_NAMES = ("chgnet", *MATTERSIM_CHECKPOINTS)
 MATTERSIM_CACHE = Path("~/.local/mattersim/pretrained_models").expanduser()
 
 _load_lock = threading.Lock()
+_stdout_lock = threading.RLock()  # serialises stdout swaps, so each restores exactly what it replaced
+
+
+class _MuteThread(io.TextIOBase):
+    """A stdout that drops what one thread writes and passes every other thread's output through."""
+
+    def __init__(self, target, thread: int):
+        self.target, self.thread = target, thread
+
+    def write(self, text: str) -> int:
+        return len(text) if threading.get_ident() == self.thread else self.target.write(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence this thread's prints (CHGNet announces itself unconditionally) without losing other threads' output.
+
+    ``contextlib.redirect_stdout`` is not thread-safe: overlapping entries restore each other's StringIO and
+    leave ``sys.stdout`` swallowed for the rest of the process.
+    """
+    with _stdout_lock:
+        saved = sys.stdout
+        sys.stdout = _MuteThread(saved, threading.get_ident())
+        try:
+            yield
+        finally:
+            sys.stdout = saved
 
 
 @dataclass
@@ -63,8 +94,9 @@ def get_calculator(name: str | None = None, device: str | None = None, weights: 
     if name == "chgnet":
         from chgnet.model.dynamics import CHGNetCalculator
 
-        with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its device
-            return CHGNetCalculator(model=_chgnet_model(device), use_device=device)
+        model = _chgnet_model(device)
+        with _quiet():  # CHGNetCalculator prints its device
+            return CHGNetCalculator(model=model, use_device=device)
     potential = load_mattersim_potential(name, device, weights)
     return mattersim_calculator(potential)
 
@@ -73,7 +105,7 @@ def get_calculator(name: str | None = None, device: str | None = None, weights: 
 def _chgnet_model(device: str) -> CHGNet:
     from chgnet.model import CHGNet
 
-    with _load_lock, contextlib.redirect_stdout(io.StringIO()):
+    with _load_lock, _quiet():
         return CHGNet.load(verbose=False, use_device=device)
 
 
@@ -151,42 +183,90 @@ def _as_structure(item: Atoms | Structure) -> Structure:
     return item if isinstance(item, Structure) else AseAtomsAdaptor.get_structure(item)
 
 
-def predict_batch(items: Sequence[Atoms | Structure], calculator: Calculator, batch_size: int = 16) -> list[Prediction]:
-    """Energies, forces and stresses of many structures, batched through the model when the calculator allows.
+MAX_BATCH_ATOMS = 200  # atoms per forward pass: CHGNet needs ~6 MB per atom of a dense oxide (forces and stress)
 
-    CHGNet and MatterSim calculators run ``batch_size`` structures per forward pass; any other ASE calculator
-    is called one structure at a time.
+
+def atom_batches(sizes: Sequence[int], batch_size: int, max_atoms: int = MAX_BATCH_ATOMS) -> list[range]:
+    """Consecutive index ranges of at most ``batch_size`` structures and ``max_atoms`` atoms in all.
+
+    Memory of a forward pass grows with the atoms in it, not the number of structures: a batch of a few phonon
+    supercells can hold a thousand atoms. A structure larger than ``max_atoms`` gets a batch of its own.
+    """
+    if batch_size < 1 or max_atoms < 1:
+        raise InputError(f"batch_size and max_atoms must be at least 1, got {batch_size} and {max_atoms}")
+    batches, start, atoms = [], 0, 0
+    for index, size in enumerate(sizes):
+        if index > start and (index - start >= batch_size or atoms + size > max_atoms):
+            batches.append(range(start, index))
+            start, atoms = index, 0
+        atoms += size
+    if start < len(sizes):
+        batches.append(range(start, len(sizes)))
+    return batches
+
+
+def predict_batch(items: Sequence[Atoms | Structure], calculator: Calculator, batch_size: int = 16,
+                  max_atoms: int = MAX_BATCH_ATOMS, stress: bool = True) -> list[Prediction]:  # fmt: skip
+    """Energies, forces and (with ``stress``) stresses of many structures, batched through the model when possible.
+
+    CHGNet and MatterSim calculators run up to ``batch_size`` structures and ``max_atoms`` atoms per forward pass
+    (see :func:`atom_batches`); any other ASE calculator is called one structure at a time. Without ``stress``
+    the stress entries are zeros and CHGNet skips the lattice gradient.
     """
     if not items:
         return []
     model = getattr(calculator, "model", None)
     potential = getattr(calculator, "potential", None)
     if model is not None and hasattr(model, "predict_structure"):
-        return _predict_chgnet(model, [_as_structure(i) for i in items], batch_size, calculator)
+        structures = [_as_structure(i) for i in items]
+        batches = atom_batches([len(s) for s in structures], batch_size, max_atoms)
+        stress_weight = getattr(calculator, "stress_weight", units.GPa)
+        return [p for b in batches for p in _predict_chgnet(model, structures[b.start : b.stop], stress, stress_weight)]
     if potential is not None and hasattr(potential, "predict_properties"):
-        return _predict_mattersim(potential, [_as_atoms(i) for i in items], batch_size)
+        atoms_list = [_as_atoms(i) for i in items]
+        batches = atom_batches([len(a) for a in atoms_list], batch_size, max_atoms)
+        return [p for b in batches for p in _predict_mattersim(potential, atoms_list[b.start : b.stop], len(b))]
     predictions = []
     for item in items:
         atoms = _as_atoms(item).copy()
         atoms.calc = calculator
-        predictions.append(Prediction(atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
+        predictions.append(Prediction(atoms.get_potential_energy(), atoms.get_forces(),
+                                      atoms.get_stress() if stress else np.zeros(6)))  # fmt: skip
     return predictions
 
 
-def _predict_chgnet(model: CHGNet, structures: list[Structure], batch_size: int, calculator: Calculator) -> list[Prediction]:
-    from ase.stress import full_3x3_to_voigt_6_stress
+def _predict_chgnet(model: CHGNet, structures: list[Structure], stress: bool, stress_weight: float) -> list[Prediction]:
+    """One CHGNet forward pass over ``structures``, forces (and stress) by a first-order gradient only.
 
-    outputs = model.predict_structure(structures, task="efs", batch_size=batch_size)
-    if isinstance(outputs, dict):
-        outputs = [outputs]
-    stress_weight = getattr(calculator, "stress_weight", units.GPa)
+    ``CHGNet.predict_structure`` differentiates with ``create_graph=True`` (for training on forces), which keeps a
+    second graph alive and costs ~2.5x the memory; inference needs no second derivative.
+    """
+    import torch
+    from ase.stress import full_3x3_to_voigt_6_stress
+    from chgnet.model.model import BatchedGraph
+
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.enable_grad():
+        graphs = [model.graph_converter(s).to(device) for s in structures]
+        batched = BatchedGraph.from_graphs(graphs, bond_basis_expansion=model.bond_basis_expansion,
+                                           angle_basis_expansion=model.angle_basis_expansion,
+                                           compute_stress=stress)  # fmt: skip
+        out = model._compute(batched)
+        composition = 0 if model.composition_model is None else model.composition_model(graphs)
+        natoms = out["atoms_per_graph"]
+        energy = (out["e"] + composition) * natoms if model.is_intensive else out["e"] + composition
+        inputs = list(batched.atom_positions) + (list(batched.strains) if stress else [])
+        grads = torch.autograd.grad(energy.sum(), inputs)
+    energies = energy.detach().cpu().numpy()
+    forces = [-g.detach().cpu().numpy().astype(float) for g in grads[: len(graphs)]]
     predictions = []
-    for structure, out in zip(structures, outputs, strict=True):
-        energy = float(out["e"]) * (len(structure) if model.is_intensive else 1)
-        stress = np.asarray(out["s"], dtype=float) * stress_weight
-        if stress.shape == (3, 3):
-            stress = full_3x3_to_voigt_6_stress(stress)
-        predictions.append(Prediction(energy, np.asarray(out["f"], dtype=float), stress))
+    for i in range(len(graphs)):
+        voigt = np.zeros(6)
+        if stress:  # dE/d(strain) / V, in CHGNet's GPa, then the calculator's conversion to eV/A^3
+            gpa = grads[len(graphs) + i].detach().cpu().numpy() / float(batched.volumes[i]) * 160.21766208
+            voigt = full_3x3_to_voigt_6_stress(gpa * stress_weight)
+        predictions.append(Prediction(float(energies[i]), forces[i], voigt))
     return predictions
 
 
@@ -209,6 +289,7 @@ def _predict_mattersim(potential: Potential, atoms_list: list[Atoms], batch_size
     ]
 
 
-def batch_forces(items: Sequence[Atoms | Structure], calculator: Calculator, batch_size: int = 16) -> list[np.ndarray]:
-    """Forces (eV/A) on many structures, e.g. displaced supercells for phonopy/phono3py, batched where possible."""
-    return [p.forces for p in predict_batch(items, calculator, batch_size)]
+def batch_forces(items: Sequence[Atoms | Structure], calculator: Calculator, batch_size: int = 16,
+                 max_atoms: int = MAX_BATCH_ATOMS) -> list[np.ndarray]:  # fmt: skip
+    """Forces (eV/A) on many structures, e.g. displaced supercells for phonopy/phono3py, batched by atom count."""
+    return [p.forces for p in predict_batch(items, calculator, batch_size, max_atoms, stress=False)]

@@ -56,7 +56,12 @@ def read_compositions(path: str | Path) -> list[CompositionRecord]:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_file() and (path.suffix == ".csv" or path.name.endswith(".csv.gz")):
-        table = pd.read_csv(path)
+        try:
+            table = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise InputError(f"{path}: empty file (a CSV with a formula or cif column is expected)") from None
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, EOFError) as exc:
+            raise InputError(f"{path}: not a readable CSV file ({exc})") from None
         column = next((c for c in _FORMULA_COLUMNS if c in table.columns), None)
         if column is None and "cif" not in table.columns:
             raise InputError(f"{path}: needs a 'formula', 'composition' or 'cif' column")
@@ -66,7 +71,7 @@ def read_compositions(path: str | Path) -> list[CompositionRecord]:
         records = []
         ids = table["material_id"].astype(str) if "material_id" in table.columns else table.index.astype(str)
         rows = table[property_columns].to_dict("records")
-        for index, (text, material_id, row) in enumerate(zip(texts, ids, rows)):
+        for index, (text, material_id, row) in enumerate(zip(texts, ids, rows, strict=True)):
             try:
                 if isinstance(text, str):
                     composition = parsed.get(text) or parsed.setdefault(text, Composition(text))

@@ -147,8 +147,8 @@ def _sample_batch(model, n, conditions, temperature, top_k, constrained, generat
         if done.all():
             break
     results = []
-    for row_species, row_counts in zip(species[:, 1:].tolist(), counts[:, 1:].tolist()):
-        tokens = [(t, c) for t, c in zip(row_species, row_counts) if t >= N_SPECIAL]
+    for row_species, row_counts in zip(species[:, 1:].tolist(), counts[:, 1:].tolist(), strict=True):
+        tokens = [(t, c) for t, c in zip(row_species, row_counts, strict=True) if t >= N_SPECIAL]
         results.append(model.vocabulary.decode(tokens))
     return results
 

@@ -69,7 +69,7 @@ class _Examples:
         self.tokens: list[list[tuple[int, int]]] = []
         rows: list[list[float]] = []
         self.skipped = 0
-        for assignment, props in zip(_assignments(compositions, model.config.vocabulary), properties):
+        for assignment, props in zip(_assignments(compositions, model.config.vocabulary), properties, strict=True):
             if assignment is None or len(assignment.species) > model.config.max_species:
                 self.skipped += 1
                 continue

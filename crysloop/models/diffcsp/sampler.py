@@ -133,7 +133,7 @@ def sample_tensors(
 
 
 def _composition_atoms(composition: Composition | str) -> list[int]:
-    from pymatgen.core import Composition
+    from pymatgen.core import Composition, Element
 
     try:
         composition = Composition(composition)
@@ -141,6 +141,8 @@ def _composition_atoms(composition: Composition | str) -> list[int]:
         raise InputError(f"cannot read composition {composition!r}: {exc}") from exc
     atoms: list[int] = []
     for element, amount in composition.items():
+        if not isinstance(element, Element):  # pymatgen reads unknown symbols such as Xx as dummy species
+            raise InputError(f"composition {composition.formula!r}: {element.symbol} is not a chemical element")
         if abs(amount - round(amount)) > 1e-6 or round(amount) < 1:
             raise InputError(f"composition {composition.formula} needs whole numbers of atoms")
         atoms += [element.Z] * round(amount)

@@ -125,7 +125,7 @@ def _validation_loss(model: DiffCSP, data: CrystalTensors, batch_size: int, seed
     torch.random.set_rng_state(state)
     if cuda_state is not None:
         torch.cuda.set_rng_state_all(cuda_state)
-    return sum(loss * w for loss, w in zip(losses, weights)) / sum(weights)
+    return sum(loss * w for loss, w in zip(losses, weights, strict=True)) / sum(weights)
 
 
 def train_diffcsp(
