@@ -142,8 +142,10 @@ def _fits(matcher: StructureMatcher, candidate: _Prepared, target: _Prepared) ->
 def _first_of_kind(args: tuple[list[Structure], MatchTolerances]) -> list[bool]:
     """Within one composition bucket: True for each structure that matches no earlier one.
 
-    Each structure is compared with the representatives (earlier structures that matched none before them), in
-    order, as ``fit(structure, representative)``; pairs that cannot fit are skipped without calling ``fit``.
+    Each structure is compared with the representatives (earlier structures that matched none before them) as
+    ``fit(structure, representative)``; pairs that cannot fit are skipped without calling ``fit``, and the others
+    are tried nearest first (by the successive minima of the lattices), so a duplicate is usually found by its
+    first ``fit``. Whether a structure matches any representative does not depend on the order they are tried in.
     """
     structures, tolerances = args
     matcher = tolerances.matcher()
@@ -154,6 +156,9 @@ def _first_of_kind(args: tuple[list[Structure], MatchTolerances]) -> list[bool]:
         for structure in structures:
             prepared = _prepare(structure, matcher)
             candidates = np.flatnonzero(_may_fit(prepared, representatives, tolerances.ltol))
+            if len(candidates) > 1:
+                gaps = [np.abs(representatives[i].minima - prepared.minima).sum() for i in candidates]
+                candidates = candidates[np.argsort(gaps, kind="stable")]
             duplicate = any(_fits(matcher, prepared, representatives[i]) for i in candidates)
             flags.append(not duplicate)
             if not duplicate:

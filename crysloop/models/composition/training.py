@@ -4,8 +4,10 @@ Each epoch shows every composition once with its (species, count) tuples in a fr
 augmentation). Property values are dropped to "no condition" with probability ``condition_dropout`` so the same
 model samples unconditionally.
 
-The shipped checkpoint ``crysloop/assets/checkpoints/composition_lm.pt`` was trained, from the repository root
-with the MP-20 data beside the checkout, by::
+Training compositions are labelled with the model's oxidation-state vocabulary (``CompositionLMConfig.vocabulary``,
+default the curated ``common`` one; see :mod:`crysloop.chemistry.oxidation`). The shipped checkpoint
+``crysloop/assets/checkpoints/composition_lm.pt`` (common vocabulary, 215 species) was trained, from the
+repository root with the MP-20 data beside the checkout, by::
 
     crysloop compositions train ../shared/data/mp_20_sample/train.csv.gz \\
         ../shared/data/mp_20_biternary/val.csv.gz \\
