@@ -11,8 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crysloop.errors import InputError
 
-MLIPS = ("chgnet", "mattersim-1m", "mattersim-5m")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -88,7 +86,7 @@ class CampaignConfig(_Strict):
         description="Targets for generation, e.g. stable: 1, phonon_stable: 1, kappa: 100. Conditions a model "
         "has not learned yet are ignored until a round's fine-tuning adds them.",
     )
-    mlip: str = "chgnet"
+    mlip: str = "sevenn-l3i5"
     device: str = "auto"
     seed: int = 0
     reference_dataset: str = Field(
@@ -114,9 +112,12 @@ class CampaignConfig(_Strict):
     @field_validator("mlip")
     @classmethod
     def _mlip(cls, value: str) -> str:
-        if value not in MLIPS:
-            raise ValueError(f"unknown potential {value!r}; expected one of {', '.join(MLIPS)}")
-        return value
+        from crysloop.screening.potentials import check_mlip_name
+
+        try:
+            return check_mlip_name(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("conditions")
     @classmethod

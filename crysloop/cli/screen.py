@@ -14,7 +14,8 @@ console = Console()
 @app.callback()
 def screen(
     campaign: str = typer.Option(None, help="Only candidates of this campaign (default: all generated and user ones)."),
-    mlip: str = typer.Option(None, help="chgnet, mattersim-1m or mattersim-5m (default: settings)."),
+    mlip: str = typer.Option(None, help="sevenn-l3i5, sevenn-0, chgnet, mattersim-1m or mattersim-5m (default: settings)."),
+    d3: bool = typer.Option(False, "--d3", help="Add D3 dispersion (zero damping, PBE) to the potential; layered materials."),
     phonons: bool = typer.Option(True, "--phonons/--no-phonons", help="Check phonon stability near the hull."),
     ehull_threshold: float = typer.Option(0.1, help="Phonons only below this energy above hull (eV/atom)."),
     max_candidates: int = typer.Option(None, help="Screen at most this many candidates."),
@@ -31,9 +32,9 @@ def screen(
     from crysloop.campaign.config import ExecutorConfig
     from crysloop.flows.runners import task_runner
     from crysloop.flows.screen import screen_flow
-    from crysloop.screening.potentials import check_mlip_name
+    from crysloop.screening.potentials import with_d3_name
 
-    mlip = check_mlip_name(mlip)
+    mlip = with_d3_name(mlip, d3)
     executor = ExecutorConfig(kind="processes" if processes else "threads", workers=max(1, concurrency))
     with console.status(f"screening with {mlip} ..."):
         summary = screen_flow.with_options(task_runner=task_runner(executor))(

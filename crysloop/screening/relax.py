@@ -14,6 +14,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.constraints import FixSymmetry
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE
 from ase.optimize.optimize import Optimizer
@@ -38,6 +39,7 @@ class RelaxConfig:
     max_volume_ratio: float = 4.0  # final / initial volume beyond this (or below its inverse) is an explosion
     min_distance: float = 0.5  # A; closer atoms mean a collapsed structure
     min_volume_per_atom: float = 4.0  # A^3; below diamond's 5.7, so a denser cell has collapsed (and its graph explodes)
+    fix_symmetry: bool = False  # keep the starting space group (ASE FixSymmetry), as phonon/kappa protocols do
 
     def __post_init__(self) -> None:
         if self.optimizer.upper() not in OPTIMIZERS:
@@ -94,6 +96,8 @@ class _Relaxation:
         self.config = config
         self.atoms = AseAtomsAdaptor.get_atoms(structure)
         self.atoms.calc = None
+        if config.fix_symmetry:
+            self.atoms.set_constraint(FixSymmetry(self.atoms, symprec=1e-4))
         self.initial_volume = self.atoms.get_volume()
         target = FrechetCellFilter(self.atoms) if config.relax_cell else self.atoms
         self.optimizer = OPTIMIZERS[config.optimizer.upper()](target, logfile=None)
@@ -103,7 +107,9 @@ class _Relaxation:
         self.last: Prediction | None = None
 
     def structure(self) -> Structure:
-        return AseAtomsAdaptor.get_structure(self.atoms)
+        atoms = self.atoms.copy()
+        atoms.set_constraint()
+        return AseAtomsAdaptor.get_structure(atoms)
 
     def fail(self, reason: str) -> None:
         self.result = RelaxResult(self.structure(), status="failed", error=reason, steps=self.optimizer.nsteps,
@@ -188,6 +194,6 @@ def relax_structures(
 
 
 def relax_structure(structure: Structure, calculator: Calculator | str | None = None, fmax: float = 0.01,
-                    steps: int = 500) -> RelaxResult:  # fmt: skip
+                    steps: int = 500, config: RelaxConfig | None = None) -> RelaxResult:  # fmt: skip
     """Relax one structure; see :func:`relax_structures`."""
-    return relax_structures([structure], calculator, fmax=fmax, steps=steps, batch_size=1)[0]
+    return relax_structures([structure], calculator, fmax=fmax, steps=steps, batch_size=1, config=config)[0]
