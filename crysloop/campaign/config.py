@@ -44,6 +44,9 @@ class ScreeningConfig(_Strict):
     phonons: bool = True
     phonon_min_length: float = Field(8.0, gt=0)
     batch_size: int = Field(16, ge=1)
+    hull: Literal["mp", "mlip"] = Field(
+        "mp", description="Hull references: Materials Project phases (MP2020-corrected energies) or MLIP-relaxed ones."
+    )
 
 
 class LabelConfig(_Strict):

@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from pymatgen.core import Composition, Structure
 
 from crysloop.campaign.config import CampaignConfig, parse_config
-from crysloop.campaign.labels import stability_labels
+from crysloop.campaign.labels import stability_class, stability_labels
 from crysloop.campaign.report import best_candidates_markdown, ehull_plot, png_markdown
 from crysloop.campaign.statistics import round_statistics
 from crysloop.data.datasets import load_dataset
@@ -74,7 +74,7 @@ def _labelled(config: CampaignConfig, upto: int) -> list[tuple[Composition, Stru
         for candidate, result in store.round_screening(config.name, index, config.mlip):
             if result is None or result.status != "ok":
                 continue
-            labels = stability_labels(result.e_above_hull, result.phonon_stable, config.labels)
+            labels = stability_labels(result.e_above_hull, result.phonon_stable, config.labels, result.hull_covered)
             if str(candidate.id) in kappa:
                 labels["log10_kappa"] = kappa[str(candidate.id)]
             if labels:
@@ -111,8 +111,11 @@ def _statistics(config: CampaignConfig, index: int, reference: tuple[Structure, 
     generated = [Structure.from_dict(c.structure) for c, _ in pairs]
     ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in pairs]
     phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in pairs]
-    stable = [bool(stability_labels(e, p, config.labels).get("stable")) for e, p in zip(ehull, phonon)]
+    classes = [stability_class(r.status if r else None, r.e_above_hull if r else None, r.hull_covered if r else None,
+                               r.phonon_stable if r else None, config.labels) for _, r in pairs]  # fmt: skip
+    stable = [{"stable": True, "unstable": False}.get(c) for c in classes]
     stats = round_statistics(generated, reference, ehull, phonon, stable)
+    stats["unconverged"] = classes.count("unconverged")
     if config.evaluate and generated:
         from crysloop.evaluation import evaluate
 
@@ -165,7 +168,7 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
             ehull_threshold=config.labels.ehull_stable, fmax=screening.fmax,
             reference_structures=references_for(store.round_candidates(config.name, index), reference),
             steps=screening.steps, batch_size=screening.batch_size, phonon_min_length=screening.phonon_min_length,
-            concurrency=config.executor.workers,
+            concurrency=config.executor.workers, hull=screening.hull,
         )  # fmt: skip
         store.mark_stage(round_, "screen")
     if config.kappa.enabled and "kappa" not in done:

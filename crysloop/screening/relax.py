@@ -1,7 +1,9 @@
 """Relaxation of cell and positions with an ML potential, one structure at a time or many per forward pass.
 
 A relaxation that produces non-finite energies or forces, lets the cell explode or collapse, puts atoms on
-top of each other or runs past its time limit is recorded as failed with the reason; the batch goes on.
+top of each other or runs past its time limit is recorded as failed with the reason; the batch goes on. One that
+reaches its step limit before the force threshold is ``unconverged``: its energy is kept for inspection, but it is
+not ``ok`` (never stable, never a hull reference).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class RelaxResult:
     energy: float | None = None  # eV, whole cell
     converged: bool = False
     steps: int = 0
-    status: str = "ok"  # ok | failed
+    status: str = "ok"  # ok | unconverged (step limit reached) | failed
     error: str | None = None
     wall_time_s: float = 0.0
     stress: list[float] = field(default_factory=list)  # eV/A^3, Voigt, final
@@ -129,6 +131,8 @@ class _Relaxation:
                 self.result = RelaxResult(
                     self.structure(), energy=float(prediction.energy), converged=converged, steps=self.optimizer.nsteps,
                     wall_time_s=self.elapsed, stress=[float(s) for s in prediction.stress],
+                    status="ok" if converged else "unconverged",
+                    error=None if converged else f"step limit {self.config.steps} reached before fmax {self.config.fmax}",
                 )  # fmt: skip
                 return
             if self.elapsed > self.config.timeout_s:
