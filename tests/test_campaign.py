@@ -52,7 +52,7 @@ def test_config_validation_names_the_field(tmp_path):
     with pytest.raises(InputError, match="no such campaign file"):
         load_config(tmp_path / "missing.yaml")
     demo = load_config(Path(__file__).resolve().parents[1] / "crysloop" / "assets" / "campaigns" / "demo.yaml")
-    assert demo.rounds == 2 and demo.mlip == "chgnet"
+    assert demo.rounds == 2 and demo.mlip == "sevenn-l3i5" and demo.screening.hull == "mp"
 
 
 def test_two_round_campaign_end_to_end(tiny_models, settings, prefect_harness):

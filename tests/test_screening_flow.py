@@ -70,11 +70,11 @@ def test_screen_flow_relaxes_in_worker_processes(db, prefect_harness):
     from crysloop.flows.screen import screen_flow
 
     si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.50), ["Si"], [[0, 0, 0]]).get_primitive_structure()
-    add_candidates([NewCandidate(_nacl(5.60), source="dataset", dataset="test")])  # NaCl's system is covered
     add_candidates([NewCandidate(si), NewCandidate(_nacl(5.70))], campaign="p1")
     runner = task_runner(ExecutorConfig(kind="processes", workers=2))
     summary = screen_flow.with_options(task_runner=runner)(
         campaign="p1", mlip="chgnet", phonons=True, phonon_min_length=5.0, concurrency=2, hull="mlip",
+        reference_structures=[_nacl(5.40)],  # a known NaCl: the Na-Cl system is covered
     )  # fmt: skip
     assert summary.screened == 2 and summary.failed == 0 and summary.phonon_checked == 2
     assert {r.formula: r.status for r in ScreeningResult.objects(campaign="p1")} == {"Si": "ok", "NaCl": "ok"}

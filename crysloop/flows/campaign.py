@@ -129,11 +129,17 @@ def _publish(config: CampaignConfig, index: int) -> None:
     from crysloop.infra.queries import candidate_rows
 
     per_round = {}
-    for r in range(index + 1):
+    for r in range(index + 1):  # converged results of covered systems: uncovered hull distances are formation energies
         per_round[r] = [res.e_above_hull for _, res in store.round_screening(config.name, r, config.mlip)
-                        if res is not None and res.e_above_hull is not None]  # fmt: skip
+                        if res is not None and res.status == "ok" and res.e_above_hull is not None
+                        and res.hull_covered is not False]  # fmt: skip
     plot = ehull_plot(per_round, campaign_dir(config.name) / f"ehull-round-{index}.png", config.labels.ehull_stable)
-    rows = [row.as_dict() for row in candidate_rows(store.round_candidates(config.name, index), mlip=config.mlip)]
+    classes = {c.structure_hash: stability_class(r.status if r else None, r.e_above_hull if r else None,
+                                                 r.hull_covered if r else None, r.phonon_stable if r else None,
+                                                 config.labels)
+               for c, r in store.round_screening(config.name, index, config.mlip)}  # fmt: skip
+    rows = [{**row.as_dict(), "stability": classes.get(row.structure_hash, "unscreened")}
+            for row in candidate_rows(store.round_candidates(config.name, index), mlip=config.mlip)]  # fmt: skip
     stats = store.open_round(config.name, index).stats
     lines = [f"# {config.name}: round {index}", "", "| statistic | value |", "|---|---|"]
     lines += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in stats.items()]
