@@ -23,6 +23,7 @@ from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
 from crysloop.errors import CrysloopError
+from crysloop.screening.hull import chemical_subsystems
 
 TABLE = "mp_phases.csv.gz"
 TABLE_COLUMNS = ("material_id", "formula", "energy_per_atom")
@@ -92,8 +93,6 @@ def _table() -> dict[str, list[ComputedEntry]]:
 
 def table_entries(chemsys: str, exclude_ids: Iterable[str] = ()) -> list[ComputedEntry]:
     """Shipped MP phases whose elements lie within ``chemsys`` (all its sub-systems), minus ``exclude_ids``."""
-    from crysloop.screening.hull import chemical_subsystems
-
     excluded = set(exclude_ids)
     table = _table()
     return [e for sub in chemical_subsystems(chemsys) for e in table.get(sub, []) if e.entry_id not in excluded]
