@@ -36,7 +36,7 @@ def tiny_config(models: Path, name: str, rounds: int = 2, n: int = 3) -> dict:
         "device": "cpu", "seed": 3, "reference_dataset": str(models / "reference.csv"), "evaluate": False,
         "composition_model": {"checkpoint": "shipped", "max_atoms": 6, "finetune_epochs": 1},
         "structure_model": {"checkpoint": "shipped", "steps": 200, "finetune_epochs": 1, "batch_size": 8},
-        "screening": {"fmax": 0.2, "steps": 15, "phonons": False, "batch_size": 8},
+        "screening": {"fmax": 0.2, "steps": 150, "phonons": False, "batch_size": 8},  # unconverged: no label
     }  # fmt: skip
 
 
@@ -52,7 +52,7 @@ def test_config_validation_names_the_field(tmp_path):
     with pytest.raises(InputError, match="no such campaign file"):
         load_config(tmp_path / "missing.yaml")
     demo = load_config(Path(__file__).resolve().parents[1] / "crysloop" / "assets" / "campaigns" / "demo.yaml")
-    assert demo.rounds == 2 and demo.mlip == "chgnet"
+    assert demo.rounds == 2 and demo.mlip == "sevenn-l3i5" and demo.screening.hull == "mp"
 
 
 def test_two_round_campaign_end_to_end(tiny_models, settings, prefect_harness):

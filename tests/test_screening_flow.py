@@ -24,7 +24,7 @@ def test_screen_flow_stores_results_and_second_run_skips(db, prefect_harness):
     add_candidates([NewCandidate(si), NewCandidate(_nacl(5.80)), NewCandidate(broken)], campaign="c1")
 
     summary = screen_flow(campaign="c1", mlip="chgnet", phonons=True, phonon_min_length=5.0, batch_size=4,
-                          reference_structures=[_nacl(5.40)])  # fmt: skip
+                          reference_structures=[_nacl(5.40)], hull="mlip")  # fmt: skip
     assert summary.screened == 3 and summary.failed == 1 and summary.phonon_checked == 2
     results = {r.formula: r for r in ScreeningResult.objects(mlip="chgnet")}
     assert set(results) == {"Si", "NaCl", "Na"} and ScreeningResult.objects.count() == 3
@@ -42,10 +42,10 @@ def test_screen_flow_stores_results_and_second_run_skips(db, prefect_harness):
     assert len(HullReference.objects(mlip="chgnet", chemsys="Cl-Na").get().entries) == 2  # dataset + argument
     assert ScreeningResult.objects(candidate__in=list(Candidate.objects(source="dataset"))).count() == 0
 
-    again = screen_flow(campaign="c1", mlip="chgnet", phonons=True, phonon_min_length=5.0)
+    again = screen_flow(campaign="c1", mlip="chgnet", phonons=True, phonon_min_length=5.0, hull="mlip")
     assert again.screened == 0 and ScreeningResult.objects.count() == 3
 
-    retry = screen_flow(campaign="c1", mlip="chgnet", phonons=False, retry_failed=True)
+    retry = screen_flow(campaign="c1", mlip="chgnet", phonons=False, retry_failed=True, hull="mlip")
     assert retry.screened == 1 and retry.failed == 1
 
 
@@ -73,8 +73,37 @@ def test_screen_flow_relaxes_in_worker_processes(db, prefect_harness):
     add_candidates([NewCandidate(si), NewCandidate(_nacl(5.70))], campaign="p1")
     runner = task_runner(ExecutorConfig(kind="processes", workers=2))
     summary = screen_flow.with_options(task_runner=runner)(
-        campaign="p1", mlip="chgnet", phonons=True, phonon_min_length=5.0, concurrency=2,
+        campaign="p1", mlip="chgnet", phonons=True, phonon_min_length=5.0, concurrency=2, hull="mlip",
+        reference_structures=[_nacl(5.40)],  # a known NaCl: the Na-Cl system is covered
     )  # fmt: skip
     assert summary.screened == 2 and summary.failed == 0 and summary.phonon_checked == 2
     assert {r.formula: r.status for r in ScreeningResult.objects(campaign="p1")} == {"Si": "ok", "NaCl": "ok"}
     assert ScreeningResult.objects(campaign="p1", formula="Si").get().phonon_stable
+
+
+def test_mp_hull_records_source_and_coverage_and_unknown_is_not_stable(db, prefect_harness):
+    """Against the shipped MP table with SevenNet: NaCl is on its hull; CuW (no Cu-W compound known) is unknown."""
+    from crysloop.flows.screen import screen_flow
+
+    cuw = Structure(Lattice.cubic(3.05), ["Cu", "W"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    add_candidates([NewCandidate(_nacl(5.60)), NewCandidate(cuw)], campaign="mp1")
+    summary = screen_flow(campaign="mp1", mlip="sevenn-l3i5", phonons=False, fmax=0.05, steps=200)
+    assert summary.screened == 2 and summary.unknown == 1 and summary.failed == 0
+    results = {r.formula: r for r in ScreeningResult.objects(campaign="mp1")}
+    nacl, cuw_result = results["NaCl"], results["CuW"]
+    assert nacl.hull_source == "mp-table" and nacl.hull_covered and nacl.hull_compounds >= 1
+    assert abs(nacl.e_above_hull) < 0.1 and nacl.stable is True
+    assert cuw_result.hull_source == "mp-table" and cuw_result.hull_covered is False and cuw_result.hull_compounds == 0
+    assert cuw_result.e_above_hull is not None and cuw_result.stable is None
+    assert {row["stability"] for row in summary.rows} == {"stable", "unknown"}
+
+
+def test_unconverged_relaxations_are_never_hull_references(db, prefect_harness):
+    from crysloop.screening.relax import RelaxConfig
+    from crysloop.tasks.screen import hull_references_task
+
+    add_candidates([NewCandidate(_nacl(6.3), source="dataset", dataset="test")])
+    few_steps = hull_references_task.fn("Cl-Na", "chgnet", RelaxConfig(fmax=1e-3, steps=2))
+    assert few_steps == [] and HullReference.objects(mlip="chgnet", chemsys="Cl-Na").get().entries == []
+    converged = hull_references_task.fn("Cl-Na", "chgnet", RelaxConfig(fmax=0.05, steps=300))
+    assert len(converged) == 1 and converged[0].composition.reduced_formula == "NaCl"

@@ -78,7 +78,8 @@ def test_batched_and_one_at_a_time_relaxations_agree(calc):
 
 def test_step_limit_reports_unconverged(calc):
     result = relax_structures([rocksalt_nacl(6.2)], calc, config=RelaxConfig(fmax=1e-4, steps=3))[0]
-    assert result.ok and not result.converged and result.steps == 3
+    assert result.status == "unconverged" and not result.ok and not result.converged and result.steps == 3
+    assert result.energy is not None and "step limit" in result.error
 
 
 def test_stable_compound_on_hull_and_polymorph_above(relaxed, calc):

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crysloop.errors import InputError
 
-MLIPS = ("chgnet", "mattersim-1m", "mattersim-5m")
 FINETUNE_LABELS = ("stable", "phonon_stable", "log10_kappa")  # conditions a round's fine-tuning teaches the models
 
 
@@ -48,6 +47,9 @@ class ScreeningConfig(_Strict):
     phonons: bool = True
     phonon_min_length: float = Field(8.0, gt=0)
     batch_size: int = Field(16, ge=1)
+    hull: Literal["mp", "mlip"] = Field(
+        "mp", description="Hull references: Materials Project phases (MP2020-corrected energies) or MLIP-relaxed ones."
+    )
 
 
 class LabelConfig(_Strict):
@@ -91,7 +93,7 @@ class CampaignConfig(_Strict):
         "log10_kappa). Labels a model has not learned yet are ignored until a round's fine-tuning adds them; "
         "other names must be known to the configured checkpoints.",
     )
-    mlip: str = "chgnet"
+    mlip: str = "sevenn-l3i5"
     device: str = "auto"
     seed: int = 0
     reference_dataset: str = Field(
@@ -117,9 +119,12 @@ class CampaignConfig(_Strict):
     @field_validator("mlip")
     @classmethod
     def _mlip(cls, value: str) -> str:
-        if value not in MLIPS:
-            raise ValueError(f"unknown potential {value!r}; expected one of {', '.join(MLIPS)}")
-        return value
+        from crysloop.screening.potentials import check_mlip_name
+
+        try:
+            return check_mlip_name(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("conditions")
     @classmethod

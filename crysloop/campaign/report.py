@@ -13,15 +13,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def best_candidates_markdown(rows: Sequence[Mapping], limit: int = 15) -> str:
-    """Rows (formula, structure_hash, e_above_hull, phonon_stable, ...) sorted by energy above hull."""
-    ranked = sorted((r for r in rows if r.get("e_above_hull") is not None), key=lambda r: r["e_above_hull"])[:limit]
-    lines = ["| # | formula | hash | E above hull (eV/atom) | E form (eV/atom) | phonon-stable |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    """Rows (formula, structure_hash, e_above_hull, stability, phonon_stable, ...) by energy above hull.
+
+    Candidates of known stability come first; ``unknown`` ones (no compound known in their system, so the hull
+    holds only the elements) follow, whatever their hull distance.
+    """
+    placed = [r for r in rows if r.get("e_above_hull") is not None and r.get("stability", "stable") != "unconverged"]
+    ranked = sorted(placed, key=lambda r: (r.get("stability") == "unknown", r["e_above_hull"]))[:limit]
+    lines = ["| # | formula | hash | E above hull (eV/atom) | stability | E form (eV/atom) | phonon-stable |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for i, row in enumerate(ranked, 1):
         eform = row.get("formation_energy_per_atom")
         phonon = {True: "yes", False: "no", None: "-"}[row.get("phonon_stable")]
         lines.append(f"| {i} | {row['formula']} | `{row['structure_hash'][:10]}` | {row['e_above_hull']:.3f} | "
-                     f"{'-' if eform is None else f'{eform:.3f}'} | {phonon} |")  # fmt: skip
+                     f"{row.get('stability', '-')} | {'-' if eform is None else f'{eform:.3f}'} | {phonon} |")  # fmt: skip
+    if any(r.get("stability") == "unknown" for r in ranked):
+        lines += ["", "_unknown: no compound of the chemical system is known, so its hull holds only the elements and "
+                      "the energy above hull is a formation energy, not a stability verdict._"]  # fmt: skip
     return "\n".join(lines) if ranked else "_no screened candidates yet_"
 
 

@@ -25,7 +25,9 @@ def round_statistics(
 ) -> dict[str, float | int | None]:
     """Counts and fractions for one round (as generated structures; stability from the MLIP-relaxed ones).
 
-    S.U.N. = stable, unique and novel. Fractions of stability are over the candidates that were screened.
+    S.U.N. = stable, unique and novel. ``stable`` is None where the stability is unknown (a screened candidate
+    whose system has no known compound): such candidates are counted as ``unknown``, and the stable fraction
+    and hull statistics are over the screened candidates of known stability.
     """
     n = len(generated)
     if n == 0:
@@ -35,9 +37,10 @@ def round_statistics(
     novel = novel_mask(generated, reference, n_jobs=n_jobs)
     screened = np.array([e is not None for e in e_above_hull])
     stable_flags = np.array([bool(s) for s in stable])
+    known = screened & np.array([s is not None for s in stable])
     phonon_known = np.array([p is not None for p in phonon_stable])
     phonon_ok = np.array([p is True for p in phonon_stable])
-    ehull = np.array([e for e in e_above_hull if e is not None], dtype=float)
+    ehull = np.array([e for e, k in zip(e_above_hull, known) if k], dtype=float)
     return {
         "generated": n,
         "valid": int(valid.sum()),
@@ -45,7 +48,8 @@ def round_statistics(
         "novel": int(novel.sum()),
         "screened": int(screened.sum()),
         "stable": int(stable_flags.sum()),
-        "stable_fraction": _fraction(int(stable_flags.sum()), int(screened.sum())),
+        "unknown": int((screened & ~known).sum()),
+        "stable_fraction": _fraction(int(stable_flags.sum()), int(known.sum())),
         "phonon_checked": int(phonon_known.sum()),
         "phonon_stable": int(phonon_ok.sum()),
         "phonon_stable_fraction": _fraction(int(phonon_ok.sum()), int(phonon_known.sum())),

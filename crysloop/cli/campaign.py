@@ -17,17 +17,25 @@ console = Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def print_rounds(results: dict) -> None:
-    table = Table("round", "generated", "valid", "unique", "novel", "screened", "stable", "stable frac.",
-                  "phonon-stable frac.", "S.U.N.")  # fmt: skip
+    table = Table("round", "generated", "valid", "unique", "novel", "screened", "stable", "unknown", "unconv.",
+                  "stable frac.", "min E_hull", "phonon-stable frac.", "S.U.N.")  # fmt: skip
     for index, stats in sorted(results.items()):
         def cell(key, fmt="{}"):
             value = stats.get(key)
             return "-" if value is None else fmt.format(value)
 
         table.add_row(str(index), cell("generated"), cell("valid"), cell("unique"), cell("novel"), cell("screened"),
-                      cell("stable"), cell("stable_fraction", "{:.2f}"), cell("phonon_stable_fraction", "{:.2f}"),
-                      cell("sun"))  # fmt: skip
+                      cell("stable"), cell("unknown"), cell("unconverged"), cell("stable_fraction", "{:.2f}"),
+                      cell("ehull_min", "{:.3f}"), cell("phonon_stable_fraction", "{:.2f}"), cell("sun"))  # fmt: skip
     console.print(table)
+    console.print("stable: within the stability window of the hull of Materials Project phases; unknown: no compound "
+                  "of the system is known, so there is no hull to judge by (not counted in stable fractions, "
+                  "E_hull or S.U.N.); unconv.: relaxation hit its step limit (never stable).")  # fmt: skip
+    deep = [(i, s["ehull_min"]) for i, s in sorted(results.items()) if (s.get("ehull_min") or 0.0) < -0.2]
+    for index, value in deep:
+        console.print(f"round {index}: a candidate {value:.2f} eV/atom below the hull is a claim of a new ground state; "
+                      f"the potential's error on new chemistries (~0.05-0.1 eV/atom) or a phase missing from the "
+                      f"reference table can explain it: check it with DFT (crysloop dft) before believing it.")  # fmt: skip
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """``crysloop demo``: the main job on embedded defaults, a small real campaign on CPU.
 
-Shipped Stage I and Stage II checkpoints, CHGNet screening (offline weights), the embedded database: two rounds
+Shipped Stage I and Stage II checkpoints, SevenNet-l3i5 screening (offline weights) against the shipped
+Materials Project hull table, the embedded database: two rounds
 of generate -> screen -> label -> fine-tune -> generate.
 """
 
@@ -23,7 +24,7 @@ def demo_config_path() -> Path:
 def demo(
     name: str = typer.Option("demo", help="Campaign name (a finished campaign of this name is shown, not rerun)."),
 ) -> None:
-    """Run the demo campaign: 2 rounds x 12 crystals with the shipped models, CHGNet and the embedded database."""
+    """Run the demo campaign: 2 small rounds with the shipped models, SevenNet-l3i5 and the embedded database."""
     from crysloop.campaign.config import load_config
     from crysloop.cli.campaign import print_rounds
     from crysloop.flows.campaign import campaign_dir, campaign_flow

@@ -135,6 +135,7 @@ def show(
 def structure(
     path: Path = typer.Argument(..., help="Relaxed structure (CIF, POSCAR, ...)."),
     mlip: str = typer.Option(None, help="Potential for forces (default: settings)."),
+    d3: bool = typer.Option(False, "--d3", help="Add D3 dispersion (zero damping, PBE) to the potential."),
     temperatures: str = TEMPERATURES,
     mesh: str = MESH,
     fc3_min_length: float = FC3,
@@ -144,10 +145,10 @@ def structure(
     """Kappa of one structure file, without the database (force sets cached for resuming)."""
     from crysloop.infra.settings import get_settings
     from crysloop.kappa.conductivity import compute_kappa
-    from crysloop.screening.potentials import check_mlip_name
+    from crysloop.screening.potentials import with_d3_name
 
     config = _config(temperatures, mesh, fc3_min_length, fc2_min_length, lbte)
-    name = check_mlip_name(mlip)
+    name = with_d3_name(mlip, d3)
     outcome = compute_kappa(_read_structure(path), name, config, calculator_name=name,
                             cache_dir=get_settings().cache_dir / "kappa")  # fmt: skip
     table = Table(title=f"{outcome.formula}: kappa ({name}, {outcome.method}, mesh {outcome.mesh}), W/m/K")

@@ -16,7 +16,8 @@ console = Console()
 @app.callback()
 def screen(
     campaign: str = typer.Option(None, help="Only candidates of this campaign (default: all generated and user ones)."),
-    mlip: str = typer.Option(None, help="chgnet, mattersim-1m or mattersim-5m (default: settings)."),
+    mlip: str = typer.Option(None, help="sevenn-l3i5, sevenn-0, chgnet, mattersim-1m or mattersim-5m (default: settings)."),
+    d3: bool = typer.Option(False, "--d3", help="Add D3 dispersion (zero damping, PBE) to the potential; layered materials."),
     phonons: bool = typer.Option(True, "--phonons/--no-phonons", help="Check phonon stability near the hull."),
     ehull_threshold: float = typer.Option(0.1, callback=finite, help="Phonons only below this energy above hull (eV/atom)."),
     max_candidates: int = typer.Option(None, min=1, help="Screen at most this many candidates."),
@@ -27,35 +28,42 @@ def screen(
     concurrency: int = typer.Option(2, min=1, help="Relaxation parts and phonon checks running at once."),
     processes: bool = typer.Option(False, "--processes", help="Run them in worker processes (CPU) instead of threads."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Screen again candidates that failed before."),
-    materials_project: bool = typer.Option(False, "--materials-project", help="Add MP references (mp-api, MP_API_KEY)."),
+    hull: str = typer.Option("mp", help="Hull references: mp (Materials Project table, or mp-api with MP_API_KEY) or "
+                                        "mlip (relaxed with the same potential)."),
+    materials_project: bool = typer.Option(False, "--materials-project",
+                                           help="With --hull mlip: add MP structures (mp-api, MP_API_KEY)."),
 ) -> None:
     """Screen the unscreened candidates; finished ones are skipped, so an interrupted run resumes."""
     from crysloop.campaign.config import ExecutorConfig
     from crysloop.flows.runners import task_runner
     from crysloop.flows.screen import screen_flow
-    from crysloop.screening.potentials import check_mlip_name
+    from crysloop.screening.potentials import with_d3_name
 
-    mlip = check_mlip_name(mlip)
+    mlip = with_d3_name(mlip, d3)
     executor = ExecutorConfig(kind="processes" if processes else "threads", workers=max(1, concurrency))
     with console.status(f"screening with {mlip} ..."):
         summary = screen_flow.with_options(task_runner=task_runner(executor))(
             campaign=campaign, mlip=mlip, phonons=phonons, ehull_threshold=ehull_threshold,
             max_candidates=max_candidates, fmax=fmax, steps=steps, batch_size=batch_size,
             phonon_min_length=phonon_min_length, concurrency=concurrency, retry_failed=retry_failed,
-            materials_project=materials_project,
+            materials_project=materials_project, hull=hull,
         )  # fmt: skip
     table = Table(title=f"screened with {summary.mlip}")
-    for column in ("formula", "status", "steps", "E (eV/atom)", "E_hull (eV/atom)", "phonons", "min freq (THz)"):
+    for column in ("formula", "status", "steps", "E (eV/atom)", "E_hull (eV/atom)", "stability", "hull refs", "phonons",
+                   "min freq (THz)"):  # fmt: skip
         table.add_column(column)
     for row in summary.rows:
+        refs = "-" if row["hull_source"] is None else f"{row['hull_source']}, {row['hull_compounds']} compounds"
         table.add_row(
             row["formula"], row["status"] if not row["error"] else f"{row['status']}: {row['error']}", str(row["steps"]),
-            _fmt(row["energy_per_atom"]), _fmt(row["e_above_hull"]),
+            _fmt(row["energy_per_atom"]), _fmt(row["e_above_hull"]), row["stability"], refs,
             {True: "stable", False: "unstable", None: "-"}[row["phonon_stable"]], _fmt(row["min_frequency_thz"], 2),
         )  # fmt: skip
     if summary.rows:
         console.print(table)
-    console.print(f"{summary.screened} screened, {summary.failed} failed, {summary.phonon_checked} phonon-checked")
+    console.print(f"{summary.screened} screened, {summary.failed} failed, {summary.unconverged} unconverged, "
+                  f"{summary.unknown} of unknown stability (no known compound in the system), "
+                  f"{summary.phonon_checked} phonon-checked")  # fmt: skip
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

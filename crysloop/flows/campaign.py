@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from pymatgen.core import Composition, Structure
 
 from crysloop.campaign.config import CampaignConfig, parse_config
-from crysloop.campaign.labels import stability_labels
+from crysloop.campaign.labels import stability_class, stability_labels
 from crysloop.campaign.report import best_candidates_markdown, ehull_plot, png_markdown
 from crysloop.campaign.statistics import round_statistics
 from crysloop.data.datasets import load_dataset
@@ -75,7 +75,7 @@ def _labelled(config: CampaignConfig, upto: int) -> list[tuple[Composition, Stru
         for candidate, result in store.round_screening(config.name, index, config.mlip):
             if result is None or result.status != "ok":
                 continue
-            labels = stability_labels(result.e_above_hull, result.phonon_stable, config.labels)
+            labels = stability_labels(result.e_above_hull, result.phonon_stable, config.labels, result.hull_covered)
             if str(candidate.id) in kappa:
                 labels["log10_kappa"] = kappa[str(candidate.id)]
             if labels:
@@ -112,8 +112,11 @@ def _statistics(config: CampaignConfig, index: int, reference: tuple[Structure, 
     generated = [structure for structure, _ in samples]
     ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in samples]
     phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in samples]
-    stable = [bool(stability_labels(e, p, config.labels).get("stable")) for e, p in zip(ehull, phonon, strict=True)]
+    classes = [stability_class(r.status if r else None, r.e_above_hull if r else None, r.hull_covered if r else None,
+                               r.phonon_stable if r else None, config.labels) for _, r in samples]  # fmt: skip
+    stable = [{"stable": True, "unstable": False}.get(c) for c in classes]
     stats = round_statistics(generated, reference, ehull, phonon, stable)
+    stats["unconverged"] = classes.count("unconverged")
     if config.evaluate and generated:
         from crysloop.evaluation import evaluate
 
@@ -127,11 +130,17 @@ def _publish(config: CampaignConfig, index: int) -> None:
     from crysloop.infra.queries import candidate_rows
 
     per_round = {}
-    for r in range(index + 1):
+    for r in range(index + 1):  # converged results of covered systems: uncovered hull distances are formation energies
         per_round[r] = [res.e_above_hull for _, res in store.round_screening(config.name, r, config.mlip)
-                        if res is not None and res.e_above_hull is not None]  # fmt: skip
+                        if res is not None and res.status == "ok" and res.e_above_hull is not None
+                        and res.hull_covered is not False]  # fmt: skip
     plot = ehull_plot(per_round, campaign_dir(config.name) / f"ehull-round-{index}.png", config.labels.ehull_stable)
-    rows = [row.as_dict() for row in candidate_rows(store.round_candidates(config.name, index), mlip=config.mlip)]
+    classes = {c.structure_hash: stability_class(r.status if r else None, r.e_above_hull if r else None,
+                                                 r.hull_covered if r else None, r.phonon_stable if r else None,
+                                                 config.labels)
+               for c, r in store.round_screening(config.name, index, config.mlip)}  # fmt: skip
+    rows = [{**row.as_dict(), "stability": classes.get(row.structure_hash, "unscreened")}
+            for row in candidate_rows(store.round_candidates(config.name, index), mlip=config.mlip)]  # fmt: skip
     stats = store.open_round(config.name, index).stats
     lines = [f"# {config.name}: round {index}", "", "| statistic | value |", "|---|---|"]
     lines += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in stats.items()]
@@ -169,7 +178,7 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
             ehull_threshold=config.labels.ehull_stable, fmax=screening.fmax,
             reference_structures=references_for(store.round_candidates(config.name, index), reference),
             steps=screening.steps, batch_size=screening.batch_size, phonon_min_length=screening.phonon_min_length,
-            concurrency=config.executor.workers,
+            concurrency=config.executor.workers, hull=screening.hull,
         )  # fmt: skip
         store.mark_stage(round_, "screen")
     if config.kappa.enabled and "kappa" not in done:

@@ -1,5 +1,10 @@
 """The ``screen`` flow: candidates in the database -> MLIP relaxation -> energy above hull -> phonons -> results.
 
+Hull references: Materials Project phases (``hull="mp"``, the default: the shipped table, or mp-api with
+``MP_API_KEY``; candidate energies MP2020-corrected) or structures relaxed with the same potential (``hull="mlip"``).
+Only converged relaxations are placed on a hull; a candidate whose system has no known compound is stored with
+its hull distance but an unknown stability.
+
 Resumable: candidates with a ``ScreeningResult`` for the potential are skipped, and each chunk's results are stored
 as soon as the chunk is done. Relaxations run ``batch_size`` candidates per forward pass; phonon checks run at most
 ``concurrency`` at a time (tasks are tagged ``mlip``, so ``prefect concurrency-limit create mlip N`` caps them
@@ -21,12 +26,14 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 from crysloop.infra.db import database
 from crysloop.errors import InputError
 from crysloop.screening.hull import chemical_subsystems, chemsys_of, energy_above_hull, materials_project_structures
+from crysloop.screening.mp_references import SOURCE_MLIP, corrected_energy
 from crysloop.screening.phonons import PhononConfig
 from crysloop.screening.potentials import check_mlip_name
 from crysloop.screening.relax import RelaxConfig, RelaxResult
 from crysloop.tasks.screen import (
     ScreenItem,
     hull_references_task,
+    mp_references_task,
     pending_candidates,
     phonon_task,
     reference_set,
@@ -42,6 +49,8 @@ class ScreenSummary:
     mlip: str
     screened: int = 0
     failed: int = 0
+    unconverged: int = 0
+    unknown: int = 0  # placed on a hull that holds no compound of the system: stability unknown
     phonon_checked: int = 0
     rows: list[dict] = field(default_factory=list)
 
@@ -78,22 +87,27 @@ def screen_flow(
     concurrency: int = 2,
     retry_failed: bool = False,
     materials_project: bool = False,
+    hull: str = "mp",
 ) -> ScreenSummary:
     """Screen the unscreened candidates (of ``campaign``) with ``mlip`` and store ``ScreeningResult`` documents.
 
-    Energies above hull use references relaxed with the same potential (elements, the dataset's known compounds,
-    ``reference_structures`` and, with ``materials_project``, MP phases); phonons run for candidates within
+    Energies above hull use Materials Project references (``hull="mp"``) or references relaxed with the same
+    potential (``hull="mlip"``: elements, the dataset's known compounds, ``reference_structures`` and, with
+    ``materials_project``, MP structures); phonons run for converged candidates of covered systems within
     ``ehull_threshold`` eV/atom of the hull.
     """
     mlip = check_mlip_name(mlip)
     if batch_size < 1 or concurrency < 1:
         raise InputError("batch_size and concurrency must be at least 1")
+    if hull not in ("mp", "mlip"):
+        raise InputError(f"hull must be 'mp' (Materials Project references) or 'mlip', not {hull!r}")
     logger = get_run_logger()
     relax_config = RelaxConfig(fmax=fmax, steps=steps)
     phonon_config = PhononConfig(min_length=phonon_min_length)
     extra = _reference_structures_by_chemsys(reference_structures or [])
     summary = ScreenSummary(mlip=mlip)
     references: dict[str, list[ComputedStructureEntry]] = {}
+    sources: dict[str, str] = {}
     with database():
         items = pending_candidates(campaign, mlip, max_candidates, retry_failed)
         logger.info("%d candidates to screen with %s", len(items), mlip)
@@ -103,11 +117,16 @@ def screen_flow(
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             relaxed = _relax_chunk(chunk, mlip, relax_config, batch_size, concurrency)
-            _ensure_references(chunk, mlip, relax_config, batch_size, extra, materials_project, references)
-            _finish_chunk(chunk, relaxed, mlip, phonons, ehull_threshold, phonon_config, concurrency, references, summary)
+            if hull == "mp":
+                _ensure_mp_references(chunk, references, sources)
+            else:
+                _ensure_references(chunk, mlip, relax_config, batch_size, extra, materials_project, references)
+            _finish_chunk(chunk, relaxed, mlip, phonons, ehull_threshold, phonon_config, concurrency, references,
+                          sources, summary)  # fmt: skip
             done = start + len(chunk)
             update_progress_artifact(progress, 100.0 * done / len(items))
-            logger.info("screened %d/%d (%d failed)", done, len(items), summary.failed)
+            logger.info("screened %d/%d (%d failed, %d unconverged, %d of unknown stability)", done, len(items),
+                        summary.failed, summary.unconverged, summary.unknown)  # fmt: skip
         create_table_artifact(summary.rows, key="screen-results", description=f"screening with {mlip}")
     return summary
 
@@ -135,20 +154,44 @@ def _ensure_references(chunk: Sequence[ScreenItem], mlip: str, config: RelaxConf
             references[sub] = hull_references_task(sub, mlip, config, structures, batch_size)
 
 
+def _ensure_mp_references(chunk: Sequence[ScreenItem], references: dict[str, list], sources: dict[str, str]) -> None:
+    """Materials Project entries (table or mp-api) of each candidate system of the chunk, stored under the system."""
+    for chemsys in sorted({item.chemsys for item in chunk} - set(references)):
+        references[chemsys], sources[chemsys] = mp_references_task(chemsys)
+
+
+def _hull_of(item: ScreenItem, relax: RelaxResult, mlip: str, references: dict[str, list], sources: dict[str, str]):
+    if item.chemsys in sources:  # Materials Project references: candidate energy on MP's corrected scale
+        energy = corrected_energy(relax.structure, relax.energy, mlip)
+        return energy_above_hull(relax.structure, energy, references[item.chemsys], sources[item.chemsys])
+    return energy_above_hull(relax.structure, relax.energy, reference_set(item.chemsys, references), SOURCE_MLIP)
+
+
+def _stability(status: str, hull, threshold: float) -> str:
+    """stable | unstable | unknown (uncovered system) | unconverged | failed, as the results table shows it."""
+    if status != "ok" or hull is None:
+        return status if status != "ok" else "failed"
+    if not hull.covered:
+        return "unknown"
+    return "stable" if hull.e_above_hull <= threshold else "unstable"
+
+
 def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], mlip: str, phonons: bool,
                   ehull_threshold: float, phonon_config: PhononConfig, concurrency: int,
-                  references: dict[str, list[ComputedStructureEntry]], summary: ScreenSummary) -> None:  # fmt: skip
-    """Hull distances for the relaxed chunk, phonons for those near the hull, then store every result."""
+                  references: dict[str, list[ComputedStructureEntry]], sources: dict[str, str],
+                  summary: ScreenSummary) -> None:  # fmt: skip
+    """Hull distances for the converged part of the chunk, phonons for those near a covered hull, then store all."""
     hulls, errors = {}, {}
     for item, relax in zip(chunk, relaxed, strict=True):
         if not relax.ok:
             continue
         try:
-            hulls[item.candidate_id] = energy_above_hull(relax.structure, relax.energy, reference_set(item.chemsys, references))
+            hulls[item.candidate_id] = _hull_of(item, relax, mlip, references, sources)
         except Exception as exc:  # noqa: BLE001 - recorded on the candidate, the batch goes on
             errors[item.candidate_id] = f"hull: {exc}"
     queue = [(item, relax) for item, relax in zip(chunk, relaxed, strict=True)
-             if phonons and item.candidate_id in hulls and hulls[item.candidate_id].e_above_hull <= ehull_threshold]  # fmt: skip
+             if phonons and item.candidate_id in hulls and hulls[item.candidate_id].covered
+             and hulls[item.candidate_id].e_above_hull <= ehull_threshold]  # fmt: skip
     phonon_results = {}
     for start in range(0, len(queue), concurrency):
         wave = [(item, phonon_task.submit(item, relax.structure, mlip, phonon_config)) for item, relax in queue[start : start + concurrency]]
@@ -162,13 +205,18 @@ def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], m
     for item, relax in zip(chunk, relaxed, strict=True):
         hull, phonon = hulls.get(item.candidate_id), phonon_results.get(item.candidate_id)
         status = save_screening_result_task(item, mlip, relax, hull, phonon, ehull_threshold, errors.get(item.candidate_id))
+        unknown = status == "ok" and hull is not None and not hull.covered
         summary.screened += 1
         summary.failed += status == "failed"
+        summary.unconverged += status == "unconverged"
+        summary.unknown += unknown
         summary.phonon_checked += phonon is not None
         summary.rows.append(
             {"candidate": item.candidate_id, "formula": item.formula, "status": status,
              "error": errors.get(item.candidate_id) or relax.error, "converged": relax.converged, "steps": relax.steps,
              "energy_per_atom": relax.energy_per_atom, "e_above_hull": hull.e_above_hull if hull else None,
+             "stability": _stability(status, hull, ehull_threshold),
+             "hull_source": hull.source if hull else None, "hull_compounds": hull.n_compounds if hull else None,
              "formation_energy_per_atom": hull.formation_energy_per_atom if hull else None,
              "phonon_stable": phonon.stable if phonon else None,
              "min_frequency_thz": phonon.min_frequency_thz if phonon else None}

@@ -141,7 +141,7 @@ class ScreeningResult(me.Document):
     campaign = me.StringField()
     formula = me.StringField()
     chemsys = me.StringField()
-    status = me.StringField(default="ok", choices=("ok", "failed"))
+    status = me.StringField(default="ok", choices=("ok", "unconverged", "failed"))
     error = me.StringField()
     converged = me.BooleanField()
     steps = me.IntField()
@@ -149,7 +149,10 @@ class ScreeningResult(me.Document):
     relaxed_structure = me.DictField()
     formation_energy_per_atom = me.FloatField()
     e_above_hull = me.FloatField()
-    stable = me.BooleanField()
+    hull_source = me.StringField()  # mp-table | mp-api | mlip: where the hull's reference energies came from
+    hull_compounds = me.IntField()  # known compounds in the chemical system and its sub-systems
+    hull_covered = me.BooleanField()  # False: elements only, so the stability is unknown
+    stable = me.BooleanField()  # None when unknown (uncovered system, unconverged or failed relaxation)
     phonon_stable = me.BooleanField()
     min_frequency_thz = me.FloatField()
     wall_time_s = me.FloatField()

@@ -32,7 +32,7 @@ class KappaConfig:
     temperatures: tuple[float, ...] = (300.0,)
     lbte: bool = False
     fc_calculator: str | None = "symfc"
-    is_isotope: bool = False
+    is_isotope: bool = True  # natural isotope scattering, as Matbench Discovery's kappa protocol
     symprec: float = 1e-5
     batch_size: int = 16
     chunk_size: int = 16

@@ -1,8 +1,11 @@
-"""Energy above the convex hull with reference energies from the same ML potential as the candidates.
+"""Energy above the convex hull of a candidate's chemical system, with its provenance and coverage.
 
-References are structures of every sub-system of a candidate's chemical system (elements and known compounds),
-relaxed with the potential; the hull is a pymatgen ``PhaseDiagram`` of their energies. Mixing MLIP candidate
-energies with DFT references would shift every hull distance by the potential's systematic error.
+Two kinds of references: Materials Project phases (the shipped table or mp-api, see
+:mod:`crysloop.screening.mp_references`; candidate energies MP2020-corrected, as CrysVCD and Matbench Discovery do)
+or structures of every sub-system relaxed with the same potential as the candidates (the MLIP-consistent hull,
+free of the potential's systematic error but limited to the references one can relax). Every result records
+its source and how many compounds its system and sub-systems hold: with none (elements only) the hull says
+nothing about stability, and the label is ``unknown``.
 """
 
 from __future__ import annotations
@@ -93,11 +96,19 @@ def reference_entry(structure: Structure, energy: float, entry_id: str, mlip: st
 
 @dataclass
 class HullResult:
-    """Where an energy lies relative to the hull of its chemical system (eV/atom)."""
+    """Where an energy lies relative to the hull of its chemical system (eV/atom), against which references."""
 
     e_above_hull: float  # negative when below the hull of the references (a new ground state)
     formation_energy_per_atom: float
     decomposition: dict[str, float] = field(default_factory=dict)  # reduced formula -> fraction
+    source: str = "mlip"  # mp-table | mp-api | mlip
+    n_compounds: int = 0  # known compounds (not elements) in the system and its sub-systems
+    covered: bool = True  # False: no compound known in any binary or higher sub-system, stability unknown
+
+
+def count_compounds(entries: Sequence[ComputedEntry]) -> int:
+    """Distinct compounds (reduced formulas with two or more elements) among ``entries``."""
+    return len({e.composition.reduced_formula for e in entries if len(e.composition.elements) > 1})
 
 
 def build_phase_diagram(references: Sequence[ComputedEntry], chemsys: str) -> PhaseDiagram:
@@ -111,12 +122,13 @@ def build_phase_diagram(references: Sequence[ComputedEntry], chemsys: str) -> Ph
 
 
 def energy_above_hull(
-    composition: Composition | Structure, energy: float, references: Sequence[ComputedEntry] | PhaseDiagram
+    composition: Composition | Structure, energy: float, references: Sequence[ComputedEntry] | PhaseDiagram,
+    source: str = "mlip",
 ) -> HullResult:
     """Energy above hull and formation energy per atom of ``energy`` (eV, whole cell) at ``composition``.
 
-    ``references`` are entries from the same potential (or a ready phase diagram); the candidate itself is not
-    added to the hull, so a new ground state gets a negative distance.
+    ``references`` are entries on the same energy scale as ``energy`` (or a ready phase diagram); the candidate
+    itself is not added to the hull, so a new ground state gets a negative distance. ``source`` names them.
     """
     if isinstance(composition, Structure):
         composition = composition.composition
@@ -124,10 +136,14 @@ def energy_above_hull(
     diagram = references if isinstance(references, PhaseDiagram) else build_phase_diagram(references, chemsys)
     entry = ComputedEntry(composition, energy)
     decomposition, e_hull = diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
+    n_compounds = count_compounds(diagram.all_entries)
     return HullResult(
         e_above_hull=float(e_hull),
         formation_energy_per_atom=float(diagram.get_form_energy_per_atom(entry)),
         decomposition={d.composition.reduced_formula: float(f) for d, f in decomposition.items()},
+        source=source,
+        n_compounds=n_compounds,
+        covered=n_compounds > 0 or len(composition.elements) == 1,
     )
 
 

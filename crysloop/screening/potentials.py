@@ -1,8 +1,12 @@
-"""Machine-learned interatomic potentials (CHGNet, MatterSim) as ASE calculators, with batched inference.
+"""Machine-learned interatomic potentials (SevenNet, CHGNet, MatterSim) as ASE calculators, with batched inference.
 
-Names used everywhere (settings, CLI, database): ``chgnet`` (weights inside its wheel, works offline),
+Names used everywhere (settings, CLI, database): ``sevenn-l3i5`` and ``sevenn-0`` (SevenNet weights inside the
+``sevenn`` wheel, offline; ``sevenn-l3i5`` is the offline default), ``chgnet`` (weights inside its wheel, offline),
 ``mattersim-1m`` and ``mattersim-5m`` (MatterSim v1.0.0 checkpoints from ``~/.local/mattersim/pretrained_models``,
-downloaded there on first use, or a local ``.pth`` file given as ``weights``).
+downloaded there on first use, or a local ``.pth`` file given as ``weights``). When the configured default is a
+MatterSim name whose weights are not in the cache, the offline default is used instead, said in one line.
+A ``+d3`` suffix (``sevenn-l3i5+d3``, the CLI's ``--d3``) adds D3 dispersion; it is part of the name, so results
+and hull references with and without dispersion are kept apart.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import contextlib
 import io
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,10 +33,14 @@ from crysloop.infra.settings import get_settings, resolve_device
 
 if TYPE_CHECKING:
     from chgnet.model import CHGNet
+    import torch
     from mattersim.forcefield.potential import Potential
 
+SEVENN_MODELS = {"sevenn-l3i5": "7net-l3i5", "sevenn-0": "7net-0"}
 MATTERSIM_CHECKPOINTS = {"mattersim-1m": "mattersim-v1.0.0-1M.pth", "mattersim-5m": "mattersim-v1.0.0-5M.pth"}
-MLIP_NAMES = ("chgnet", *MATTERSIM_CHECKPOINTS)
+MLIP_NAMES = (*SEVENN_MODELS, "chgnet", *MATTERSIM_CHECKPOINTS)
+OFFLINE_DEFAULT = "sevenn-l3i5"
+D3_SUFFIX = "+d3"
 MATTERSIM_CACHE = Path("~/.local/mattersim/pretrained_models").expanduser()
 
 _load_lock = threading.Lock()
@@ -77,20 +86,68 @@ class Prediction:
 
 
 def check_mlip_name(name: str | None) -> str:
-    """The canonical potential name (``settings.mlip`` when None); an unknown name is an ``InputError``."""
-    name = (name or get_settings().mlip).lower()
-    if name not in MLIP_NAMES:
-        raise InputError(f"unknown MLIP {name!r}; choose one of {', '.join(MLIP_NAMES)}")
+    """The canonical potential name (``settings.mlip`` when None); an unknown name is an ``InputError``.
+
+    A configured MatterSim default without its weights in the cache falls back to ``sevenn-l3i5`` (one line on stderr).
+    """
+    if name is None:
+        return default_mlip_name()
+    name = name.lower()
+    if name.removesuffix(D3_SUFFIX) not in MLIP_NAMES:
+        raise InputError(f"unknown MLIP {name!r}; choose one of {', '.join(MLIP_NAMES)} (optionally with {D3_SUFFIX})")
     return name
 
 
-def get_calculator(name: str | None = None, device: str | None = None, weights: str | Path | None = None) -> Calculator:
+def with_d3_name(name: str | None, d3: bool) -> str:
+    """The canonical name of potential ``name`` (default when None), with the D3 suffix when ``d3``."""
+    name = check_mlip_name(name)
+    return name if not d3 or name.endswith(D3_SUFFIX) else name + D3_SUFFIX
+
+
+def default_mlip_name() -> str:
+    """``settings.mlip``, unless it is a MatterSim model whose weights are absent: then the offline default."""
+    name = check_mlip_name(get_settings().mlip)
+    if name in MATTERSIM_CHECKPOINTS and not (MATTERSIM_CACHE / MATTERSIM_CHECKPOINTS[name]).is_file():
+        _say_fallback_once(name)
+        return OFFLINE_DEFAULT
+    return name
+
+
+_fallback_said: set[str] = set()
+
+
+def _say_fallback_once(name: str) -> None:
+    if name not in _fallback_said:
+        _fallback_said.add(name)
+        print(f"note: {name} weights not found in {MATTERSIM_CACHE}; using {OFFLINE_DEFAULT} (offline)",
+              file=sys.stderr)  # fmt: skip
+
+
+def get_calculator(name: str | None = None, device: str | None = None, weights: str | Path | None = None,
+                   d3: bool = False) -> Calculator:  # fmt: skip
     """A fresh ASE calculator for potential ``name`` on ``device`` (models are loaded once and shared).
 
-    ``weights`` is a local MatterSim checkpoint file, overriding the cache and download for MatterSim names.
+    ``weights`` is a local MatterSim checkpoint file, overriding the cache and download for MatterSim names;
+    ``d3`` (or a ``+d3`` name) adds Grimme D3 dispersion (zero damping, PBE) through
+    :mod:`crysloop.screening.dispersion`.
     """
     name = check_mlip_name(name)
     device = resolve_device(device)
+    calculator = _base_calculator(name.removesuffix(D3_SUFFIX), device, weights)
+    if d3 or name.endswith(D3_SUFFIX):
+        from crysloop.screening.dispersion import with_d3
+
+        calculator = with_d3(calculator, device=device)
+    return calculator
+
+
+def _base_calculator(name: str, device: str, weights: str | Path | None) -> Calculator:
+    if name in SEVENN_MODELS:
+        from sevenn.calculator import SevenNetCalculator
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "no tensor-product accelerator": expected on CPU
+            return SevenNetCalculator(model=_sevenn_model(name, device), file_type="model_instance", device=device)
     if name == "chgnet":
         from chgnet.model.dynamics import CHGNetCalculator
 
@@ -99,6 +156,16 @@ def get_calculator(name: str | None = None, device: str | None = None, weights: 
             return CHGNetCalculator(model=model, use_device=device)
     potential = load_mattersim_potential(name, device, weights)
     return mattersim_calculator(potential)
+
+
+@lru_cache(maxsize=4)
+def _sevenn_model(name: str, device: str) -> torch.nn.Module:
+    """The pretrained SevenNet model from the wheel, loaded once per name and device and shared by calculators."""
+    from sevenn.calculator import SevenNetCalculator
+
+    with _load_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return SevenNetCalculator(SEVENN_MODELS[name], device=device).model
 
 
 @lru_cache(maxsize=4)
@@ -156,6 +223,7 @@ def mattersim_potential(model_args: dict | None = None, state_dict: dict | None 
     """A MatterSim ``Potential`` around an M3GNet built from ``model_args`` (mattersim defaults when None).
 
     Without ``state_dict`` the weights stay randomly initialised: useful to exercise the code path without weights.
+    A ``state_dict`` whose keys or shapes do not match the model is a ``CrysloopError`` (never silent random weights).
     """
     from mattersim.forcefield.m3gnet.m3gnet import M3Gnet
     from mattersim.forcefield.potential import Potential
@@ -163,7 +231,11 @@ def mattersim_potential(model_args: dict | None = None, state_dict: dict | None 
     device = resolve_device(device)
     model = M3Gnet(device=device, **(model_args or {})).to(device)
     if state_dict is not None:
-        model.load_state_dict(state_dict, strict=False)
+        try:
+            model.load_state_dict(state_dict, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1].strip()
+            raise CrysloopError(f"MatterSim weights do not match the model built from model_args: {first}") from exc
     model.eval()
     return Potential(model, device=device, model_name="m3gnet")
 
@@ -210,7 +282,8 @@ def predict_batch(items: Sequence[Atoms | Structure], calculator: Calculator, ba
     """Energies, forces and (with ``stress``) stresses of many structures, batched through the model when possible.
 
     CHGNet and MatterSim calculators run up to ``batch_size`` structures and ``max_atoms`` atoms per forward pass
-    (see :func:`atom_batches`); any other ASE calculator is called one structure at a time. Without ``stress``
+    (see :func:`atom_batches`); any other ASE calculator (SevenNet,
+    whose calculator takes one graph, and D3 sums) is called one structure at a time. Without ``stress``
     the stress entries are zeros and CHGNet skips the lattice gradient.
     """
     if not items:

@@ -1,7 +1,9 @@
 """Relaxation of cell and positions with an ML potential, one structure at a time or many per forward pass.
 
 A relaxation that produces non-finite energies or forces, lets the cell explode or collapse, puts atoms on
-top of each other or runs past its time limit is recorded as failed with the reason; the batch goes on.
+top of each other or runs past its time limit is recorded as failed with the reason; the batch goes on. One that
+reaches its step limit before the force threshold is ``unconverged``: its energy is kept for inspection, but it is
+not ``ok`` (never stable, never a hull reference).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.constraints import FixSymmetry
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE
 from ase.optimize.optimize import Optimizer
@@ -38,6 +41,7 @@ class RelaxConfig:
     max_volume_ratio: float = 4.0  # final / initial volume beyond this (or below its inverse) is an explosion
     min_distance: float = 0.5  # A; closer atoms mean a collapsed structure
     min_volume_per_atom: float = 4.0  # A^3; below diamond's 5.7, so a denser cell has collapsed (and its graph explodes)
+    fix_symmetry: bool = False  # keep the starting space group (ASE FixSymmetry), as phonon/kappa protocols do
 
     def __post_init__(self) -> None:
         if self.optimizer.upper() not in OPTIMIZERS:
@@ -54,7 +58,7 @@ class RelaxResult:
     energy: float | None = None  # eV, whole cell
     converged: bool = False
     steps: int = 0
-    status: str = "ok"  # ok | failed
+    status: str = "ok"  # ok | unconverged (step limit reached) | failed
     error: str | None = None
     wall_time_s: float = 0.0
     stress: list[float] = field(default_factory=list)  # eV/A^3, Voigt, final
@@ -94,6 +98,8 @@ class _Relaxation:
         self.config = config
         self.atoms = AseAtomsAdaptor.get_atoms(structure)
         self.atoms.calc = None
+        if config.fix_symmetry:
+            self.atoms.set_constraint(FixSymmetry(self.atoms, symprec=1e-4))
         self.initial_volume = self.atoms.get_volume()
         target = FrechetCellFilter(self.atoms) if config.relax_cell else self.atoms
         self.optimizer = OPTIMIZERS[config.optimizer.upper()](target, logfile=None)
@@ -103,7 +109,9 @@ class _Relaxation:
         self.last: Prediction | None = None
 
     def structure(self) -> Structure:
-        return AseAtomsAdaptor.get_structure(self.atoms)
+        atoms = self.atoms.copy()
+        atoms.set_constraint()
+        return AseAtomsAdaptor.get_structure(atoms)
 
     def fail(self, reason: str) -> None:
         self.result = RelaxResult(self.structure(), status="failed", error=reason, steps=self.optimizer.nsteps,
@@ -123,6 +131,8 @@ class _Relaxation:
                 self.result = RelaxResult(
                     self.structure(), energy=float(prediction.energy), converged=converged, steps=self.optimizer.nsteps,
                     wall_time_s=self.elapsed, stress=[float(s) for s in prediction.stress],
+                    status="ok" if converged else "unconverged",
+                    error=None if converged else f"step limit {self.config.steps} reached before fmax {self.config.fmax}",
                 )  # fmt: skip
                 return
             if self.elapsed > self.config.timeout_s:
@@ -188,6 +198,6 @@ def relax_structures(
 
 
 def relax_structure(structure: Structure, calculator: Calculator | str | None = None, fmax: float = 0.01,
-                    steps: int = 500) -> RelaxResult:  # fmt: skip
+                    steps: int = 500, config: RelaxConfig | None = None) -> RelaxResult:  # fmt: skip
     """Relax one structure; see :func:`relax_structures`."""
-    return relax_structures([structure], calculator, fmax=fmax, steps=steps, batch_size=1)[0]
+    return relax_structures([structure], calculator, fmax=fmax, steps=steps, batch_size=1, config=config)[0]

@@ -6,13 +6,14 @@ Database access happens here (through the documents); the science is in :mod:`cr
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pymatgen.core import Structure
-from pymatgen.entries.computed_entries import ComputedStructureEntry
+from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
 from crysloop.data.canonical import structure_hash
 from crysloop.infra.campaigns import campaign_candidate_ids
@@ -23,6 +24,7 @@ from crysloop.screening.hull import (
     elemental_reference_structures,
     reference_entry,
 )
+from crysloop.screening.mp_references import SOURCE_API, SOURCE_TABLE, api_entries, table_entries
 from crysloop.screening.phonons import PhononConfig, PhononResult, phonon_stability
 from crysloop.screening.potentials import get_calculator
 from crysloop.screening.relax import RelaxConfig, RelaxResult, relax_structures
@@ -90,7 +92,8 @@ def hull_references_task(chemsys: str, mlip: str, config: RelaxConfig, extra_str
     """Reference entries of exactly ``chemsys`` under ``mlip``: cached ones, plus any new reference relaxed now.
 
     Sources: ASE elemental structures (for elements), the dataset's known compounds and ``extra_structures``.
-    Entries are keyed by canonical structure hash, so a reference is relaxed once per potential.
+    Entries are keyed by canonical structure hash, so a reference is relaxed once per potential; only converged
+    relaxations become references.
     """
     document = HullReference.objects(mlip=mlip, chemsys=chemsys).first()
     entries = [ComputedStructureEntry.from_dict(d) for d in (document.entries if document else [])]
@@ -112,6 +115,25 @@ def hull_references_task(chemsys: str, mlip: str, config: RelaxConfig, extra_str
         upsert=True, set__entries=[e.as_dict() for e in entries], set__created_at=utcnow()
     )
     return entries
+
+
+@task(name="mp-references", task_run_name="mp-references-{chemsys}", tags=["db"], cache_policy=NO_CACHE)
+def mp_references_task(chemsys: str) -> tuple[list[ComputedEntry], str]:
+    """Materials Project entries of ``chemsys`` and its sub-systems, with their source name.
+
+    With ``MP_API_KEY`` set, the system's full hull is fetched once through mp-api and cached in the database
+    (``HullReference`` under ``mp-api``); otherwise the shipped table serves.
+    """
+    if not os.environ.get("MP_API_KEY"):
+        return table_entries(chemsys), SOURCE_TABLE
+    document = HullReference.objects(mlip=SOURCE_API, chemsys=chemsys).first()
+    if document is not None:
+        return [ComputedEntry.from_dict(d) for d in document.entries], SOURCE_API
+    entries = api_entries(chemsys)
+    HullReference.objects(mlip=SOURCE_API, chemsys=chemsys).update_one(
+        upsert=True, set__entries=[e.as_dict() for e in entries], set__created_at=utcnow()
+    )
+    return entries, SOURCE_API
 
 
 def reference_set(chemsys: str, cache: dict[str, list[ComputedStructureEntry]]) -> list[ComputedStructureEntry]:
@@ -140,14 +162,18 @@ def save_screening_result_task(item: ScreenItem, mlip: str, relax: RelaxResult, 
                                error: str | None = None) -> str:  # fmt: skip
     """Upsert the ``ScreeningResult`` of one candidate; any ``error`` (or a failed relaxation) marks it failed.
 
-    ``stable`` means within ``ehull_threshold`` of the MLIP hull (metastable window), not strictly on it.
+    A relaxation that hit its step limit is ``unconverged``. ``stable`` means within ``ehull_threshold`` of the
+    hull (metastable window), not strictly on it, and is None (unknown) for an uncovered system or a result
+    that is not ``ok``.
     """
+    status = "failed" if error or relax.status == "failed" else relax.status
     error = error or (None if relax.ok else f"relaxation: {relax.error}")
+    known = hull is not None and hull.covered and status == "ok"
     fields = {
         "campaign": item.campaign,
         "formula": item.formula,
         "chemsys": item.chemsys,
-        "status": "failed" if error else "ok",
+        "status": status,
         "error": error,
         "converged": relax.converged,
         "steps": relax.steps,
@@ -155,7 +181,10 @@ def save_screening_result_task(item: ScreenItem, mlip: str, relax: RelaxResult, 
         "relaxed_structure": relax.structure.as_dict() if relax.ok else {},
         "formation_energy_per_atom": hull.formation_energy_per_atom if hull else None,
         "e_above_hull": hull.e_above_hull if hull else None,
-        "stable": (hull.e_above_hull <= ehull_threshold) if hull else None,
+        "hull_source": hull.source if hull else None,
+        "hull_compounds": hull.n_compounds if hull else None,
+        "hull_covered": hull.covered if hull else None,
+        "stable": (hull.e_above_hull <= ehull_threshold) if known else None,
         "phonon_stable": phonon.stable if phonon else None,
         "min_frequency_thz": phonon.min_frequency_thz if phonon else None,
         "wall_time_s": relax.wall_time_s + (phonon.wall_time_s if phonon else 0.0),
