@@ -8,6 +8,10 @@ EquiformerV2-style decoder (``cpu-small`` presets); only the encoder differs. pe
 (the train split is not in ../shared/data), MP-20 on the 847-row sample; both test on a seeded subset of test.
 On CPU the decoding uses ``--recon-steps-per-level`` Langevin steps per noise level instead of the paper's 100.
 
+Condition adherence (``--part adherence``): formation energy per atom of crystals sampled toward -0.2, 0.0 and
+mean -/+ 2 std eV/atom, relaxed with the screening MLIP, against relaxed elemental references; medians and their
+shift relative to unconditional samples.
+
 Throughput: samples per second of annealed Langevin decoding at the paper's settings (50 levels x 100 steps,
 step 1e-4 (sigma/sigma_min)^2) with the given checkpoint, timed over ``--throughput-levels`` full noise levels
 and extrapolated to all 50 (every step costs the same: one decoder pass on the same batch).
@@ -165,6 +169,56 @@ def latent_part(args) -> dict:
     return {"png": str(path), "crystals": len(mu)}
 
 
+def _formation_energies(structures: list, mlip: str, fmax: float, steps: int, mu: dict) -> list[float]:
+    """Formation energy per atom after relaxation with the screening MLIP, against relaxed elemental references
+    (``mu`` caches eV/atom per element); failed relaxations are left out."""
+    from crysloop.evaluation.validity import structure_validity
+    from crysloop.screening.hull import elemental_reference_structures
+    from crysloop.screening.relax import relax_structures
+
+    elements = sorted({el.symbol for s in structures for el in s.composition.elements} - set(mu))
+    for element in elements:
+        refs = relax_structures(elemental_reference_structures(element), mlip, fmax=fmax, steps=steps)
+        mu[element] = min(r.energy / len(r.structure) for r in refs if r.energy is not None)
+    valid = [s for s in structures if structure_validity(s)]
+    energies = []
+    for result in relax_structures(valid, mlip, fmax=fmax, steps=steps):
+        if result.energy is None or result.status != "ok":
+            continue
+        comp = result.structure.composition
+        reference = sum(mu[el.symbol] * amount for el, amount in comp.element_composition.items())
+        energies.append((result.energy - reference) / comp.num_atoms)
+    return energies
+
+
+def adherence_part(args) -> dict:
+    """Formation energy (screening MLIP, after relaxation) of crystals sampled toward several targets vs
+    unconditional samples: medians and the shift of each median relative to the unconditional one."""
+    import statistics
+
+    from crysloop.models.cdvae import sample_structures
+
+    model, gan = load_checkpoint(args.checkpoint, device=args.device)
+    mean, std = model.config.property_stats["formation_energy_per_atom"]
+    targets = {"-0.2": -0.2, "0.0": 0.0, "low_tail": round(mean - 2 * std, 3), "high_tail": round(mean + 2 * std, 3)}
+    mu: dict = {}
+    runs = {"unconditional": {}} | {name: {"formation_energy_per_atom": value} for name, value in targets.items()}
+    out: dict = {"mlip": args.mlip, "n_per_target": args.n_adherence, "targets": targets}
+    for name, conditions in runs.items():
+        structures = sample_structures(model, gan, n=args.n_adherence, conditions=conditions,
+                                       steps_per_level=args.sample_steps_per_level, seed=args.seed)  # fmt: skip
+        energies = _formation_energies(structures, args.mlip, 0.1, args.relax_steps, mu)
+        out[name] = {"n_relaxed": len(energies), "median": round(statistics.median(energies), 4) if energies else None}
+        print(json.dumps({name: out[name]}), file=sys.stderr, flush=True)
+    base = out["unconditional"]["median"]
+    for name, target in targets.items():
+        median = out[name]["median"]
+        if median is not None and base is not None:
+            out[name]["shift_vs_unconditional"] = round(median - base, 4)
+            out[name]["moved_toward_target"] = abs(median - target) < abs(base - target)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", nargs="+", default=["recon", "throughput", "formula", "latent"])
@@ -183,6 +237,9 @@ def main() -> None:
     parser.add_argument("--formulas", nargs="+", default=["MoS2", "SrTiO3", "NaCl"])
     parser.add_argument("--n-formula", type=int, default=8)
     parser.add_argument("--sample-steps-per-level", type=int, default=2)
+    parser.add_argument("--n-adherence", type=int, default=8, help="Samples per formation-energy target.")
+    parser.add_argument("--mlip", default="chgnet")
+    parser.add_argument("--relax-steps", type=int, default=100)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -191,7 +248,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     result: dict = {"benchmark": "cdvae", "preset": args.preset, "device": args.device, "published": PUBLISHED}
     parts = {"recon": reconstruction_part, "throughput": throughput_part, "formula": formula_part,
-             "latent": latent_part}  # fmt: skip
+             "latent": latent_part, "adherence": adherence_part}  # fmt: skip
     for part in args.part:
         start = time.monotonic()
         result[part] = parts[part](args)

@@ -5,9 +5,9 @@ The shipped checkpoint ``crysloop/assets/checkpoints/cdvae_mp20_small.pt`` is ma
 
     OMP_NUM_THREADS=1 crysloop cdvae train ../shared/data/mp_20_sample/train.csv.gz --preset cpu-small \\
         --encoder equiformer --conditions formation_energy_per_atom,band_gap,formula --epochs 400 --batch-size 16 \\
-        --time-limit 1500 --gan-epochs 100 --seed 0 --threads 1 --out crysloop/assets/checkpoints/cdvae_mp20_small.pt
+        --time-limit 1200 --gan-epochs 100 --seed 0 --threads 1 --out crysloop/assets/checkpoints/cdvae_mp20_small.pt
 
-(847 MP-20 crystals; on a shared 2-core CPU the 1500 s limit stops the VAE long before 400 epochs: a demo model.
+(847 MP-20 crystals; on a shared 2-core CPU the 1200 s limit stops the VAE long before 400 epochs: a demo model.
 The metrics log sits beside the checkpoint.)
 """
 
@@ -176,11 +176,8 @@ def with_conditions(model: ConditionCDVAE, names: Iterable[str], data: CrystalTe
     for key, value in model.state_dict().items():
         leading = tuple(slice(0, size) for size in value.shape)
         target[key][leading] = value  # same shape, or the rows of the old conditions / property outputs
-    if model.fusion is None:  # z_c was z: start from the identity on z
-        rank, latent = config.fusion_rank, config.latent_dim
-        target["fusion.factors.0"].zero_()
-        target["fusion.factors.0"][:, :latent, :] = torch.eye(latent)
-        target["fusion.rank_weights"].fill_(1.0 / rank)
+    if model.fusion is None:  # z_c was z: the fusion term starts at zero
+        target["fusion.rank_weights"].zero_()
         target["fusion.bias"].zero_()
     for index in range(len(model.config.conditions) + 1, len(config.conditions) + 1):
         target[f"fusion.factors.{index}"].zero_()
