@@ -272,3 +272,14 @@ def test_new_conditions_keep_the_model_output_until_trained():
     assert torch.allclose(extended.predict_properties(z)[:, :1], model.predict_properties(z), atol=1e-6)
     tuned, gan = finetune_cdvae(model, records, new_conditions=["stable"], steps=1, device="cpu", progress=False)
     assert tuned.config.conditions[-1] == "stable" and gan is None
+
+
+def test_an_unconditional_model_gains_a_condition_without_changing_z_c():
+    from crysloop.models.cdvae.training import with_conditions
+
+    model = ConditionCDVAE(_config(encoder="equiformer", conditions=())).eval()
+    records = [(_structure(s), {"stable": float(s % 2)}) for s in range(4)]
+    extended = with_conditions(model, ["stable"], records_to_tensors(records, ("stable",)))
+    z = torch.randn(3, model.config.latent_dim)
+    fused = extended.fuse(z, extended.conditions(torch.ones(3, 1), None, torch.ones(3, 1, dtype=torch.bool)))
+    assert model.fusion is None and torch.allclose(fused, z)
