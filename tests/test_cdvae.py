@@ -252,3 +252,34 @@ def test_checkpoint_round_trip_and_kind_check(tmp_path, shared_data):
     assert payload["format"] == "crysloop-cdvae"
     with pytest.raises(InputError, match="not a ConditionCDVAE"):
         load_checkpoint(diffcsp_checkpoint())
+
+
+def test_new_conditions_keep_the_model_output_until_trained():
+    from crysloop.models.cdvae.training import finetune_cdvae, with_conditions
+
+    model = ConditionCDVAE(_config(encoder="equiformer")).eval()
+    records = [(_structure(s), {"band_gap": float(s), "stable": float(s % 2)}) for s in range(4)]
+    data = records_to_tensors(records, ("band_gap", "stable"))
+    extended = with_conditions(model, ["band_gap", "stable"], data).eval()
+    assert extended.config.conditions == ("band_gap", "formula", "stable")
+    assert extended.config.property_stats["stable"] == (0.5, pytest.approx(0.57735, abs=1e-4))
+    z = torch.randn(4, model.config.latent_dim)
+    keep_old = torch.ones(4, 2, dtype=torch.bool)
+    comps = torch.rand(4, 100)
+    old = model.fuse(z, model.conditions(data.properties[:, :1], comps, keep_old))
+    new = extended.fuse(z, extended.conditions(data.properties, comps, torch.ones(4, 3, dtype=torch.bool)))
+    assert torch.allclose(old, new, atol=1e-5)
+    assert torch.allclose(extended.predict_properties(z)[:, :1], model.predict_properties(z), atol=1e-6)
+    tuned, gan = finetune_cdvae(model, records, new_conditions=["stable"], steps=1, device="cpu", progress=False)
+    assert tuned.config.conditions[-1] == "stable" and gan is None
+
+
+def test_an_unconditional_model_gains_a_condition_without_changing_z_c():
+    from crysloop.models.cdvae.training import with_conditions
+
+    model = ConditionCDVAE(_config(encoder="equiformer", conditions=())).eval()
+    records = [(_structure(s), {"stable": float(s % 2)}) for s in range(4)]
+    extended = with_conditions(model, ["stable"], records_to_tensors(records, ("stable",)))
+    z = torch.randn(3, model.config.latent_dim)
+    fused = extended.fuse(z, extended.conditions(torch.ones(3, 1), None, torch.ones(3, 1, dtype=torch.bool)))
+    assert model.fusion is None and torch.allclose(fused, z)

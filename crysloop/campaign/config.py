@@ -39,6 +39,18 @@ class StructureModelConfig(_Strict):
     finetune_epochs: int = Field(5, ge=0)
 
 
+class CDVAEModelConfig(_Strict):
+    """Stage II alternative (``generator: condition-cdvae-plus``): ConditionCDVAE+ decodes a structure for each
+    Stage I composition, steered toward the conditions it knows."""
+
+    checkpoint: str = Field("shipped", description="'shipped' or a checkpoint path.")
+    candidates: int = Field(100, ge=1, description="Latents per sample; the property predictor keeps the best.")
+    steps_per_level: int | None = Field(None, ge=1, description="Langevin steps per noise level; None = 100.")
+    batch_size: int = Field(64, ge=1)
+    finetune_epochs: int = Field(5, ge=0)
+    gan_epochs: int = Field(20, ge=0, description="Latent WGAN-GP epochs after each fine-tuning (0: the prior).")
+
+
 class ScreeningConfig(_Strict):
     """MLIP screening of each round's candidates."""
 
@@ -101,6 +113,9 @@ class CampaignConfig(_Strict):
     )
     composition_model: CompositionModelConfig = Field(default_factory=CompositionModelConfig)
     structure_model: StructureModelConfig = Field(default_factory=StructureModelConfig)
+    generator: Literal["crysvcd", "condition-cdvae-plus"] = Field(
+        "crysvcd", description="Stage II: DiffCSP (crysvcd) or ConditionCDVAE+ on the Stage I compositions.")
+    cdvae_model: CDVAEModelConfig = Field(default_factory=CDVAEModelConfig)
     screening: ScreeningConfig = Field(default_factory=ScreeningConfig)
     labels: LabelConfig = Field(default_factory=LabelConfig)
     finetune: bool = True

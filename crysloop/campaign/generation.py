@@ -77,6 +77,34 @@ def structures_for(assignments: list[ValenceAssignment], model: DiffCSP, conditi
     ]  # fmt: skip
 
 
+def cdvae_structures_for(assignments: list[ValenceAssignment], model, gan, conditions: Mapping[str, float] | None,
+                         candidates: int = 100, steps_per_level: int | None = None, batch_size: int = 64,
+                         seed: int = 0, origin: dict | None = None) -> list[NewCandidate]:  # fmt: skip
+    """Stage II with ConditionCDVAE+: one structure per composition the model can take (elements in its vocabulary,
+    few enough atoms; the others are left out), steered toward the conditions it was trained on."""
+    from crysloop.models.cdvae import sample_structures as cdvae_sample
+    from crysloop.models.cdvae.conditions import formula_atoms
+
+    wanted = known_conditions(conditions, model.config.scalar_conditions)
+    formulas, usable = [], []
+    for assignment in assignments:
+        formula = assignment.composition.formula.replace(" ", "")
+        try:
+            formula_atoms(model.config, formula)
+        except InputError:
+            continue
+        formulas.append(formula)
+        usable.append(assignment)
+    if not usable:
+        return []
+    structures = cdvae_sample(model, gan, conditions=wanted, formulas=formulas, candidates=candidates,
+                              steps_per_level=steps_per_level, batch_size=batch_size, seed=seed)  # fmt: skip
+    origin = {**(origin or {}), "generator": "condition-cdvae-plus", "conditions_stage2": wanted}
+    return [NewCandidate(structure, source="generated", origin={**origin, "ionic": assignment.ionic},
+                         oxidation_states=assignment.species)
+            for assignment, structure in zip(usable, structures)]  # fmt: skip
+
+
 MIN_VOLUME_PER_ATOM, MAX_VOLUME_PER_ATOM = 4.0, 1000.0  # A^3; MP-20 spans 8-93, diamond has 5.7
 
 

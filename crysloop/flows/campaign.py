@@ -27,7 +27,7 @@ from crysloop.infra import campaigns as store
 from crysloop.infra import faults
 from crysloop.infra.db import database
 from crysloop.infra.settings import get_settings
-from crysloop.tasks.train import finetune_composition_task, finetune_structure_task
+from crysloop.tasks.train import finetune_cdvae_task, finetune_composition_task, finetune_structure_task
 
 STAGES = ("generate", "screen", "kappa", "finetune", "dft", "statistics")
 
@@ -55,13 +55,20 @@ def _checkpoint_name(campaign: str, index: int, kind: str) -> str:
 
 def _models_for_round(config: CampaignConfig, index: int) -> tuple[str, str]:
     """Checkpoints a round samples from: the previous round's fine-tuned models, else the configured ones."""
-    composition, structure = config.composition_model.checkpoint, config.structure_model.checkpoint
+    composition, structure = config.composition_model.checkpoint, _stage2(config)[2].checkpoint
     if index > 0 and config.finetune:
         previous_c = store.find_checkpoint(_checkpoint_name(config.name, index - 1, "composition"))
         previous_s = store.find_checkpoint(_checkpoint_name(config.name, index - 1, "structure"))
         composition = previous_c.path if previous_c else composition
         structure = previous_s.path if previous_s else structure
     return composition, structure
+
+
+def _stage2(config: CampaignConfig):
+    """The Stage II fine-tuning task, its extra arguments and the model settings of the configured generator."""
+    if config.generator == "condition-cdvae-plus":
+        return finetune_cdvae_task, {"gan_epochs": config.cdvae_model.gan_epochs}, config.cdvae_model
+    return finetune_structure_task, {}, config.structure_model
 
 
 def _labelled(config: CampaignConfig, upto: int) -> list[tuple[Composition, Structure, dict]]:
@@ -90,18 +97,19 @@ def _finetune(config: CampaignConfig, index: int, composition: str, structure: s
         return {"finetune_examples": 0}
     folder = campaign_dir(config.name) / "checkpoints"
     stats = {"finetune_examples": len(examples)}
-    for kind, task, parent, data, epochs in (
-        ("composition", finetune_composition_task, composition, [(c, l) for c, _, l in examples],
+    structure_task, structure_kwargs, structure_config = _stage2(config)
+    for kind, task, kwargs, parent, data, epochs in (
+        ("composition", finetune_composition_task, {}, composition, [(c, l) for c, _, l in examples],
          config.composition_model.finetune_epochs),
-        ("structure", finetune_structure_task, structure, [(s, l) for _, s, l in examples],
-         config.structure_model.finetune_epochs),
+        ("structure", structure_task, structure_kwargs, structure, [(s, l) for _, s, l in examples],
+         structure_config.finetune_epochs),
     ):  # fmt: skip
         name = _checkpoint_name(config.name, index, kind)
         if store.find_checkpoint(name) is not None or epochs == 0:
             continue
         out = folder / f"round-{index}-{kind}.pt"
         report = task.with_options(task_run_name=f"finetune-{kind}-{config.name}-r{index}")(
-            parent, data, out, epochs, config.device, config.seed + index)
+            parent, data, out, epochs, config.device, config.seed + index, **kwargs)
         store.register_checkpoint(name, kind, out, campaign=config.name, round_index=index, parent=parent,
                                   conditions=report.get("conditions"), metrics=report)  # fmt: skip
     return stats
@@ -164,7 +172,8 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
             n=config.candidates_per_round, conditions=config.conditions, campaign=config.name, round_index=index,
             composition_checkpoint=composition, structure_checkpoint=structure,
             composition_config=config.composition_model, structure_config=config.structure_model,
-            seed=config.seed + 1000 * index, device=config.device,
+            seed=config.seed + 1000 * index, device=config.device, generator=config.generator,
+            cdvae_config=config.cdvae_model,
         )  # fmt: skip
         store.mark_stage(round_, "generate", sampled=summary.generated, invalid_discarded=summary.invalid,
                          new_candidates=store.first_stored_by(config.name, index),  # the same after a resume

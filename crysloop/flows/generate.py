@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from prefect import flow, get_run_logger
 
-from crysloop.campaign.config import CompositionModelConfig, StructureModelConfig
+from crysloop.campaign.config import CDVAEModelConfig, CompositionModelConfig, StructureModelConfig
 from crysloop.campaign.generation import valid_flags
 from crysloop.infra.db import database
-from crysloop.tasks.sample import sample_compositions_task, sample_structures_task
+from crysloop.tasks.sample import sample_cdvae_structures_task, sample_compositions_task, sample_structures_task
 from crysloop.tasks.store import store_sampled_task
 
 
@@ -38,10 +38,14 @@ def generate_flow(
     structure_config: StructureModelConfig | None = None,
     seed: int = 0,
     device: str = "auto",
+    generator: str = "crysvcd",
+    cdvae_config: CDVAEModelConfig | None = None,
 ) -> GenerateSummary:
     """Sample ``n`` crystals (CrysVCD: valence-constrained compositions, then DiffCSP structures) and store them.
 
     The same seed gives the same crystals, so re-running an interrupted generation adds no duplicates.
+    ``generator="condition-cdvae-plus"`` decodes the structures with ConditionCDVAE+ (``structure_checkpoint`` is
+    then its checkpoint) instead of DiffCSP.
     """
     logger = get_run_logger()
     composition_config = composition_config or CompositionModelConfig(checkpoint=composition_checkpoint)
@@ -49,10 +53,13 @@ def generate_flow(
     conditions = dict(conditions or {})
     assignments, used1 = sample_compositions_task(composition_checkpoint, n, conditions, composition_config, seed, device)
     origin = {"composition_checkpoint": composition_checkpoint, "conditions_stage1": used1, "seed": seed}
-    size = structure_config.batch_size  # chunks run in parallel on the task runner: threads, or a Dask cluster
+    stage2, stage2_config = sample_structures_task, structure_config
+    if generator == "condition-cdvae-plus":
+        stage2, stage2_config = sample_cdvae_structures_task, cdvae_config or CDVAEModelConfig()
+    size = stage2_config.batch_size  # chunks run in parallel on the task runner: threads, or a Dask cluster
     futures = [
-        sample_structures_task.with_options(task_run_name=f"sample-structures-{start // size}").submit(
-            structure_checkpoint, assignments[start : start + size], conditions, structure_config, seed + start,
+        stage2.with_options(task_run_name=f"sample-structures-{start // size}").submit(
+            structure_checkpoint, assignments[start : start + size], conditions, stage2_config, seed + start,
             device, origin)
         for start in range(0, len(assignments), size)
     ]  # fmt: skip

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from prefect import task
 
-from crysloop.campaign.config import CompositionModelConfig, StructureModelConfig
-from crysloop.campaign.generation import known_conditions, sample_valid_compositions, structures_for
+from crysloop.campaign.config import CDVAEModelConfig, CompositionModelConfig, StructureModelConfig
+from crysloop.campaign.generation import (
+    cdvae_structures_for, known_conditions, sample_valid_compositions, structures_for,
+)  # fmt: skip
 from crysloop.chemistry.valence import ValenceAssignment
 from crysloop.infra.settings import resolve_device
 from crysloop.infra.store import NewCandidate
-from crysloop.models import composition, diffcsp
+from crysloop.models import cdvae, composition, diffcsp
 
 
 def composition_checkpoint(path: str) -> str:
@@ -18,6 +20,10 @@ def composition_checkpoint(path: str) -> str:
 
 def structure_checkpoint(path: str) -> str:
     return str(diffcsp.shipped_checkpoint_path()) if path == "shipped" else path
+
+
+def cdvae_checkpoint(path: str) -> str:
+    return str(cdvae.shipped_checkpoint_path()) if path == "shipped" else path
 
 
 @task(name="sample-compositions", tags=["gpu", "stage-1"], retries=1)
@@ -42,3 +48,15 @@ def sample_structures_task(checkpoint: str, assignments: list[ValenceAssignment]
     origin = {**(origin or {}), "structure_checkpoint": checkpoint}
     return structures_for(assignments, model, conditions, guidance=config.guidance, steps=config.steps,
                           batch_size=config.batch_size, seed=seed, device=device, origin=origin)  # fmt: skip
+
+
+@task(name="sample-cdvae-structures", tags=["gpu", "stage-2"], retries=1)
+def sample_cdvae_structures_task(checkpoint: str, assignments: list[ValenceAssignment], conditions: dict[str, float],
+                                 config: CDVAEModelConfig, seed: int, device: str = "auto",
+                                 origin: dict | None = None) -> list[NewCandidate]:  # fmt: skip
+    """Stage II with ConditionCDVAE+: a structure for each composition, steered toward ``conditions``."""
+    model, gan = cdvae.load_checkpoint(cdvae_checkpoint(checkpoint), device=resolve_device(device))
+    origin = {**(origin or {}), "structure_checkpoint": checkpoint}
+    return cdvae_structures_for(assignments, model, gan, conditions, candidates=config.candidates,
+                                steps_per_level=config.steps_per_level, batch_size=config.batch_size, seed=seed,
+                                origin=origin)  # fmt: skip

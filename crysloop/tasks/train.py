@@ -9,8 +9,8 @@ from prefect import task
 from pymatgen.core import Composition, Structure
 
 from crysloop.infra.settings import resolve_device
-from crysloop.models import composition, diffcsp
-from crysloop.tasks.sample import composition_checkpoint, structure_checkpoint
+from crysloop.models import cdvae, composition, diffcsp
+from crysloop.tasks.sample import cdvae_checkpoint, composition_checkpoint, structure_checkpoint
 
 
 def _atomic_save(save, model, path: Path) -> Path:
@@ -43,6 +43,20 @@ def finetune_structure_task(parent: str, records: list[tuple[Structure, dict]], 
     model = diffcsp.finetune_diffcsp(model, records, new_properties=names, epochs=epochs, device=device, seed=seed)
     _atomic_save(diffcsp.save_checkpoint, model, out)
     return {"conditions": list(model.config.properties), "n_train": len(records)}
+
+
+@task(name="finetune-cdvae", tags=["gpu", "stage-2"])
+def finetune_cdvae_task(parent: str, records: list[tuple[Structure, dict]], out: Path, epochs: int,
+                        device: str = "auto", seed: int = 0, gan_epochs: int = 20) -> dict:  # fmt: skip
+    """Fine-tune ConditionCDVAE+ on (relaxed structure, labels), adding the labels as conditions, then retrain
+    its latent GAN."""
+    device = resolve_device(device)
+    model, _ = cdvae.load_checkpoint(cdvae_checkpoint(parent), device=device)
+    names = sorted({name for _, labels in records for name in labels})
+    model, gan = cdvae.finetune_cdvae(model, records, new_conditions=names, epochs=epochs, gan_epochs=gan_epochs,
+                                      device=device, seed=seed, progress=False)  # fmt: skip
+    _atomic_save(lambda m, path: cdvae.save_checkpoint(m, path, gan), model, out)
+    return {"conditions": list(model.config.scalar_conditions), "n_train": len(records)}
 
 
 @task(name="train-composition-lm", tags=["gpu", "stage-1"])

@@ -94,8 +94,12 @@ class ConditionCDVAE(nn.Module):
         return self.condition_encoder(properties, compositions, keep) if self.condition_encoder is not None else []
 
     def fuse(self, z: torch.Tensor, embeddings: list[torch.Tensor]) -> torch.Tensor:
-        """z_c = LMF(z, c_1, ..., c_K); z itself when the model has no conditions."""
-        return self.fusion([z, *embeddings]) if self.fusion is not None else z
+        """z_c = z + LMF(z, c_1, ..., c_K); z itself when the model has no conditions.
+
+        The residual keeps a direct path for z: through the multiplicative fusion alone, with three conditions,
+        the lattice and atom-count heads did not learn in a 48-step trial (lattice loss 1.00 vs 0.85 with it).
+        """
+        return z + self.fusion([z, *embeddings]) if self.fusion is not None else z
 
     def predict_properties(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised property predictions (B, P) from z (not z_c, which already holds the conditions)."""

@@ -5,9 +5,9 @@ The shipped checkpoint ``crysloop/assets/checkpoints/cdvae_mp20_small.pt`` is ma
 
     OMP_NUM_THREADS=1 crysloop cdvae train ../shared/data/mp_20_sample/train.csv.gz --preset cpu-small \\
         --encoder equiformer --conditions formation_energy_per_atom,band_gap,formula --epochs 400 --batch-size 16 \\
-        --time-limit 1500 --gan-epochs 100 --seed 0 --threads 1 --out crysloop/assets/checkpoints/cdvae_mp20_small.pt
+        --time-limit 1200 --gan-epochs 100 --seed 0 --threads 1 --out crysloop/assets/checkpoints/cdvae_mp20_small.pt
 
-(847 MP-20 crystals; on a shared 2-core CPU the 1500 s limit stops the VAE long before 400 epochs: a demo model.
+(847 MP-20 crystals; on a shared 2-core CPU the 1200 s limit stops the VAE long before 400 epochs: a demo model.
 The metrics log sits beside the checkpoint.)
 """
 
@@ -157,12 +157,44 @@ def train_cdvae(
     return model, gan
 
 
-def finetune_cdvae(model: ConditionCDVAE, records: Iterable[Any], epochs: int = 5, gan_epochs: int = 0,
-                   gan_config: GANConfig | None = None, lr: float | None = None,
+def with_conditions(model: ConditionCDVAE, names: Iterable[str], data: CrystalTensors) -> ConditionCDVAE:
+    """A copy of ``model`` that also takes the numeric conditions ``names`` (statistics from ``data``, whose
+    property columns follow ``names`` after the model's own). Old weights are kept; each new fusion factor starts
+    as the constant 1, so the extended model decodes exactly as before until it is trained."""
+    names = list(names)
+    added = tuple(name for name in names if name not in model.config.conditions)
+    if not added:
+        return model
+    scalar = list(model.config.scalar_conditions) + list(added)
+    probe = replace(model.config, conditions=tuple(scalar))
+    stats = dataset_statistics(CrystalTensors(data.atom_types, data.frac_coords, data.lattice, data.num_atoms,
+                                              data.properties[:, [names.index(n) for n in scalar]]), probe)  # fmt: skip
+    config = replace(model.config, conditions=model.config.conditions + added,
+                     property_stats={**stats["property_stats"], **model.config.property_stats})  # fmt: skip
+    extended = ConditionCDVAE(config).to(model.device)
+    target = extended.state_dict()
+    for key, value in model.state_dict().items():
+        leading = tuple(slice(0, size) for size in value.shape)
+        target[key][leading] = value  # same shape, or the rows of the old conditions / property outputs
+    if model.fusion is None:  # z_c was z: the fusion term starts at zero
+        target["fusion.rank_weights"].zero_()
+        target["fusion.bias"].zero_()
+    for index in range(len(model.config.conditions) + 1, len(config.conditions) + 1):
+        target[f"fusion.factors.{index}"].zero_()
+        target[f"fusion.factors.{index}"][:, -1, :] = 1.0
+    extended.load_state_dict(target)
+    return extended
+
+
+def finetune_cdvae(model: ConditionCDVAE, records: Iterable[Any], new_conditions: Iterable[str] = (),
+                   epochs: int = 5, gan_epochs: int = 0, gan_config: GANConfig | None = None,
                    **train_kwargs: Any) -> tuple[ConditionCDVAE, LatentGAN | None]:  # fmt: skip
-    """Continue training ``model`` on new labelled crystals (its conditions, scalers and vocabulary kept; labels
-    it has no condition for are ignored), and retrain the latent GAN when ``gan_epochs`` > 0."""
-    config = replace(model.config, lr=lr) if lr is not None else model.config
-    model.config = config
-    return train_cdvae(as_tensors(records, config), config, epochs=epochs, model=model, gan_epochs=gan_epochs,
+    """Continue training ``model`` on new labelled crystals, adding ``new_conditions`` (label names) as numeric
+    conditions; its scalers and vocabulary are kept. The latent GAN is retrained when ``gan_epochs`` > 0."""
+    names = list(model.config.scalar_conditions) + [n for n in new_conditions if n not in model.config.conditions]
+    from crysloop.models.diffcsp.training import records_to_tensors
+
+    data = records_to_tensors(records, names)
+    model = with_conditions(model, names, data)
+    return train_cdvae(data, model.config, epochs=epochs, model=model, gan_epochs=gan_epochs,
                        gan_config=gan_config, **train_kwargs)  # fmt: skip
