@@ -20,15 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from ase.build import bulk
 from ase.calculators.calculator import Calculator
 from pymatgen.core import Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.cif import CifWriter
 from tqdm.auto import tqdm
 
 from crysloop.campaign.config import ExecutorConfig
-from crysloop.errors import InputError
+from crysloop.errors import CrysloopError, InputError
 from crysloop.screening.dispersion import D3_DAMPINGS, with_d3
-from crysloop.screening.hull import elemental_reference_structures
 from crysloop.screening.potentials import check_mlip_name, get_calculator, predict_batch
 from crysloop.screening.relax import RelaxConfig, RelaxResult, relax_structures
 from crysloop.vdw.bilayers import DEFAULT_GAP, DEFAULT_VACUUM, TWISTS, Stacking, make_bilayer, pair_bilayers
@@ -44,11 +45,12 @@ from crysloop.vdw.monolayers import CHALCOGENS, COVALENT_RADII, Monolayer, selec
 
 IN_PLANE_MASK = (1, 1, 0, 0, 0, 1)  # Voigt xx, yy, xy: the in-plane cell relaxes, c stays fixed
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
-# Trigonal (A8, P3_121) chains of Se and Te at their experimental a, c and x; S on the same chain scaled by the
-# covalent radii. Added to the generic prototypes, since fcc/bcc/sc chalcogens are far above their ground states.
-_CHAIN_PROTOTYPES = {"Se": (4.366, 4.954, 0.2254), "Te": (4.457, 5.929, 0.2636)}
-
-
+# Elemental references at their ground-state structure types, from experimental lattice data (Donohue, The
+# Structures of the Elements): fcc Al, body-centred tetragonal In (ASE's reference states), alpha-Ga (Cmce) and the
+# trigonal chains (A8, P3_121) of Se and Te; S on the Se chain scaled by the covalent radii, as alpha-S8 (128 atoms
+# per cell) is too large for a CPU build; the chain lies a few tens of meV/atom above it.
+_ALPHA_GA = (4.5197, 7.6633, 4.5260, (0.0, 0.1549, 0.0810))
+_CHAINS = {"Se": (4.366, 4.954, 0.2254), "Te": (4.457, 5.929, 0.2636)}
 @dataclass(frozen=True)
 class BuildConfig:
     """What to build and how: potential + D3 damping, relaxation thresholds, geometry, subset size and executor."""
@@ -107,19 +109,19 @@ def potential(mlip: str, damping: str = "zero", device: str | None = None) -> Ca
     return with_d3(get_calculator(mlip, device), damping=damping, device=device)
 
 
-def reference_structures(element: str) -> list[Structure]:
-    """Starting structures of an element's reference: crysloop's offline prototypes plus the chalcogen chain."""
-    structures = elemental_reference_structures(element)
+def reference_structure(element: str) -> Structure:
+    """Starting structure of an element's reference (its ground-state structure type; see ``_CHAINS``)."""
+    if element in ("Al", "In"):
+        return AseAtomsAdaptor.get_structure(bulk(element))
+    if element == "Ga":
+        a, b, c, site = _ALPHA_GA
+        return Structure.from_spacegroup(64, Lattice.orthorhombic(a, b, c), [element], [site]).get_primitive_structure()
     if element in CHALCOGENS:
-        a, c, x = _CHAIN_PROTOTYPES[element] if element in _CHAIN_PROTOTYPES else _scaled_chain(element)
-        structures.append(Structure.from_spacegroup(152, Lattice.hexagonal(a, c), [element], [[x, 0, 1 / 3]]))
-    return structures
-
-
-def _scaled_chain(element: str) -> tuple[float, float, float]:
-    a, c, x = _CHAIN_PROTOTYPES["Se"]
-    scale = COVALENT_RADII[element] / COVALENT_RADII["Se"]
-    return a * scale, c * scale, x
+        a, c, x = _CHAINS["Se"]
+        scale = COVALENT_RADII[element] / COVALENT_RADII["Se"]
+        a, c, x = _CHAINS.get(element, (a * scale, c * scale, x))
+        return Structure.from_spacegroup(152, Lattice.hexagonal(a, c), [element], [[x, 0, 1 / 3]])
+    raise InputError(f"no III-VI reference structure for {element}")
 
 
 # --- work done on the executors: plain picklable functions, each worker loading the potential once ---------------
@@ -202,17 +204,12 @@ def _relax_stage(kind: str, items: dict[str, Structure], in_plane: bool, config:
 
 
 def chemical_potentials(config: BuildConfig, elements: Sequence[str], progress: bool = True) -> dict[str, float]:
-    """Energy per atom of each element's lowest relaxed reference under the build's potential (eV/atom)."""
-    items = {f"{el}:{i}": s for el in elements for i, s in enumerate(reference_structures(el))}
-    records = _relax_stage("reference", items, in_plane=False, config=config, progress=progress)
-    mu = {}
-    for element in elements:
-        energies = [r["energy"] / len(r["structure"]["sites"]) for name, r in records.items()
-                    if name.split(":")[0] == element and r["status"] == "ok"]  # fmt: skip
-        if not energies:
-            raise InputError(f"every reference relaxation of {element} failed under {config.mlip}")
-        mu[element] = min(energies)
-    return mu
+    """Energy per atom of each element's relaxed reference under the build's potential (eV/atom)."""
+    records = _relax_stage("reference", {el: reference_structure(el) for el in elements}, False, config, progress)
+    failed = [el for el, r in records.items() if r["status"] != "ok"]
+    if failed:
+        raise CrysloopError(f"the reference relaxation of {', '.join(failed)} failed under {config.mlip}")
+    return {el: r["energy"] / len(r["structure"]["sites"]) for el, r in records.items()}
 
 
 def relaxed_monolayers(config: BuildConfig, layers: Sequence[Monolayer], progress: bool = True) -> dict[str, Structure]:
