@@ -23,7 +23,8 @@ POLL = typer.Option(10.0, "--poll-seconds", min=0.01, help="Seconds between cust
 
 
 def _run_settings(max_errors: int, poll_seconds: float) -> RunSettings:
-    return RunSettings(vasp_cmd=get_settings().vasp_cmd, max_errors=max_errors, polling_time_step=poll_seconds)
+    return RunSettings(vasp_cmd=get_settings().vasp_cmd, vasp_version=get_settings().vasp_version, max_errors=max_errors,
+                       polling_time_step=poll_seconds)  # fmt: skip
 
 
 def _print_metrics(metrics: DFTMetrics) -> None:
