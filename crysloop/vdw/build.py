@@ -69,7 +69,8 @@ class BuildConfig:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def __post_init__(self) -> None:
-        check_mlip_name(self.mlip)
+        # the build adds D3 itself, with its own damping: a "+d3" potential name must not add it a second time
+        object.__setattr__(self, "mlip", check_mlip_name(self.mlip).removesuffix("+d3"))
         if self.damping not in D3_DAMPINGS:
             raise InputError(f"unknown D3 damping {self.damping!r}; choose one of {', '.join(D3_DAMPINGS)}")
         bad = [t for t in self.twists if t not in TWISTS]
