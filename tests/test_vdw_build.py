@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from crysloop.campaign.config import ExecutorConfig
 from crysloop.cli import main
 from crysloop.data.datasets import read_structures
 from crysloop.screening.potentials import get_calculator, predict_batch
@@ -44,7 +45,8 @@ def test_d3_keeps_the_monolayer_lattice_and_binds_the_bilayer_more(single_thread
 
 
 def test_small_build_is_labelled_split_and_resumes(db, tmp_path, single_thread):
-    config = BuildConfig(mlip="chgnet", device="cpu", elements=("Ga", "Se"), fmax=0.1, steps=80, max_bilayers=3)
+    config = BuildConfig(mlip="chgnet", device="cpu", elements=("Ga", "Se"), fmax=0.1, steps=80, max_bilayers=3,
+                         executor=ExecutorConfig(kind="processes", workers=1))  # bilayers relax in a worker process
     summary = build_dataset(config, tmp_path / "out", progress=False)
     assert summary.bilayers == 3 and summary.failed == 0 and summary.relaxed_now == 3
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -64,7 +66,9 @@ def test_small_build_is_labelled_split_and_resumes(db, tmp_path, single_thread):
     low, high = manifest["label_ranges"]["binding_energy"]
     assert low <= high < 0
 
-    again = build_dataset(config, tmp_path / "again", progress=False)  # everything already in the database
+    in_process = BuildConfig(**{**config.__dict__, "executor": ExecutorConfig(kind="threads")})
+    assert in_process.key == config.key
+    again = build_dataset(in_process, tmp_path / "again", progress=False)  # everything already in the database
     assert again.relaxed_now == 0 and again.bilayers == 3
     assert again.label_ranges == summary.label_ranges
 
