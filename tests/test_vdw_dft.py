@@ -64,3 +64,29 @@ def test_bulk_keeps_full_cell_relaxation(tmp_path):
     silicon = Structure(Lattice.from_parameters(3.87, 3.87, 3.87, 60, 60, 60), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
     incar, _ = _write(tmp_path, silicon)
     assert incar["ISIF"] == 3 and "LATTICE_CONSTRAINTS" not in incar and "IDIPOL" not in incar
+
+
+def test_dft_report_per_generator(db, capsys):
+    import json
+
+    from crysloop.cli import main
+    from crysloop.infra.documents import Candidate, DFTJob
+    from crysloop.infra.store import NewCandidate, add_candidates
+
+    origins = [{"generator": "condition-cdvae-plus"}, {"generator": "condition-cdvae-plus"},
+               {"structure_checkpoint": "shipped"}]  # fmt: skip
+    structures = [_bilayer(GASE), _bilayer(JANUS), _bilayer(JANUS, flip_upper=True)]
+    report = add_candidates([NewCandidate(s, origin=o) for s, o in zip(structures, origins)])
+    outcomes = [("completed", True, 10, 0.02), ("failed", False, 30, None), ("completed", True, 20, 0.04)]
+    for key, (state, converged, steps, diff) in zip(report.hashes, outcomes):
+        DFTJob(candidate=Candidate.objects.get(structure_hash=key), preset="condition-cdvae-plus", state=state,
+               converged=converged, ionic_steps=steps, energy_diff_per_atom=diff).save()  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dft", "report", "--by-generator", "--json"])
+    assert exit_info.value.code == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(figures) == {"condition-cdvae-plus", "diffcsp"}
+    assert figures["condition-cdvae-plus"]["convergence_rate"] == pytest.approx(0.5)
+    assert figures["condition-cdvae-plus"]["mean_ionic_steps"] == pytest.approx(10)
+    assert figures["diffcsp"]["convergence_rate"] == pytest.approx(1.0)
+    assert figures["diffcsp"]["mean_energy_diff_per_atom"] == pytest.approx(0.04)
