@@ -96,3 +96,10 @@ def test_twisted_sqrt7_cell_is_commensurate():
     assert len(bilayer) == 2 * 7 * 4
     assert bilayer.lattice.a == pytest.approx(np.sqrt(7) * mono.lattice.a)
     assert min(bilayer.distance_matrix[np.triu_indices(len(bilayer), 1)]) > 2.0  # no overlapping atoms
+
+
+def test_unknown_twists_are_input_errors():
+    with pytest.raises(InputError, match="sqrt3"):
+        stackings("Se-Ga-Ga-Se", "Se-Ga-Ga-Se", twists=["sqrt3"])
+    with pytest.raises(InputError, match="sqrt5"):
+        stackings("Se-Ga-Ga-Se", "Se-Ga-Ga-Se", twists=["sqrt5"])

@@ -117,14 +117,23 @@ def make_bilayer(lower: Structure, upper: Structure, stacking: Stacking, gap: fl
     return Structure(Lattice.hexagonal(a * factor, c), s_low + s_up, coords, site_properties={"layer": layer})
 
 
+def check_twists(twists: Sequence[str]) -> None:
+    """An unknown twist cell is an ``InputError``; sqrt3 gets the reason it has no twist."""
+    for twist in twists:
+        if twist == "sqrt3":
+            raise InputError("sqrt3: two equal hexagonal lattices share no twisted sqrt3 cell (its 0 and 60 degree "
+                             f"stackings are the 1x1 ones); choose from {', '.join(TWISTS)}")  # fmt: skip
+        if twist not in TWISTS:
+            raise InputError(f"unknown twist {twist!r}; choose one of {', '.join(TWISTS)}")
+
+
 def stackings(lower: str, upper: str, twists: Sequence[str] = ()) -> list[Stacking]:
     """Every stacking of ``upper`` on ``lower``: 4 flips x 2 rotations x 3 registries, plus each twist (AA, 8 each)."""
     flips = list(itertools.product((False, True), repeat=2))
     out = [Stacking(lower, upper, fl, fu, rotation, registry)
            for (fl, fu), rotation, registry in itertools.product(flips, ROTATIONS, REGISTRIES)]  # fmt: skip
+    check_twists(twists)
     for twist in twists:
-        if twist not in TWISTS:
-            raise InputError(f"unknown twist {twist!r}; choose one of {', '.join(TWISTS)}")
         angle = round(twist_angle(*TWISTS[twist]), 2)
         out += [Stacking(lower, upper, fl, fu, rotation, "AA", twist, angle)
                 for (fl, fu), rotation in itertools.product(flips, ROTATIONS)]  # fmt: skip

@@ -32,7 +32,7 @@ from crysloop.errors import CrysloopError, InputError
 from crysloop.screening.dispersion import D3_DAMPINGS, with_d3
 from crysloop.screening.potentials import check_mlip_name, get_calculator, predict_batch
 from crysloop.screening.relax import RelaxConfig, RelaxResult, relax_structures
-from crysloop.vdw.bilayers import DEFAULT_GAP, DEFAULT_VACUUM, TWISTS, Stacking, make_bilayer, pair_bilayers
+from crysloop.vdw.bilayers import DEFAULT_GAP, DEFAULT_VACUUM, Stacking, check_twists, make_bilayer, pair_bilayers
 from crysloop.vdw.labels import (
     binding_energy_per_area,
     formation_energy_per_atom,
@@ -73,9 +73,7 @@ class BuildConfig:
         object.__setattr__(self, "mlip", check_mlip_name(self.mlip).removesuffix("+d3"))
         if self.damping not in D3_DAMPINGS:
             raise InputError(f"unknown D3 damping {self.damping!r}; choose one of {', '.join(D3_DAMPINGS)}")
-        bad = [t for t in self.twists if t not in TWISTS]
-        if bad:
-            raise InputError(f"unknown twist {', '.join(bad)}; choose from {', '.join(TWISTS)}")
+        check_twists(self.twists)
         if self.fmax <= 0 or self.steps < 1 or self.gap <= 0 or self.vacuum < 15.0:
             raise InputError("fmax and gap must be positive, steps at least 1 and vacuum at least 15 A")
         if self.max_bilayers is not None and self.max_bilayers < 1:
