@@ -287,6 +287,10 @@ def write_dataset(rows: list[dict], names: list[str], out_dir: Path, seed: int) 
     return files
 
 
+def _mean(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 3) if values else None
+
+
 def _ranges(rows: list[dict], keys: Sequence[str]) -> dict[str, list[float]]:
     return {k: [round(float(min(r[k] for r in rows)), 4), round(float(max(r[k] for r in rows)), 4)] for k in keys} if rows else {}
 
@@ -319,6 +323,8 @@ def build_dataset(config: BuildConfig, out_dir: str | Path, progress: bool = Tru
                         "interlayer_distance": "A", "strain_lower": "fraction", "strain_upper": "fraction"},
         "label_ranges": summary.label_ranges, "converged": sum(r["converged"] for r in rows),
         "seconds_per_bilayer_this_run": summary.seconds_per_bilayer, "relaxed_this_run": summary.relaxed_now,
+        "relax_seconds_per_bilayer_recorded": _mean([r["wall_time_s"] for r in ok.values()]),
+        "relax_steps_per_bilayer": _mean([r["steps"] for r in ok.values()]),
         "splits": {split: part["rows"] for split, part in summary.splits.items()}, "files": {
             split: Path(part["path"]).name for split, part in summary.splits.items()},
     }  # fmt: skip
