@@ -23,14 +23,15 @@ POLL = typer.Option(10.0, "--poll-seconds", min=0.01, help="Seconds between cust
 
 
 def _run_settings(max_errors: int, poll_seconds: float) -> RunSettings:
-    return RunSettings(vasp_cmd=get_settings().vasp_cmd, max_errors=max_errors, polling_time_step=poll_seconds)
+    return RunSettings(vasp_cmd=get_settings().vasp_cmd, vasp_version=get_settings().vasp_version, max_errors=max_errors,
+                       polling_time_step=poll_seconds)  # fmt: skip
 
 
-def _print_metrics(metrics: DFTMetrics) -> None:
+def _print_metrics(metrics: DFTMetrics, title: str = "DFT verification") -> None:
     def fmt(value, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    table = Table("metric", "value", title="DFT verification")
+    table = Table("metric", "value", title=title)
     table.add_row("jobs", str(metrics.n_jobs))
     table.add_row("finished (completed or failed)", str(metrics.n_finished))
     table.add_row("converged", str(metrics.n_converged))
@@ -101,19 +102,22 @@ def resume(
 def report(
     campaign: str = CAMPAIGN,
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON line."),
+    by_generator: bool = typer.Option(False, "--by-generator", help="Metrics per generator (ConditionCDVAE+, DiffCSP, ...)."),
 ) -> None:
     """Convergence rate, mean ionic steps and mean energy difference of the DFT jobs (ConditionCDVAE+ metrics)."""
-    from crysloop.dft.jobs import find_jobs
+    from crysloop.dft.jobs import find_jobs, job_generators
+    from crysloop.dft.metrics import dft_metrics_by_generator
 
     with database(readonly=True):
         job_list = find_jobs(campaign)
         metrics = dft_metrics(job_list)
+        per_generator = dft_metrics_by_generator(job_list, job_generators(job_list)) if by_generator else {}
         rows = [
             (job.formula or "-", job.preset, job.state, len(job.attempts), job.ionic_steps, job.energy_diff_per_atom)
             for job in job_list
         ]
     if as_json:
-        print(json.dumps(metrics.as_dict()))
+        print(json.dumps({g: m.as_dict() for g, m in per_generator.items()} if by_generator else metrics.as_dict()))
         return
     jobs_table = Table("formula", "preset", "state", "attempts", "ionic steps", "|dE| (eV/atom)", title="DFT jobs")
     for formula, preset, state, attempts, steps, diff in rows:
@@ -123,5 +127,7 @@ def report(
         )  # fmt: skip
     console.print(jobs_table)
     _print_metrics(metrics)
+    for generator, figures in per_generator.items():
+        _print_metrics(figures, title=f"DFT verification: {generator}")
     with database(readonly=True):
         _print_failures(campaign)

@@ -49,6 +49,9 @@ def evaluate_command(
     jobs: int = typer.Option(None, "--jobs", help="Worker processes (default: all CPUs)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the fingerprint cache."),
     fast: bool = typer.Option(False, "--fast", help="Symmetry-reduced fingerprints: ~2x faster, not bit-exact."),
+    layered: bool = typer.Option(
+        False, "--layered", help="Also judge samples as vdW bilayers: layers, gaps, vacuum, layer-aware novelty."
+    ),
 ) -> None:
     """Run the evaluation suite and write a JSON report, a Markdown summary and PNG plots."""
     from crysloop.data.datasets import read_structures
@@ -69,6 +72,12 @@ def evaluate_command(
     train_records = read_structures(train) if train else None
     truth = read_structures(ground_truth) if ground_truth else None
     e_above_hull = _values(gen, stability_key, "generated")
+    layer_metrics = None
+    if layered:  # before the suite: a non-layered input fails fast
+        from crysloop.evaluation.layers import layered_metrics
+
+        known = train_records if train_records is not None else ref
+        layer_metrics = layered_metrics([r.structure for r in gen], [r.structure for r in known])
     report = evaluate(
         [r.structure for r in gen],
         [r.structure for r in ref],
@@ -86,6 +95,7 @@ def evaluate_command(
         progress=True,
         symmetry_reduced_fingerprints=fast,
     )
+    report.metrics.update(layer_metrics or {})
     paths = write_report(report, out)
     table = Table(title=f"evaluation ({dataset}): {len(gen)} generated vs {len(ref)} reference", show_header=False)
     for key, value in report.metrics.items():

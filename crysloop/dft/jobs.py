@@ -239,6 +239,13 @@ def find_jobs(campaign: str | None = None) -> list[DFTJob]:
     return list(query.order_by("created_at"))
 
 
+def job_generators(jobs: list[DFTJob]) -> list[str]:
+    """The generator of each job's candidate (see :func:`crysloop.dft.metrics.generator_of`)."""
+    from crysloop.dft.metrics import generator_of
+
+    return [generator_of(job.candidate.origin or {}, job.candidate.source) for job in jobs]
+
+
 def run_dft_job(job: DFTJob, run: RunSettings, runs_dir: Path) -> str:
     """Run the next attempt of a pending ``job`` in ``runs_dir/<job id>/attempt-<n>``; returns the new state.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -44,3 +44,19 @@ def dft_metrics(jobs: Iterable) -> DFTMetrics:
         mean_energy_diff_per_atom=float(np.mean(diffs)) if diffs else None,
         states=states,
     )
+
+
+def generator_of(origin: Mapping, source: str) -> str:
+    """The generator that made a candidate: ``origin["generator"]`` when a sampler recorded it, ``diffcsp`` for the
+    CrysVCD pipeline (it records a structure checkpoint), otherwise the candidate's source (dataset, user)."""
+    if origin.get("generator"):
+        return str(origin["generator"])
+    return "diffcsp" if "structure_checkpoint" in origin else source
+
+
+def dft_metrics_by_generator(jobs: Iterable, generators: Sequence[str]) -> dict[str, DFTMetrics]:
+    """:func:`dft_metrics` per generator (``generators`` parallel to ``jobs``), so generators can be compared."""
+    grouped: dict[str, list] = {}
+    for job, generator in zip(jobs, generators, strict=True):
+        grouped.setdefault(generator, []).append(job)
+    return {generator: dft_metrics(group) for generator, group in sorted(grouped.items())}

@@ -4,12 +4,18 @@
 cell and ions relaxed (ISIF = 3). ``crysvcd``: PBE, ENCUT = 1.2 x the largest ENMAX of the POTCARs, Gamma-centred
 k-mesh with spacing 0.03 x 2pi 1/A, cell and ions relaxed. atomate2's default input set is PBEsol, so both presets
 set ``GGA = PE`` explicitly. A lattice direction crossed by a vacuum gap gets a single k-point.
+
+Slabs (one lattice direction crossed by vacuum, e.g. a van der Waals bilayer with c along the normal) keep that
+direction fixed: VASP 6.4+ relaxes the other cell vectors (``LATTICE_CONSTRAINTS``, ISIF = 3); older versions relax
+the ions only (ISIF = 2, with a warning). A polar slab (a Janus stack: no mirror of its height profile) gets the dipole
+correction along the vacuum direction, centred on the slab (IDIPOL, LDIPOL, DIPOL).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +63,7 @@ class RunSettings:
     enmax: Mapping[str, float] = field(default_factory=dict)
     vacuum_gap: float = 7.0  # A; a gap at least this wide along a lattice direction counts as vacuum
     polling_time_step: float = 10.0  # s between custodian's checks of a running VASP
+    vasp_version: str = "6.4"  # LATTICE_CONSTRAINTS needs 6.4 or later
 
 
 def check_vasp_setup(run: RunSettings) -> None:
@@ -138,17 +145,71 @@ def _density_mesh(structure: Structure, kppvol: int, vacuum: Sequence[int]) -> K
     return Kpoints.gamma_automatic(tuple(divisions))
 
 
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.strip().split(".")[:2])
+    except ValueError:
+        raise InputError(f"VASP version {text!r}: expected a version like 6.4 or 5.4.4") from None
+
+
+def slab_centre(structure: Structure, axis: int) -> float:
+    """Fractional coordinate along ``axis`` of the middle of the slab (across the cell boundary if it wraps)."""
+    frac = np.sort(np.mod(structure.frac_coords[:, axis], 1.0))
+    gaps = np.diff(np.concatenate([frac, [frac[0] + 1.0]]))
+    widest = int(np.argmax(gaps))  # the vacuum lies after frac[widest]; the slab runs from the next atom around
+    bottom, top = frac[(widest + 1) % len(frac)], frac[widest]
+    top = top + 1.0 if top < bottom else top
+    return float(np.mod(0.5 * (bottom + top), 1.0))
+
+
+def is_polar_slab(structure: Structure, axis: int, tol: float = 0.1) -> bool:
+    """True when the slab's species-height profile along ``axis`` is not its own mirror image (a Janus stack).
+
+    Any operation turning a slab over (mirror, in-plane two-fold axis, inversion) mirrors this profile, so an
+    asymmetric profile means a net dipole along ``axis``.
+    """
+    centre = slab_centre(structure, axis)
+    height = structure.lattice.abc[axis]
+    offsets = (np.mod(structure.frac_coords[:, axis] - centre + 0.5, 1.0) - 0.5) * height
+    species = [site.specie.symbol for site in structure]
+    profile = sorted(zip(species, np.round(offsets / tol).astype(int).tolist(), strict=True))
+    mirrored = sorted(zip(species, np.round(-offsets / tol).astype(int).tolist(), strict=True))
+    return profile != mirrored
+
+
+def slab_incar(structure: Structure, vacuum: Sequence[int], run: RunSettings) -> dict:
+    """INCAR changes for a slab (exactly one vacuum direction): fixed out-of-plane cell, dipole correction if polar."""
+    if len(vacuum) != 1:
+        return {} if not vacuum else {"ISIF": 2}  # wires and molecules: ions only
+    axis = vacuum[0]
+    if _version(run.vasp_version) >= (6, 4):
+        incar: dict = {"ISIF": 3, "LATTICE_CONSTRAINTS": [a != axis for a in range(3)]}
+    else:
+        warnings.warn(
+            f"VASP {run.vasp_version} has no LATTICE_CONSTRAINTS (6.4+): relaxing the ions only (ISIF = 2) so the "
+            "vacuum of the slab is not relaxed away", stacklevel=3,
+        )  # fmt: skip
+        incar = {"ISIF": 2}
+    if is_polar_slab(structure, axis):
+        dipol = [0.5, 0.5, 0.5]
+        dipol[axis] = round(slab_centre(structure, axis), 6)
+        incar.update(IDIPOL=axis + 1, LDIPOL=True, DIPOL=dipol)
+    return incar
+
+
 def preset_inputs(preset: str, structure: Structure, run: RunSettings | None = None) -> tuple[dict, Kpoints]:
-    """INCAR settings and k-points that ``preset`` prescribes for ``structure``."""
+    """INCAR settings and k-points that ``preset`` prescribes for ``structure`` (slab settings when it is one)."""
     run = run or RunSettings()
     vacuum = vacuum_directions(structure, run.vacuum_gap)
     if preset == "condition-cdvae-plus":
-        return dict(_CONDITION_CDVAE_PLUS_INCAR), _density_mesh(structure, _CONDITION_CDVAE_PLUS_KPPVOL, vacuum)
-    if preset == "crysvcd":
+        incar, kpoints = dict(_CONDITION_CDVAE_PLUS_INCAR), _density_mesh(structure, _CONDITION_CDVAE_PLUS_KPPVOL, vacuum)
+    elif preset == "crysvcd":
         enmax = potcar_enmax(potcar_symbols(structure), run.enmax)
         incar = dict(_CRYSVCD_INCAR, ENCUT=round(_CRYSVCD_ENCUT_FACTOR * max(enmax.values()), 3))
-        return incar, gamma_mesh(structure, _CRYSVCD_KSPACING, vacuum)
-    raise InputError(f"unknown DFT preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        kpoints = gamma_mesh(structure, _CRYSVCD_KSPACING, vacuum)
+    else:
+        raise InputError(f"unknown DFT preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return incar | slab_incar(structure, vacuum, run), kpoints
 
 
 def relax_maker(

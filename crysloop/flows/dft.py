@@ -15,7 +15,7 @@ from crysloop.tasks.dft import queue_dft_jobs, recover_dead_jobs, relax_dft_job,
 
 
 def _run_settings(run: RunSettings | None) -> RunSettings:
-    return run if run is not None else RunSettings(vasp_cmd=get_settings().vasp_cmd)
+    return run if run is not None else RunSettings(vasp_cmd=get_settings().vasp_cmd, vasp_version=get_settings().vasp_version)
 
 
 def _report(campaign: str | None, key: str) -> DFTMetrics:

@@ -270,7 +270,28 @@ class KappaResult(me.Document):
     }
 
 
+class VdwRecord(me.Document):
+    """One relaxation of a van der Waals dataset build: an elemental reference, a monolayer or a bilayer."""
+
+    build = me.StringField(required=True)  # potential and settings of the build, see crysloop.vdw.build.BuildConfig.key
+    kind = me.StringField(required=True, choices=("reference", "monolayer", "bilayer"))
+    name = me.StringField(required=True)  # element, monolayer name or stacking key
+    formula = me.StringField()
+    status = me.StringField(default="ok", choices=("ok", "failed"))
+    error = me.StringField()
+    converged = me.BooleanField()
+    steps = me.IntField()
+    energy = me.FloatField()  # eV, whole cell
+    structure = me.DictField()  # relaxed, pymatgen Structure.as_dict()
+    extra = me.DictField()  # e.g. energies of the isolated layers of a bilayer
+    stacking = me.DictField()
+    wall_time_s = me.FloatField()
+    created_at = me.DateTimeField(default=utcnow)
+
+    meta = {"collection": "vdw_records", "indexes": [{"fields": ["build", "kind", "name"], "unique": True}]}
+
+
 ALL_DOCUMENTS = (
     Campaign, Round, ModelCheckpoint, GeneratedComposition, Candidate, RoundSample, ScreeningResult, HullReference, DFTJob,
-    KappaResult,
+    KappaResult, VdwRecord,
 )  # fmt: skip

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     mlip: str = Field(default="mattersim-1m", description="Default potential: mattersim-1m (sevenn-l3i5 when its weights are absent), mattersim-5m, sevenn-l3i5, sevenn-0 or chgnet.")
     device: str = Field(default="auto", description="torch device for models and potentials: auto, cpu, cuda[:N].")
     vasp_cmd: str = Field(default="vasp_std", description="Command custodian runs for VASP.")
+    vasp_version: str = Field(
+        default="6.4", description="VASP version; below 6.4 slabs relax ions only (no LATTICE_CONSTRAINTS)."
+    )
 
     @property
     def cache_dir(self) -> Path:

@@ -37,6 +37,7 @@ class RelaxConfig:
     steps: int = 500
     optimizer: str = "FIRE"
     relax_cell: bool = True
+    cell_mask: tuple[int, ...] | None = None  # Voigt strain components the cell filter may change; None = all
     timeout_s: float = 600.0  # per structure: its own steps plus its share of each batched evaluation
     max_volume_ratio: float = 4.0  # final / initial volume beyond this (or below its inverse) is an explosion
     min_distance: float = 0.5  # A; closer atoms mean a collapsed structure
@@ -101,7 +102,7 @@ class _Relaxation:
         if config.fix_symmetry:
             self.atoms.set_constraint(FixSymmetry(self.atoms, symprec=1e-4))
         self.initial_volume = self.atoms.get_volume()
-        target = FrechetCellFilter(self.atoms) if config.relax_cell else self.atoms
+        target = FrechetCellFilter(self.atoms, mask=config.cell_mask) if config.relax_cell else self.atoms
         self.optimizer = OPTIMIZERS[config.optimizer.upper()](target, logfile=None)
         self.optimizer.fmax = config.fmax
         self.elapsed = 0.0  # own share of wall time: batch evaluations split among their members, plus own steps
