@@ -58,8 +58,9 @@ def test_bilayer_has_two_layers_gap_vacuum_and_registry():
     assert np.allclose(bilayer.lattice.matrix[2, :2], 0) and bilayer.lattice.matrix[2, 2] > 0  # c along z
     assert bilayer.lattice.a == pytest.approx(0.5 * (lower.lattice.a + upper.lattice.a))
     # AB: the upper metals sit over (1/3, 2/3) of the lower metals' column
-    metals_low = [s.frac_coords[:2] for s, lay in zip(bilayer, bilayer.site_properties["layer"]) if lay == 0 and s.specie.symbol == "Ga"]
-    metals_up = [s.frac_coords[:2] for s, lay in zip(bilayer, bilayer.site_properties["layer"]) if lay == 1 and s.specie.symbol == "In"]
+    layer = bilayer.site_properties["layer"]
+    metals_low = [s.frac_coords[:2] for s, lay in zip(bilayer, layer) if lay == 0 and s.specie.symbol == "Ga"]
+    metals_up = [s.frac_coords[:2] for s, lay in zip(bilayer, layer) if lay == 1 and s.specie.symbol == "In"]
     shift = np.mod(metals_up[0] - metals_low[0], 1.0)
     assert np.allclose(shift, [1 / 3, 2 / 3], atol=1e-6)
 

@@ -197,7 +197,8 @@ def _category(n_layers: int, gaps: list[float], vacuum: float, criteria: LayerCr
     return "proper_bilayer"
 
 
-def require_layered(structures: Sequence[Structure], what: str, criteria: LayerCriteria = LayerCriteria()) -> list[LayerAnalysis]:
+def require_layered(structures: Sequence[Structure], what: str,
+                    criteria: LayerCriteria = LayerCriteria()) -> list[LayerAnalysis]:  # fmt: skip
     """Analyses of ``structures``; a structure without a vacuum gap along c is an ``InputError`` naming it."""
     analyses = []
     for index, structure in enumerate(structures):
