@@ -104,3 +104,16 @@ def test_unknown_twists_are_input_errors():
         stackings("Se-Ga-Ga-Se", "Se-Ga-Ga-Se", twists=["sqrt3"])
     with pytest.raises(InputError, match="sqrt5"):
         stackings("Se-Ga-Ga-Se", "Se-Ga-Ga-Se", twists=["sqrt5"])
+
+
+def test_per_pair_spreads_a_subset_over_the_pairs():
+    from crysloop.vdw.build import BuildConfig, candidate_bilayers
+
+    mono = {m.name: m.structure() for m in select_monolayers(["Ga", "In", "Se"])}  # GaSe, InSe, GaInSe2
+    every = candidate_bilayers(BuildConfig(elements=("Ga", "In", "Se")), mono, progress=False)
+    spread = candidate_bilayers(BuildConfig(elements=("Ga", "In", "Se"), per_pair=2), mono, progress=False)
+    pairs = Counter(frozenset((s.lower, s.upper)) for s, _ in spread)
+    assert len(pairs) == 6 and set(pairs.values()) == {2}
+    assert {s.key for s, _ in spread} < {s.key for s, _ in every}
+    again = candidate_bilayers(BuildConfig(elements=("Ga", "In", "Se"), per_pair=2), mono, progress=False)
+    assert [s.key for s, _ in again] == [s.key for s, _ in spread]  # seeded

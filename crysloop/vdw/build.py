@@ -64,6 +64,7 @@ class BuildConfig:
     twists: tuple[str, ...] = ()
     elements: tuple[str, ...] = ()
     max_bilayers: int | None = None
+    per_pair: int | None = None  # keep this many random stackings of each pair: a small subset spread over pairs
     seed: int = 0
     device: str | None = None
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
@@ -76,8 +77,8 @@ class BuildConfig:
         check_twists(self.twists)
         if self.fmax <= 0 or self.steps < 1 or self.gap <= 0 or self.vacuum < 15.0:
             raise InputError("fmax and gap must be positive, steps at least 1 and vacuum at least 15 A")
-        if self.max_bilayers is not None and self.max_bilayers < 1:
-            raise InputError("max_bilayers must be at least 1")
+        if (self.max_bilayers is not None and self.max_bilayers < 1) or (self.per_pair is not None and self.per_pair < 1):
+            raise InputError("max_bilayers and per_pair must be at least 1")
         select_monolayers(list(self.elements))  # an element outside III-VI fails here, before any work
 
     @property
@@ -220,13 +221,18 @@ def relaxed_monolayers(config: BuildConfig, layers: Sequence[Monolayer], progres
 
 def candidate_bilayers(config: BuildConfig, monolayers: dict[str, Structure],
                        progress: bool = True) -> list[tuple[Stacking, Structure]]:  # fmt: skip
-    """Distinct bilayers of the monolayer pairs, pairs taken in a seeded random order until ``max_bilayers``."""
+    """Distinct bilayers of the monolayer pairs, pairs taken in a seeded random order until ``max_bilayers``.
+
+    With ``per_pair``, a seeded random choice of that many distinct stackings of each pair.
+    """
     names = sorted(monolayers)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i:]]
-    random.Random(config.seed).shuffle(pairs)
+    rng = random.Random(config.seed)
+    rng.shuffle(pairs)
     chosen: list[tuple[Stacking, Structure]] = []
     for first, second in tqdm(pairs, desc="stacking pairs", unit="pair", disable=not progress):
-        chosen += pair_bilayers(monolayers, first, second, config.twists, config.gap, config.vacuum)
+        distinct = pair_bilayers(monolayers, first, second, config.twists, config.gap, config.vacuum)
+        chosen += distinct if config.per_pair is None else rng.sample(distinct, min(config.per_pair, len(distinct)))
         if config.max_bilayers is not None and len(chosen) >= config.max_bilayers:
             return chosen[: config.max_bilayers]
     return chosen
