@@ -15,7 +15,6 @@ from crysloop.cli import kappa
 from crysloop.cli import structures
 from crysloop.cli import compositions
 from crysloop.cli import screen
-from crysloop.cli import vdw
 
 app = typer.Typer(
     name="crysloop",
@@ -24,7 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-vdw.register(data.app)
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
 demo.register(app)
