@@ -107,11 +107,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     manifest = json.loads((args.subset / "manifest.json").read_text())
-    records = [r for split in ("train", "val", "test") for r in read_structures(args.subset / f"{split}.csv.gz", progress=False)]
+    records = [r for split in ("train", "val", "test")
+               for r in read_structures(args.subset / f"{split}.csv.gz", progress=False)]  # fmt: skip
     categories = [analyse_layers(r.structure).category for r in records]
     stackings, distinct, agree = count_distinct_bilayers()
     keys = ("formation_energy_per_atom", "binding_energy", "interlayer_distance", "strain_lower", "strain_upper")
-    ranges = {k: [round(min(r.properties[k] for r in records), 4), round(max(r.properties[k] for r in records), 4)] for k in keys}
+    ranges = {k: [round(min(r.properties[k] for r in records), 4), round(max(r.properties[k] for r in records), 4)]
+              for k in keys}  # fmt: skip
     result = {
         "bilayers": len(records),
         "splits": manifest["splits"],

@@ -73,6 +73,12 @@ def test_layer_aware_novelty_reports_false_novelty():
     for key in ("same_stacking", "restacked", "new_pair"):
         assert metrics[f"layered/novel_{key}"] == pytest.approx(1 / 3)
     assert metrics["layered/false_novelty"] == pytest.approx(2 / 3)
+    assert metrics["layered/novel_stacking"] == pytest.approx(2 / 3)
+    assert metrics["layered/structure_matcher_missed"] == 0
+    # StructureMatcher's default tolerances equate the AA and AB stackings of a vacuum-padded GaSe bilayer
+    missed = layered_metrics([bilayer(GASE, GASE, registry="AA", flip_upper=False)], known)
+    assert missed["layered/structure_matcher_novel"] == 0
+    assert missed["layered/novel_stacking"] == 1 and missed["layered/structure_matcher_missed"] == 1
     with pytest.raises(InputError, match="none of the generated"):
         layered_metrics([SILICON], known)
 

@@ -58,8 +58,9 @@ def test_bilayer_has_two_layers_gap_vacuum_and_registry():
     assert np.allclose(bilayer.lattice.matrix[2, :2], 0) and bilayer.lattice.matrix[2, 2] > 0  # c along z
     assert bilayer.lattice.a == pytest.approx(0.5 * (lower.lattice.a + upper.lattice.a))
     # AB: the upper metals sit over (1/3, 2/3) of the lower metals' column
-    metals_low = [s.frac_coords[:2] for s, lay in zip(bilayer, bilayer.site_properties["layer"]) if lay == 0 and s.specie.symbol == "Ga"]
-    metals_up = [s.frac_coords[:2] for s, lay in zip(bilayer, bilayer.site_properties["layer"]) if lay == 1 and s.specie.symbol == "In"]
+    layer = bilayer.site_properties["layer"]
+    metals_low = [s.frac_coords[:2] for s, lay in zip(bilayer, layer) if lay == 0 and s.specie.symbol == "Ga"]
+    metals_up = [s.frac_coords[:2] for s, lay in zip(bilayer, layer) if lay == 1 and s.specie.symbol == "In"]
     shift = np.mod(metals_up[0] - metals_low[0], 1.0)
     assert np.allclose(shift, [1 / 3, 2 / 3], atol=1e-6)
 
@@ -103,3 +104,16 @@ def test_unknown_twists_are_input_errors():
         stackings("Se-Ga-Ga-Se", "Se-Ga-Ga-Se", twists=["sqrt3"])
     with pytest.raises(InputError, match="sqrt5"):
         stackings("Se-Ga-Ga-Se", "Se-Ga-Ga-Se", twists=["sqrt5"])
+
+
+def test_per_pair_spreads_a_subset_over_the_pairs():
+    from crysloop.vdw.build import BuildConfig, candidate_bilayers
+
+    mono = {m.name: m.structure() for m in select_monolayers(["Ga", "In", "Se"])}  # GaSe, InSe, GaInSe2
+    every = candidate_bilayers(BuildConfig(elements=("Ga", "In", "Se")), mono, progress=False)
+    spread = candidate_bilayers(BuildConfig(elements=("Ga", "In", "Se"), per_pair=2), mono, progress=False)
+    pairs = Counter(frozenset((s.lower, s.upper)) for s, _ in spread)
+    assert len(pairs) == 6 and set(pairs.values()) == {2}
+    assert {s.key for s, _ in spread} < {s.key for s, _ in every}
+    again = candidate_bilayers(BuildConfig(elements=("Ga", "In", "Se"), per_pair=2), mono, progress=False)
+    assert [s.key for s, _ in again] == [s.key for s, _ in spread]  # seeded

@@ -17,7 +17,6 @@ from crysloop.cli import structures
 from crysloop.cli import compositions
 from crysloop.cli import screen
 from crysloop.cli import cdvae
-from crysloop.cli import vdw
 
 app = typer.Typer(
     name="crysloop",
@@ -26,7 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-vdw.register(data.app)
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
 demo.register(app)

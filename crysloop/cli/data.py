@@ -7,11 +7,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crysloop.cli import vdw
 from crysloop.data.datasets import KNOWN_DATASETS, SPLITS, fetch_dataset, load_dataset
 from crysloop.errors import InputError
 
-app = typer.Typer(help="Datasets: fetch, inspect, ingest.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: fetch, inspect, ingest, build the vdW bilayer set.", no_args_is_help=True)
 console = Console()
+vdw.register(app)
 
 
 @app.command()

@@ -22,6 +22,7 @@ def build_vdw(
     damping: str = typer.Option("zero", help="D3 damping: zero (as the paper's DFT-D3), bj, zerom or bjm."),
     elements: str = typer.Option(None, help="Only monolayers of these elements, e.g. Ga,In,Se (default: all 45)."),
     max_bilayers: int = typer.Option(None, "--max-bilayers", help="Stop after this many distinct bilayers."),
+    per_pair: int = typer.Option(None, "--per-pair", help="Random distinct stackings kept per pair (spread a subset)."),
     twist: str = typer.Option(None, help="Add commensurate twisted cells, e.g. sqrt7,sqrt13."),
     fmax: float = typer.Option(0.05, help="Force threshold of every relaxation (eV/A)."),
     steps: int = typer.Option(300, help="Step limit of every relaxation."),
@@ -51,7 +52,8 @@ def build_vdw(
         raise InputError(f"--executor/--workers: {exc.errors()[0]['msg']}") from None
     config = BuildConfig(
         mlip=check_mlip_name(mlip), damping=damping, fmax=fmax, steps=steps, gap=gap, vacuum=vacuum,
-        twists=_items(twist), elements=_items(elements), max_bilayers=max_bilayers, seed=seed, device=device,
+        twists=_items(twist), elements=_items(elements), max_bilayers=max_bilayers, per_pair=per_pair, seed=seed,
+        device=device,
         executor=executor_config,
     )  # fmt: skip
     command = "crysloop " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])

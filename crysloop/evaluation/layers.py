@@ -197,7 +197,8 @@ def _category(n_layers: int, gaps: list[float], vacuum: float, criteria: LayerCr
     return "proper_bilayer"
 
 
-def require_layered(structures: Sequence[Structure], what: str, criteria: LayerCriteria = LayerCriteria()) -> list[LayerAnalysis]:
+def require_layered(structures: Sequence[Structure], what: str,
+                    criteria: LayerCriteria = LayerCriteria()) -> list[LayerAnalysis]:  # fmt: skip
     """Analyses of ``structures``; a structure without a vacuum gap along c is an ``InputError`` naming it."""
     analyses = []
     for index, structure in enumerate(structures):
@@ -215,7 +216,10 @@ def layered_metrics(generated: Sequence[Structure], known: Sequence[Structure], 
 
     Among the proper bilayers that StructureMatcher finds in no known structure: ``same_stacking`` repeat a known
     stacking (same layers, flips, rotation, registry), ``restacked`` only re-stack a known pair of layers, and
-    ``new_pair`` combine layers never paired before; the first two are false novelty.
+    ``new_pair`` combine layers never paired before; the first two are false novelty. ``novel_stacking`` is the
+    layer-aware novelty (a stacking, or for non-1x1 cells a pair of layers, absent from ``known``), and
+    ``structure_matcher_missed`` the new stackings StructureMatcher matched to a known bilayer anyway (its
+    tolerances, scaled by the vacuum-inflated volume per atom, can equate AA with AB).
     """
     if not generated:
         raise InputError("--layered: no generated structures")
@@ -235,11 +239,14 @@ def layered_metrics(generated: Sequence[Structure], known: Sequence[Structure], 
     known_stackings = {a.stacking for a in known_analyses if a.stacking}
     known_pairs = {a.pair for a in known_analyses if a.n_layers == 2}
     novel = {"same_stacking": 0, "restacked": 0, "new_pair": 0}
-    sm_novel = 0
+    sm_novel = new_stacking = sm_missed = 0
     for k in proper:
         structure, analysis = generated[k], analyses[k]
+        known_stacking = analysis.stacking in known_stackings if analysis.stacking else analysis.pair in known_pairs
+        new_stacking += not known_stacking
         candidates = known_by_formula.get(structure.composition.reduced_formula, [])
         if any(matcher.fit(structure, other) for other in candidates):
+            sm_missed += not known_stacking
             continue
         sm_novel += 1
         if analysis.stacking is not None and analysis.stacking in known_stackings:
@@ -248,8 +255,14 @@ def layered_metrics(generated: Sequence[Structure], known: Sequence[Structure], 
             novel["restacked"] += 1
         else:
             novel["new_pair"] += 1
-    metrics["layered/structure_matcher_novel"] = sm_novel / len(proper) if proper else None
+
+    def share(count: int) -> float | None:
+        return count / len(proper) if proper else None
+
+    metrics["layered/structure_matcher_novel"] = share(sm_novel)
     for key, value in novel.items():
-        metrics[f"layered/novel_{key}"] = value / len(proper) if proper else None
+        metrics[f"layered/novel_{key}"] = share(value)
     metrics["layered/false_novelty"] = (novel["same_stacking"] + novel["restacked"]) / sm_novel if sm_novel else None
+    metrics["layered/novel_stacking"] = share(new_stacking)
+    metrics["layered/structure_matcher_missed"] = share(sm_missed)
     return metrics

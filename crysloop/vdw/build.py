@@ -64,6 +64,7 @@ class BuildConfig:
     twists: tuple[str, ...] = ()
     elements: tuple[str, ...] = ()
     max_bilayers: int | None = None
+    per_pair: int | None = None  # keep this many random stackings of each pair: a small subset spread over pairs
     seed: int = 0
     device: str | None = None
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
@@ -76,8 +77,8 @@ class BuildConfig:
         check_twists(self.twists)
         if self.fmax <= 0 or self.steps < 1 or self.gap <= 0 or self.vacuum < 15.0:
             raise InputError("fmax and gap must be positive, steps at least 1 and vacuum at least 15 A")
-        if self.max_bilayers is not None and self.max_bilayers < 1:
-            raise InputError("max_bilayers must be at least 1")
+        if (self.max_bilayers is not None and self.max_bilayers < 1) or (self.per_pair is not None and self.per_pair < 1):
+            raise InputError("max_bilayers and per_pair must be at least 1")
         select_monolayers(list(self.elements))  # an element outside III-VI fails here, before any work
 
     @property
@@ -187,7 +188,8 @@ def _run(tasks: Sequence[tuple[str, tuple]], fn: Callable[..., dict], executor: 
 # --- the build, in stages, each resumable ------------------------------------------------------------------------
 
 
-def _relax_stage(kind: str, items: dict[str, Structure], in_plane: bool, config: BuildConfig, progress: bool) -> dict[str, dict]:
+def _relax_stage(kind: str, items: dict[str, Structure], in_plane: bool, config: BuildConfig,
+                 progress: bool) -> dict[str, dict]:  # fmt: skip
     """Relax references or monolayers not yet stored for this build, in this process; returns all records."""
     from crysloop.infra.vdw import save_record, stored_records
 
@@ -217,21 +219,31 @@ def relaxed_monolayers(config: BuildConfig, layers: Sequence[Monolayer], progres
     return {name: Structure.from_dict(r["structure"]) for name, r in records.items() if r["status"] == "ok"}
 
 
-def candidate_bilayers(config: BuildConfig, monolayers: dict[str, Structure], progress: bool = True) -> list[tuple[Stacking, Structure]]:
-    """Distinct bilayers of the monolayer pairs, pairs taken in a seeded random order until ``max_bilayers``."""
+def candidate_bilayers(config: BuildConfig, monolayers: dict[str, Structure],
+                       progress: bool = True) -> list[tuple[Stacking, Structure]]:  # fmt: skip
+    """Distinct bilayers of the monolayer pairs, pairs taken in a seeded random order until ``max_bilayers``.
+
+    With ``per_pair``, a seeded random choice of that many distinct stackings of each pair.
+    """
     names = sorted(monolayers)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i:]]
-    random.Random(config.seed).shuffle(pairs)
+    rng = random.Random(config.seed)
+    rng.shuffle(pairs)
     chosen: list[tuple[Stacking, Structure]] = []
     for first, second in tqdm(pairs, desc="stacking pairs", unit="pair", disable=not progress):
-        chosen += pair_bilayers(monolayers, first, second, config.twists, config.gap, config.vacuum)
+        distinct = pair_bilayers(monolayers, first, second, config.twists, config.gap, config.vacuum)
+        chosen += distinct if config.per_pair is None else rng.sample(distinct, min(config.per_pair, len(distinct)))
         if config.max_bilayers is not None and len(chosen) >= config.max_bilayers:
             return chosen[: config.max_bilayers]
     return chosen
 
 
-def relax_bilayers(config: BuildConfig, candidates: Sequence[tuple[Stacking, Structure]], progress: bool = True) -> tuple[dict[str, dict], int, float]:
-    """Relax the bilayers not yet stored on the configured executor; returns all records, how many ran now and their wall time."""
+def relax_bilayers(config: BuildConfig, candidates: Sequence[tuple[Stacking, Structure]],
+                   progress: bool = True) -> tuple[dict[str, dict], int, float]:  # fmt: skip
+    """Relax the bilayers not yet stored, on the configured executor.
+
+    Returns the records of all ``candidates``, how many were relaxed now and the wall time that took.
+    """
     from crysloop.infra.vdw import save_record, stored_records
 
     records = stored_records(config.key, "bilayer")
@@ -292,7 +304,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _ranges(rows: list[dict], keys: Sequence[str]) -> dict[str, list[float]]:
-    return {k: [round(float(min(r[k] for r in rows)), 4), round(float(max(r[k] for r in rows)), 4)] for k in keys} if rows else {}
+    return {k: [round(float(min(r[k] for r in rows)), 4), round(float(max(r[k] for r in rows)), 4)] for k in keys}
 
 
 def build_dataset(config: BuildConfig, out_dir: str | Path, progress: bool = True, command: str = "") -> BuildSummary:
@@ -309,6 +321,8 @@ def build_dataset(config: BuildConfig, out_dir: str | Path, progress: bool = Tru
         candidates = candidate_bilayers(config, monolayers, progress)
         records, summary.relaxed_now, wall = relax_bilayers(config, candidates, progress)
     ok = {name: r for name, r in records.items() if r["status"] == "ok"}
+    if not ok:
+        raise CrysloopError(f"none of the {len(records)} bilayer relaxations succeeded; see the vdw_records errors")
     rows = [bilayer_row(r, mu, monolayers) for r in ok.values()]
     summary.bilayers, summary.failed = len(rows), len(records) - len(ok)
     summary.seconds_per_bilayer = wall / summary.relaxed_now if summary.relaxed_now else None
@@ -316,17 +330,18 @@ def build_dataset(config: BuildConfig, out_dir: str | Path, progress: bool = Tru
                                           "strain_lower", "strain_upper"))  # fmt: skip
     summary.splits = write_dataset(rows, list(ok), out_dir, config.seed)
     manifest = {
-        "command": command, "config": asdict(config) | {"key": config.key, "executor": config.executor.model_dump()},
-        "bilayers": summary.bilayers,
-        "failed": summary.failed, "monolayers": len(monolayers), "chemical_potentials_eV_per_atom": mu,
+        "command": command,
+        "config": asdict(config) | {"key": config.key, "executor": config.executor.model_dump()},
+        "bilayers": summary.bilayers, "failed": summary.failed, "monolayers": len(monolayers),
+        "chemical_potentials_eV_per_atom": mu,
         "label_units": {"formation_energy_per_atom": "eV/atom", "binding_energy": "meV/A^2 (< 0 bound)",
                         "interlayer_distance": "A", "strain_lower": "fraction", "strain_upper": "fraction"},
         "label_ranges": summary.label_ranges, "converged": sum(r["converged"] for r in rows),
         "seconds_per_bilayer_this_run": summary.seconds_per_bilayer, "relaxed_this_run": summary.relaxed_now,
         "relax_seconds_per_bilayer_recorded": _mean([r["wall_time_s"] for r in ok.values()]),
         "relax_steps_per_bilayer": _mean([r["steps"] for r in ok.values()]),
-        "splits": {split: part["rows"] for split, part in summary.splits.items()}, "files": {
-            split: Path(part["path"]).name for split, part in summary.splits.items()},
+        "splits": {split: part["rows"] for split, part in summary.splits.items()},
+        "files": {split: Path(part["path"]).name for split, part in summary.splits.items()},
     }  # fmt: skip
     summary.manifest = str(out_dir / "manifest.json")
     Path(summary.manifest).write_text(json.dumps(manifest, indent=2) + "\n")
