@@ -1,0 +1,93 @@
+"""EquiformerV2-style network: forward+backward time per batch of MP-20 crystals on CPU, per preset, with the graph
+size, the average degree of the capped graph and the measured rotation-equivariance error. Times are CPU seconds
+of this process (robust on a shared machine) and wall seconds; the first pass is a warm-up.
+
+Usage: python benchmarks/equiformer.py [--presets cpu-small paper] [--batch-size 32] [--repeats 3] [--threads 1]
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from e3nn import o3
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from crysloop.data.datasets import read_structures  # noqa: E402
+from crysloop.models.equiformer import EquiformerConfig, EquiformerV2, average_degree, graph_readout  # noqa: E402
+
+
+def _batch(structures) -> tuple[torch.Tensor, ...]:
+    z = torch.tensor([site.specie.Z for s in structures for site in s])
+    feats = torch.nn.functional.one_hot(z - 1, 100).float()
+    frac = torch.tensor(np.concatenate([s.frac_coords for s in structures]), dtype=torch.float32)
+    lattice = torch.tensor(np.stack([s.lattice.matrix for s in structures]), dtype=torch.float32)
+    batch = torch.repeat_interleave(torch.arange(len(structures)), torch.tensor([len(s) for s in structures]))
+    return feats, frac, lattice, batch
+
+
+def _rotation_error(network: EquiformerV2, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype) -> dict[str, float]:
+    """Largest deviation from invariance (scalars) and equivariance (vectors) relative to the largest output."""
+    network = network.to(dtype).eval()
+    feats, frac, lattice, batch = (t.to(dtype) if t.is_floating_point() else t for t in inputs)
+    rotation = o3.angles_to_matrix(*torch.tensor([0.9, 2.1, 4.0], dtype=dtype))
+    with torch.no_grad():
+        s0, v0 = network(feats, frac, lattice, batch)
+        s1, v1 = network(feats, frac, lattice @ rotation.T, batch)
+    return {"scalars": float((s1 - s0).abs().max() / s0.abs().max()),
+            "vectors": float((v1 - v0 @ rotation.T).abs().max() / v0.abs().max())}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["cpu-small", "paper"])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "mp_20_sample" / "train.csv.gz")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    records = read_structures(args.data, progress=False)
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(0))[: args.batch_size].tolist()
+    structures = [records[i].structure for i in order]
+    inputs = _batch(structures)
+    result: dict[str, object] = {"batch_size": args.batch_size, "atoms": int(len(inputs[0])), "threads": args.threads,
+                                 "data": args.data.name}  # fmt: skip
+    for name in args.presets:
+        config = EquiformerConfig.preset(name)
+        degree = average_degree(inputs[1], inputs[2], torch.bincount(inputs[3]), config.cutoff, config.max_neighbors,
+                                config.neighbor_tolerance)  # fmt: skip
+        torch.manual_seed(0)
+        network = EquiformerV2(config, num_species=100, cond_dim=256).train()
+        cond = torch.randn(args.batch_size, 256)
+        wall, cpu = [], []
+        for _ in range(args.repeats + 1):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            scalars, vectors = network(*inputs, cond=cond)
+            loss = graph_readout(scalars, inputs[3], args.batch_size).pow(2).mean() + vectors.pow(2).mean()
+            loss.backward()
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        encoder = EquiformerV2(config, num_species=100, cond_dim=0)
+        result[name] = {
+            "params": sum(p.numel() for p in network.parameters()),
+            "avg_degree": round(degree, 2),
+            "forward_backward_cpu_s": round(float(np.median(cpu[1:])), 3),
+            "forward_backward_wall_s": round(float(np.median(wall[1:])), 3),
+            "rotation_error_float32": _rotation_error(encoder, inputs, torch.float32),
+            "rotation_error_float64": _rotation_error(encoder, inputs, torch.float64),
+        }
+        print(name, result[name], flush=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
