@@ -149,3 +149,39 @@ def test_short_cell_gets_all_images():
     assert graph.edge_index.shape[1] == len(centres)
     assert np.allclose(np.sort(graph.distances.numpy()), np.sort(distances))
     assert graph.cell_offsets[:, 0].abs().max() >= 2  # images beyond the nearest one along the 3 A vector
+
+
+def test_float32_rotation_on_low_symmetry_cells():
+    torch.manual_seed(0)
+    network = EquiformerV2(EquiformerConfig.preset("cpu-small"), num_species=100).eval()
+    feats, frac, lattice, batch = (t.float() if t.is_floating_point() else t for t in _tensors(_cells()[2:]))
+    rotation = o3.angles_to_matrix(*torch.tensor([2.0, 0.7, 5.1]))
+    with torch.no_grad():
+        s0, v0 = network(feats, frac, lattice, batch)
+        s1, v1 = network(feats, frac, lattice @ rotation.T, batch)
+    assert torch.allclose(s1, s0, atol=1e-3) and torch.allclose(v1, v0 @ rotation.T, atol=1e-3)
+
+
+def test_drop_path_only_in_training(inputs):
+    torch.manual_seed(0)
+    config = EquiformerConfig.preset("tiny", drop_path_rate=0.5)
+    network = EquiformerV2(config, num_species=100, cond_dim=3).double()
+    network.eval()
+    with torch.no_grad():
+        first, second = network(*inputs)[0], network(*inputs)[0]
+        network.train()
+        torch.manual_seed(1)
+        dropped = network(*inputs)[0]
+    assert torch.equal(first, second) and not torch.allclose(first, dropped)
+
+
+def test_presets():
+    paper = EquiformerConfig.preset("paper")
+    assert (paper.num_layers, paper.channels, paper.lmax, paper.mmax, paper.num_heads) == (8, 128, 4, 2, 8)
+    assert (paper.cutoff, paper.max_neighbors) == (7.0, 20)
+    from crysloop.errors import InputError
+
+    with pytest.raises(InputError):
+        EquiformerConfig.preset("huge")
+    with pytest.raises(InputError):
+        EquiformerConfig.preset("tiny", mmax=3)

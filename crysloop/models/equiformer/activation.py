@@ -22,6 +22,26 @@ class SmoothLeakyReLU(nn.Module):
         return 0.5 * (1 + self.alpha) * x + 0.5 * (1 - self.alpha) * x * (2 * torch.sigmoid(x) - 1)
 
 
+class _GridSiLU(torch.autograd.Function):
+    """``from_grid @ silu(to_grid @ x)`` that keeps only ``x`` for the backward pass and recomputes the grid values:
+    the grid tensors (edges x grid points x channels) would otherwise dominate training memory."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, to_grid: torch.Tensor, from_grid: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, to_grid, from_grid)
+        grid = torch.einsum("gk,...kc->...gc", to_grid, x)
+        return torch.einsum("kg,...gc->...kc", from_grid, torch.nn.functional.silu(grid))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        x, to_grid, from_grid = ctx.saved_tensors
+        grid = torch.einsum("gk,...kc->...gc", to_grid, x)
+        sig = torch.sigmoid(grid)
+        grad_grid = torch.einsum("kg,...kc->...gc", from_grid, grad) * sig * (1 + grid * (1 - sig))
+        return torch.einsum("gk,...gc->...kc", to_grid, grad_grid), None, None
+
+
 class SeparableS2Activation(nn.Module):
     """Point-wise SiLU on a (resolution x resolution+1) spherical grid for the given coefficient subset."""
 
@@ -41,7 +61,5 @@ class SeparableS2Activation(nn.Module):
 
     def forward(self, scalars: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``scalars`` (..., C) and ``x`` (..., K', C) -> (..., K', C); coefficient 0 must be l=0."""
-        dtype = x.dtype
-        grid = torch.einsum("gk,...kc->...gc", self.to_grid.to(dtype), x)
-        out = torch.einsum("kg,...gc->...kc", self.from_grid.to(dtype), F.silu(grid))
+        out = _GridSiLU.apply(x, self.to_grid.to(x.dtype), self.from_grid.to(x.dtype))
         return torch.cat([F.silu(scalars).unsqueeze(-2), out[..., 1:, :]], dim=-2)

@@ -43,7 +43,7 @@ class EquiformerConfig:
             "paper": {},
             "cpu-small": {"num_layers": 2, "channels": 32, "lmax": 2, "mmax": 1, "num_heads": 2,
                           "attn_hidden_channels": 16, "attn_alpha_channels": 8, "attn_value_channels": 8,
-                          "ffn_hidden_channels": 32, "edge_channels": 32, "num_rbf": 32, "grid_resolution": 10,
+                          "ffn_hidden_channels": 32, "edge_channels": 32, "num_rbf": 32, "grid_resolution": 8,
                           "drop_path_rate": 0.0},
             "tiny": {"num_layers": 2, "channels": 8, "lmax": 2, "mmax": 1, "num_heads": 2,
                      "attn_hidden_channels": 8, "attn_alpha_channels": 4, "attn_value_channels": 4,
