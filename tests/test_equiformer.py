@@ -86,6 +86,9 @@ def test_permutation(network, inputs, reference):
         scalars, vectors = network(feats[perm], frac[perm], lattice, batch[perm], cond)
     assert torch.allclose(scalars, reference[0][perm], atol=TOL)
     assert torch.allclose(vectors, reference[1][perm], atol=TOL)
+    shuffled = torch.randperm(len(batch), generator=torch.Generator().manual_seed(5))
+    with pytest.raises(ValueError, match="grouped by crystal"):
+        network(feats[shuffled], frac[shuffled], lattice, batch[shuffled], cond)
 
 
 def test_translation(network, inputs, reference):

@@ -102,6 +102,8 @@ class EquiformerV2(nn.Module):
         c = self.config
         if (cond is None) != (self.cond_dim == 0):
             raise ValueError(f"EquiformerV2 built with cond_dim={self.cond_dim} got cond={cond is not None}")
+        if bool((batch[1:] < batch[:-1]).any()):
+            raise ValueError("EquiformerV2 needs the atoms grouped by crystal (batch sorted)")
         dtype = self.atom_embedding.weight.dtype
         atom_feats, frac_coords, lattice = atom_feats.to(dtype), frac_coords.to(dtype), lattice.to(dtype)
         num_graphs = lattice.shape[0]
