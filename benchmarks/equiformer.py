@@ -1,6 +1,7 @@
-"""EquiformerV2-style network: forward+backward time per batch of MP-20 crystals on CPU, per preset, with the graph
-size, the average degree of the capped graph and the measured rotation-equivariance error. Times are CPU seconds
-of this process (robust on a shared machine) and wall seconds; the first pass is a warm-up.
+"""EquiformerV2-style network: forward+backward time (training) and forward time without gradients (sampling) per
+batch of MP-20 crystals on CPU, per preset, with the average degree of the capped graph and the measured
+rotation-equivariance error. Times are CPU seconds of this process (robust on a shared machine) and wall seconds;
+the first pass is a warm-up.
 
 Usage: python benchmarks/equiformer.py [--presets cpu-small paper] [--batch-size 32] [--repeats 3] [--threads 1]
                                      [--micro-batch paper=4]
@@ -86,12 +87,21 @@ def main() -> None:
                 loss.backward()
             wall.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
+        network.eval()
+        forward_cpu = []
+        with torch.no_grad():
+            for _ in range(args.repeats + 1):
+                start_cpu = time.process_time()
+                for chunk, chunk_cond in zip(chunks, cond.split(micro)):
+                    network(*_batch(chunk), cond=chunk_cond)
+                forward_cpu.append(time.process_time() - start_cpu)
         encoder = EquiformerV2(config, num_species=100, cond_dim=0)
         result[name] = {
             "params": sum(p.numel() for p in network.parameters()),
             "avg_degree": round(degree, 2),
             "forward_backward_cpu_s": round(float(np.median(cpu[1:])), 3),
             "forward_backward_wall_s": round(float(np.median(wall[1:])), 3),
+            "forward_only_cpu_s": round(float(np.median(forward_cpu[1:])), 3),
             "micro_batch": micro,
             "rotation_error_float32": _rotation_error(encoder, _batch(chunks[0]), torch.float32),
             "rotation_error_float64": _rotation_error(encoder, _batch(chunks[0]), torch.float64),

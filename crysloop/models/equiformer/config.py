@@ -47,7 +47,7 @@ class EquiformerConfig:
                           "drop_path_rate": 0.0},
             "tiny": {"num_layers": 2, "channels": 8, "lmax": 2, "mmax": 1, "num_heads": 2,
                      "attn_hidden_channels": 8, "attn_alpha_channels": 4, "attn_value_channels": 4,
-                     "ffn_hidden_channels": 8, "edge_channels": 8, "num_rbf": 8, "grid_resolution": 20,
+                     "ffn_hidden_channels": 8, "edge_channels": 8, "num_rbf": 8, "grid_resolution": 10,
                      "drop_path_rate": 0.0},
         }  # fmt: skip
         if name not in presets:
