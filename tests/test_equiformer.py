@@ -188,3 +188,14 @@ def test_presets():
         EquiformerConfig.preset("huge")
     with pytest.raises(InputError):
         EquiformerConfig.preset("tiny", mmax=3)
+    with pytest.raises(InputError):
+        EquiformerConfig.preset("tiny", grid_resolution=5)
+
+
+def test_separable_s2_activation_gradient():
+    from crysloop.models.equiformer.activation import SeparableS2Activation
+
+    activation = SeparableS2Activation(2, 8).double()
+    x = torch.randn(4, 9, 3, dtype=torch.float64, requires_grad=True)
+    scalars = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(activation, (scalars, x))

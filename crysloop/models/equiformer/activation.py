@@ -23,23 +23,23 @@ class SmoothLeakyReLU(nn.Module):
 
 
 class _GridSiLU(torch.autograd.Function):
-    """``from_grid @ silu(to_grid @ x)`` that keeps only ``x`` for the backward pass and recomputes the grid values:
-    the grid tensors (edges x grid points x channels) would otherwise dominate training memory."""
+    """``silu(x^T @ to_grid) @ from_grid``, transposed back, keeping only ``x`` for the backward pass and recomputing
+    the grid values: the grid tensors (edges x channels x grid points) would otherwise dominate training memory.
+    Channels lead the grid axis so that both products are single matrix multiplications."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, to_grid: torch.Tensor, from_grid: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, to_grid, from_grid)
-        grid = torch.einsum("gk,...kc->...gc", to_grid, x)
-        return torch.einsum("kg,...gc->...kc", from_grid, torch.nn.functional.silu(grid))
+        grid = x.transpose(-1, -2).contiguous() @ to_grid  # (..., C, G)
+        return (F.silu(grid) @ from_grid).transpose(-1, -2)  # (..., K', C)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         x, to_grid, from_grid = ctx.saved_tensors
-        grid = torch.einsum("gk,...kc->...gc", to_grid, x)
-        sig = torch.sigmoid(grid)
-        grad_grid = torch.einsum("kg,...kc->...gc", from_grid, grad) * sig * (1 + grid * (1 - sig))
-        return torch.einsum("gk,...gc->...kc", to_grid, grad_grid), None, None
+        grid = x.transpose(-1, -2).contiguous() @ to_grid
+        grad_grid = torch.ops.aten.silu_backward(grad.transpose(-1, -2).contiguous() @ from_grid.T, grid)
+        return (grad_grid @ to_grid.T).transpose(-1, -2), None, None
 
 
 class SeparableS2Activation(nn.Module):
@@ -56,8 +56,8 @@ class SeparableS2Activation(nn.Module):
             to_matrix = to_grid(torch.eye(size)).reshape(size, -1)  # (K, G)
             points = to_matrix.shape[1]
             from_matrix = from_grid(torch.eye(points).reshape(points, *grid))  # (G, K)
-        self.register_buffer("to_grid", to_matrix[index].T.contiguous(), persistent=False)  # (G, K')
-        self.register_buffer("from_grid", from_matrix[:, index].T.contiguous(), persistent=False)  # (K', G)
+        self.register_buffer("to_grid", to_matrix[index].contiguous(), persistent=False)  # (K', G)
+        self.register_buffer("from_grid", from_matrix[:, index].contiguous(), persistent=False)  # (G, K')
 
     def forward(self, scalars: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``scalars`` (..., C) and ``x`` (..., K', C) -> (..., K', C); coefficient 0 must be l=0."""

@@ -59,6 +59,8 @@ class EquiformerConfig:
             raise InputError(f"EquiformerV2 needs 0 <= mmax <= lmax, got lmax {self.lmax}, mmax {self.mmax}")
         if self.lmax < 1:
             raise InputError("EquiformerV2 needs lmax >= 1 to output l=1 vectors")
+        if self.grid_resolution % 2 or self.grid_resolution < 2 * (self.lmax + 1):
+            raise InputError(f"EquiformerV2 grid_resolution must be even and >= 2 (lmax + 1) = {2 * (self.lmax + 1)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, for checkpoints loaded with ``weights_only=True``."""
