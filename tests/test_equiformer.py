@@ -63,8 +63,11 @@ def test_shapes_and_gradients(network, inputs):
     scalars, vectors = network(feats, frac, lattice, batch, cond)
     channels = network.config.channels
     assert scalars.shape == (len(feats), channels) and vectors.shape == (len(feats), channels, 3)
+    network.zero_grad()
     (scalars.pow(2).sum() + vectors.pow(2).sum()).backward()
     assert torch.isfinite(lattice.grad).all() and lattice.grad.abs().sum() > 0
+    dead = [name for name, p in network.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not dead, f"parameters without gradient: {dead}"
     assert graph_readout(scalars, batch, 4).shape == (4, channels)
 
 
