@@ -202,3 +202,38 @@ def test_separable_s2_activation_gradient():
     x = torch.randn(4, 9, 3, dtype=torch.float64, requires_grad=True)
     scalars = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(activation, (scalars, x))
+
+
+def test_edge_rotation_turns_each_edge_onto_the_polar_axis():
+    from crysloop.models.equiformer.linear import edge_frame_index
+    from crysloop.models.equiformer.so2 import EdgeRotation
+
+    vectors = torch.randn(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    rotation = EdgeRotation(3, 3)(vectors)  # mmax = lmax keeps every coefficient: an orthogonal matrix per edge
+    full = torch.zeros(50, 16, 16, dtype=torch.float64)
+    full[:, edge_frame_index(3, 3)] = rotation
+    assert torch.allclose(full @ full.transpose(1, 2), torch.eye(16, dtype=torch.float64).expand(50, 16, 16))
+    local = (full[:, 1:4, 1:4] @ (vectors / vectors.norm(dim=1, keepdim=True))[:, :, None]).squeeze(-1)
+    assert torch.allclose(local, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64).expand(50, 3), atol=1e-12)
+    turned = torch.zeros(16, 16, dtype=torch.float64)
+    turned[edge_frame_index(3, 3)] = EdgeRotation(3, 3)(vectors[:1] @ o3.angles_to_matrix(
+        *torch.tensor([0.3, 1.2, 2.2], dtype=torch.float64)).T)[0]  # fmt: skip
+    wigner = o3.Irreps.spherical_harmonics(3).D_from_angles(*torch.tensor([0.3, 1.2, 2.2], dtype=torch.float64))
+    roll = turned @ wigner @ full[0].T  # the same edge, turned: frames differ only by a roll about the axis
+    assert torch.allclose(roll[0, 0], torch.tensor(1.0, dtype=torch.float64)) and abs(float(roll[2, 2]) - 1) < 1e-12
+
+
+def test_so2_convolution_commutes_with_rolls_about_the_edge():
+    from crysloop.models.equiformer.linear import edge_frame_index
+    from crysloop.models.equiformer.so2 import SO2Convolution
+
+    torch.manual_seed(0)
+    conv = SO2Convolution(3, 5, lmax=3, mmax=2, extra_scalars=4).double()
+    index = edge_frame_index(3, 2)
+    roll = o3.Irreps.spherical_harmonics(3).D_from_angles(*torch.tensor([0.9, 0.0, 0.0], dtype=torch.float64))
+    roll = roll[index][:, index]
+    x = torch.randn(7, len(index), 3, dtype=torch.float64)
+    radial = torch.randn(7, conv.radial_size, dtype=torch.float64)
+    out, extra = conv(x, radial)
+    out_rolled, extra_rolled = conv(roll @ x, radial)
+    assert torch.allclose(out_rolled, roll @ out) and torch.allclose(extra_rolled, extra)
