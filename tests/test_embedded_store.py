@@ -70,6 +70,18 @@ def test_dropped_collection_stays_dropped(tmp_path):
     assert "items" not in open_client(tmp_path, readonly=True)["db"].list_collection_names()
 
 
+def test_a_drop_interrupted_between_its_two_unlinks_stays_dropped(tmp_path):
+    client = open_client(tmp_path)
+    client["db"]["items"].insert_many([payload(i) for i in range(3)])
+    client.close()  # snapshot and journal of generation 1
+    (tmp_path / "db" / "items.json").unlink()  # the drop's compaction died before removing the journal
+    assert docs(tmp_path) == {}
+    writer = open_client(tmp_path)
+    writer["db"]["items"].insert_one(payload(7))
+    writer.close()
+    assert sorted(docs(tmp_path)) == [7]
+
+
 def test_a_write_costs_what_it_changed_not_the_collection_size(tmp_path):
     client = open_client(tmp_path)
     items = client["db"]["items"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from functools import lru_cache
 
 import mongoengine as me
 import mongomock
@@ -15,12 +16,20 @@ from crysloop.infra.documents import ALL_DOCUMENTS, Candidate, RoundSample
 from crysloop.infra.store import NewCandidate, add_candidates, record_round_samples
 
 
-def nacl(a: float) -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+@lru_cache
+def _rocksalt_sites() -> tuple[list[int], list[list[float]]]:
+    """Which of the two elements sits where in the conventional rocksalt cell (from_spacegroup is slow)."""
+    cell = Structure.from_spacegroup("Fm-3m", Lattice.cubic(1.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return [0 if site.specie.symbol == "Na" else 1 for site in cell], cell.frac_coords.tolist()
 
 
 def rocksalt(formula: tuple[str, str], a: float) -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), list(formula), [[0, 0, 0], [0.5, 0.5, 0.5]])
+    which, coords = _rocksalt_sites()
+    return Structure(Lattice.cubic(a), [formula[i] for i in which], coords)
+
+
+def nacl(a: float) -> Structure:
+    return rocksalt(("Na", "Cl"), a)
 
 
 def test_distinct_cells_are_two_crystals_and_near_copies_one(db):
@@ -52,6 +61,11 @@ def test_a_candidate_from_an_earlier_campaign_is_linked_to_the_round_that_sample
     assert len(campaign_candidate_ids("new")) == 2
     samples = round_samples("new", 0, "chgnet")
     assert len(samples) == 4 and samples[2][0].lattice.a == pytest.approx(2.0)
+    # the round's screening takes the linked candidate too, and files its result under the campaign screening it
+    from crysloop.tasks.screen import pending_candidates
+
+    queued = pending_candidates("new", "chgnet")
+    assert sorted(i.formula for i in queued) == ["KCl", "NaCl"] and {i.campaign for i in queued} == {"new"}
 
 
 @pytest.fixture

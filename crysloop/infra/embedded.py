@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+import time
 import weakref
 import zlib
 from dataclasses import dataclass
@@ -157,8 +158,13 @@ def _replay(documents: dict, data: bytes, generation: int) -> int | None:
 
 
 def _read(files: _Files, documents: dict) -> bool:
-    """Load snapshot + journal into ``documents`` and ``files``; ``False`` when the collection does not exist."""
-    for _ in range(_READ_RETRIES):
+    """Load snapshot + journal into ``documents`` and ``files``; ``False`` when the collection does not exist.
+
+    A journal newer than its snapshot means a writer compacted between our two reads (read again), or, when it
+    stays so, one that was dropped and died between removing the snapshot and the journal (the journal is stale).
+    """
+    attempt = 0
+    while True:
         documents.clear()
         try:
             raw = files.snapshot.read_bytes()
@@ -174,12 +180,13 @@ def _read(files: _Files, documents: dict) -> bool:
         except FileNotFoundError:
             journal = b""
         header = _decode(journal.split(b"\n", 1)[0] + b"\n") if journal else None
-        if header is not None and header.get("generation", 0) > stored["generation"]:
-            continue  # the writer compacted between our two reads: read again
+        if header is not None and header.get("generation", 0) > stored["generation"] and attempt < _READ_RETRIES:
+            attempt += 1
+            time.sleep(0.01)
+            continue
         files.generation, files.snapshot_bytes = stored["generation"], len(raw or b"")
         files.journal_bytes = _replay(documents, journal, files.generation)
         return raw is not None or files.journal_bytes is not None
-    raise RuntimeError(f"{files.snapshot} kept changing while it was read")
 
 
 class _TrackedStore(CollectionStore):
