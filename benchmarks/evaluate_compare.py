@@ -136,7 +136,7 @@ def per_crystal(pool, n: int, seed: int, label: str) -> dict:
     steps = ("validity", "fingerprints_generated", "reconstruction")
     suite = sum(report.timings[k] for k in steps) / n
     cdvae, values = cdvae_per_crystal(generated, truth)
-    matched = [v[3] for v in values if v[3] is not None]
+    matched = [v[3] for v in values if v[0] and v[1] and v[2] is not None and v[3] is not None]  # DiffCSP's rule
     return {
         "set": label, "n": n, "mean_atoms": round(float(np.mean([len(s) for s in generated])), 1),
         "suite_s_per_crystal": round(suite, 4), "suite_steps": {k: report.timings[k] for k in steps},

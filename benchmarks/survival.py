@@ -36,7 +36,7 @@ def _reason(error: str | None) -> str:
     return "other"
 
 
-def survival(checkpoint: Path | None, assignments, config, lattice_clip: float | None) -> dict:
+def survival(checkpoint: Path | None, assignments, config, lattice_clip: float | str | None) -> dict:
     """Generate one structure per composition with ``checkpoint`` (None = shipped) and relax them."""
     from crysloop.campaign.generation import split_valid
     from crysloop.infra.store import NewCandidate
@@ -86,7 +86,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, action="append", default=None,
                         help="DiffCSP checkpoint (repeatable); default: the shipped one.")
     parser.add_argument("--composition-checkpoint", type=Path, default=None, help="Default: the shipped LM.")
-    parser.add_argument("--lattice-clip", type=float, default=None, help="Opt-in clamp of the clean lattice (A).")
+    parser.add_argument("--lattice-clip", default="auto",
+                        help="Clamp of the clean-lattice estimate: auto (the sampler's default), off, or A.")
     parser.add_argument("--seed", type=int, default=None, help="Default: the demo's seed.")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -103,7 +104,8 @@ def main() -> None:
     cm = config.composition_model
     assignments = sample_valid_compositions(lm, args.n, {}, max_atoms=cm.max_atoms, temperature=cm.temperature,
                                             top_k=cm.top_k, seed=config.seed, device="cpu")
-    runs = [survival(c, assignments, config, args.lattice_clip) for c in (args.checkpoint or [None])]
+    clip = None if args.lattice_clip == "off" else args.lattice_clip if args.lattice_clip == "auto" else float(args.lattice_clip)
+    runs = [survival(c, assignments, config, clip) for c in (args.checkpoint or [None])]
     for run in runs:
         print(f"{run['checkpoint']}: {run['survived']}/{run['generated']} survive ({run['failure_reasons']})")
     import crysloop

@@ -104,3 +104,16 @@ def test_campaign_guidance_default_is_crysvcd_weight():
     from crysloop.campaign.config import StructureModelConfig
 
     assert StructureModelConfig().guidance == 2.0
+
+
+def test_auto_lattice_clip_only_for_strided_sampling():
+    import pytest
+
+    from crysloop.errors import InputError
+    from crysloop.models.diffcsp.sampler import STRIDED_LATTICE_CLIP, resolve_lattice_clip
+
+    assert resolve_lattice_clip("auto", 1000, 1000) is None  # DiffCSP's full-length sampling: no clip
+    assert resolve_lattice_clip("auto", 200, 1000) == STRIDED_LATTICE_CLIP
+    assert resolve_lattice_clip(None, 200, 1000) is None and resolve_lattice_clip(20.0, 1000, 1000) == 20.0
+    with pytest.raises(InputError, match="lattice_clip"):
+        resolve_lattice_clip("always", 10, 1000)

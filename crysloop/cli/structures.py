@@ -21,6 +21,15 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def _lattice_clip(text: str) -> float | str | None:
+    if text in ("auto", "off"):
+        return None if text == "off" else text
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"--lattice-clip must be auto, off or a length in A, not {text!r}") from None
+
+
 @app.command()
 def train(
     data: list[str] = typer.Argument(..., help="Training data: dataset names or paths (CSV[.gz], extxyz, folders)."),
@@ -90,8 +99,8 @@ def sample(
     guidance: float = typer.Option(0.0, help="Classifier-free guidance weight w."),
     steps: int = typer.Option(None, help="Sampling steps (default: the model's 1000 timesteps)."),
     step_lr: float = typer.Option(1e-5, help="Langevin corrector step size (0 turns the corrector off)."),
-    lattice_clip: float = typer.Option(None, help="Clip each step's clean-lattice estimate to +-this (A); off by "
-                                       "default, as in DiffCSP."),
+    lattice_clip: str = typer.Option("auto", help="Clip each step's clean-lattice estimate to +-this (A); off "
+                                     "(as DiffCSP), or auto: clip at 50 A only with fewer steps than timesteps."),
     batch_size: int = typer.Option(256, help="Crystals sampled together."),
     device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -109,7 +118,7 @@ def sample(
     queries = [c for c in compositions for _ in range(samples)] if compositions else None
     structures = sample_structures(
         model, queries, n=n, conditions=parse_conditions(condition), guidance=guidance, steps=steps, step_lr=step_lr,
-        batch_size=batch_size, device=device, seed=seed, progress=True, lattice_clip=lattice_clip,
+        batch_size=batch_size, device=device, seed=seed, progress=True, lattice_clip=_lattice_clip(lattice_clip),
     )
     table = Table("#", "formula", "a, b, c (A)", "alpha, beta, gamma", "volume (A^3)")
     for i, structure in enumerate(structures):
