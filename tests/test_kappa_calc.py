@@ -87,11 +87,11 @@ class CountingModel:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def predict_structure(self, structures, **kwargs):
-        if self.fail_after is not None and self.evaluated + len(structures) > self.fail_after:
+    def graph_converter(self, structure, *args, **kwargs):  # called once per structure a forward pass evaluates
+        if self.fail_after is not None and self.evaluated >= self.fail_after:
             raise KeyboardInterrupt("simulated kill")
-        self.evaluated += len(structures)
-        return self.inner.predict_structure(structures, **kwargs)
+        self.evaluated += 1
+        return self.inner.graph_converter(structure, *args, **kwargs)
 
 
 def counting_chgnet(fail_after: int | None = None):
@@ -108,7 +108,7 @@ def test_interrupted_run_resumes_from_cached_forces(tmp_path, kappas):
     dying = counting_chgnet(fail_after=20)
     with pytest.raises(KeyboardInterrupt):
         compute_kappa(diamond_si(), dying, config, calculator_name="chgnet", cache_dir=tmp_path, progress=False)
-    assert dying.model.evaluated == 16  # chunks of 8: the third chunk was killed
+    assert dying.model.evaluated == 20  # chunks of 8: killed inside the third, so 16 forces are cached
     cached = list(tmp_path.glob("fc3-chgnet-*.npz"))
     assert len(cached) == 1 and len(load_force_set(cached[0], 16)) == 16
     assert not list(tmp_path.glob("*.tmp.npz"))
