@@ -137,9 +137,9 @@ def run_trio(calculator, name: str, config: KappaConfig, relax: RelaxConfig) -> 
     }
 
 
-def run_phonondb(calculator, name: str, config: KappaConfig, relax: RelaxConfig, n: int) -> dict:
+def run_phonondb(calculator, name: str, config: KappaConfig, relax: RelaxConfig, n: int, start: int = 0) -> dict:
     with PHONONDB.open() as handle:
-        rows = stratified(list(csv.DictReader(handle)), n)
+        rows = stratified(list(csv.DictReader(handle)), n)[start:]
     results = []
     for row in rows:
         k_dft = float(row["kappa_dft_300K"])
@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--mlip", default="sevenn-l3i5")
     parser.add_argument("--part", choices=("trio", "phonondb", "all"), default="all")
     parser.add_argument("--n", type=int, default=21, help="phononDB compounds (stratified by prototype and kappa)")
+    parser.add_argument("--start", type=int, default=0, help="skip the first compounds of the subset (to split a run)")
     parser.add_argument("--mesh", type=int, default=19, help="q-mesh n (n x n x n)")
     parser.add_argument("--fc3-min-length", type=float, default=6.0)
     parser.add_argument("--fc2-min-length", type=float, default=12.0)
@@ -190,7 +191,7 @@ def main() -> None:
     if args.part in ("trio", "all"):
         summary["trio"] = run_trio(calculator, args.mlip, config, relax)
     if args.part in ("phonondb", "all"):
-        summary["phonondb"] = run_phonondb(calculator, args.mlip, config, relax, args.n)
+        summary["phonondb"] = run_phonondb(calculator, args.mlip, config, relax, args.n, args.start)
     print(json.dumps(summary))
 
 

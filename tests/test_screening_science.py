@@ -178,3 +178,16 @@ def test_unknown_mlip_and_missing_weights_are_input_errors(tmp_path):
         get_calculator("mace")
     with pytest.raises(InputError, match="does not exist"):
         get_calculator("mattersim-5m", "cpu", weights=tmp_path / "missing.pth")
+
+
+def test_left_handed_cell_gets_phonons_like_the_right_handed_one():
+    """A left-handed cell (as generated crystals can have) is the same crystal: phonopy must not refuse it."""
+    from ase.calculators.emt import EMT
+
+    copper = Structure(Lattice.cubic(3.61), ["Cu"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    swapped = copper.lattice.matrix[[1, 0, 2]]
+    left = Structure(Lattice(swapped), copper.species, copper.frac_coords[:, [1, 0, 2]])
+    assert np.linalg.det(left.lattice.matrix) < 0
+    a, b = phonon_stability(copper, EMT(), min_length=6.0), phonon_stability(left, EMT(), min_length=6.0)
+    assert a.stable and b.stable
+    assert b.max_frequency_thz == pytest.approx(a.max_frequency_thz, rel=1e-3)

@@ -22,7 +22,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator
 from phonopy import Phonopy
 from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
 from pymatgen.io.phonopy import get_phonopy_structure, get_pmg_structure
 
 from crysloop.screening.potentials import MAX_BATCH_ATOMS, batch_forces
@@ -66,6 +66,18 @@ def supercell_matrix_for(structure: Structure, min_length: float) -> list[list[i
     return np.diag([max(1, math.ceil(min_length / h - 1e-6)) for h in heights]).tolist()
 
 
+def right_handed(structure: Structure) -> Structure:
+    """The same crystal on a right-handed cell (all three lattice vectors negated if needed).
+
+    Generated and relaxed cells can be left-handed; phonopy's automatic primitive matrix then has a negative
+    determinant and phonopy refuses it.
+    """
+    if np.linalg.det(structure.lattice.matrix) > 0:
+        return structure
+    return Structure(Lattice(-structure.lattice.matrix), structure.species, -structure.frac_coords,
+                     site_properties=structure.site_properties)  # fmt: skip
+
+
 def _counted_frequencies(phonon: Phonopy, qpoints: np.ndarray, frequencies: np.ndarray, config: PhononConfig):
     """Frequencies that count under the rule: all except the three lowest branches near Gamma."""
     reciprocal = np.linalg.inv(phonon.primitive.cell)  # columns are reciprocal vectors, no 2*pi
@@ -86,6 +98,7 @@ def phonon_stability(structure: Structure, calculator: Calculator, config: Phono
     if overrides:
         config = PhononConfig(**{**config.__dict__, **overrides})
     started = time.perf_counter()
+    structure = right_handed(structure)
     supercell_matrix = supercell_matrix_for(structure, config.min_length)
     with warnings.catch_warnings():  # 'auto' (find the primitive cell) is our choice, not phonopy's old default
         warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)

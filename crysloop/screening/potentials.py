@@ -32,8 +32,8 @@ from crysloop.errors import CrysloopError, InputError, OfflineError
 from crysloop.infra.settings import get_settings, resolve_device
 
 if TYPE_CHECKING:
-    from chgnet.model import CHGNet
     import torch
+    from chgnet.model import CHGNet
     from mattersim.forcefield.potential import Potential
 
 SEVENN_MODELS = {"sevenn-l3i5": "7net-l3i5", "sevenn-0": "7net-0"}
@@ -117,9 +117,10 @@ def with_d3_name(name: str | None, d3: bool) -> str:
 def default_mlip_name() -> str:
     """``settings.mlip``, unless it is a MatterSim model whose weights are absent: then the offline default."""
     name = check_mlip_name(get_settings().mlip)
-    if name in MATTERSIM_CHECKPOINTS and not (MATTERSIM_CACHE / MATTERSIM_CHECKPOINTS[name]).is_file():
-        _say_fallback_once(name)
-        return OFFLINE_DEFAULT
+    base = name.removesuffix(D3_SUFFIX)
+    if base in MATTERSIM_CHECKPOINTS and not (MATTERSIM_CACHE / MATTERSIM_CHECKPOINTS[base]).is_file():
+        _say_fallback_once(base)
+        return OFFLINE_DEFAULT + name[len(base):]
     return name
 
 
