@@ -63,8 +63,11 @@ def test_shapes_and_gradients(network, inputs):
     scalars, vectors = network(feats, frac, lattice, batch, cond)
     channels = network.config.channels
     assert scalars.shape == (len(feats), channels) and vectors.shape == (len(feats), channels, 3)
+    network.zero_grad()
     (scalars.pow(2).sum() + vectors.pow(2).sum()).backward()
     assert torch.isfinite(lattice.grad).all() and lattice.grad.abs().sum() > 0
+    dead = [name for name, p in network.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not dead, f"parameters without gradient: {dead}"
     assert graph_readout(scalars, batch, 4).shape == (4, channels)
 
 
@@ -86,6 +89,9 @@ def test_permutation(network, inputs, reference):
         scalars, vectors = network(feats[perm], frac[perm], lattice, batch[perm], cond)
     assert torch.allclose(scalars, reference[0][perm], atol=TOL)
     assert torch.allclose(vectors, reference[1][perm], atol=TOL)
+    shuffled = torch.randperm(len(batch), generator=torch.Generator().manual_seed(5))
+    with pytest.raises(ValueError, match="grouped by crystal"):
+        network(feats[shuffled], frac[shuffled], lattice, batch[shuffled], cond)
 
 
 def test_translation(network, inputs, reference):
@@ -149,3 +155,85 @@ def test_short_cell_gets_all_images():
     assert graph.edge_index.shape[1] == len(centres)
     assert np.allclose(np.sort(graph.distances.numpy()), np.sort(distances))
     assert graph.cell_offsets[:, 0].abs().max() >= 2  # images beyond the nearest one along the 3 A vector
+
+
+def test_float32_rotation_on_low_symmetry_cells():
+    torch.manual_seed(0)
+    network = EquiformerV2(EquiformerConfig.preset("cpu-small"), num_species=100).eval()
+    feats, frac, lattice, batch = (t.float() if t.is_floating_point() else t for t in _tensors(_cells()[2:]))
+    rotation = o3.angles_to_matrix(*torch.tensor([2.0, 0.7, 5.1]))
+    with torch.no_grad():
+        s0, v0 = network(feats, frac, lattice, batch)
+        s1, v1 = network(feats, frac, lattice @ rotation.T, batch)
+    assert torch.allclose(s1, s0, atol=1e-3) and torch.allclose(v1, v0 @ rotation.T, atol=1e-3)
+
+
+def test_drop_path_only_in_training(inputs):
+    torch.manual_seed(0)
+    config = EquiformerConfig.preset("tiny", drop_path_rate=0.5)
+    network = EquiformerV2(config, num_species=100, cond_dim=3).double()
+    network.eval()
+    with torch.no_grad():
+        first, second = network(*inputs)[0], network(*inputs)[0]
+        network.train()
+        torch.manual_seed(1)
+        dropped = network(*inputs)[0]
+    assert torch.equal(first, second) and not torch.allclose(first, dropped)
+
+
+def test_presets():
+    paper = EquiformerConfig.preset("paper")
+    assert (paper.num_layers, paper.channels, paper.lmax, paper.mmax, paper.num_heads) == (8, 128, 4, 2, 8)
+    assert (paper.cutoff, paper.max_neighbors) == (7.0, 20)
+    from crysloop.errors import InputError
+
+    with pytest.raises(InputError):
+        EquiformerConfig.preset("huge")
+    with pytest.raises(InputError):
+        EquiformerConfig.preset("tiny", mmax=3)
+    with pytest.raises(InputError):
+        EquiformerConfig.preset("tiny", grid_resolution=5)
+
+
+def test_separable_s2_activation_gradient():
+    from crysloop.models.equiformer.activation import SeparableS2Activation
+
+    activation = SeparableS2Activation(2, 8).double()
+    x = torch.randn(4, 9, 3, dtype=torch.float64, requires_grad=True)
+    scalars = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(activation, (scalars, x))
+
+
+def test_edge_rotation_turns_each_edge_onto_the_polar_axis():
+    from crysloop.models.equiformer.linear import edge_frame_index
+    from crysloop.models.equiformer.so2 import EdgeRotation
+
+    vectors = torch.randn(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    rotation = EdgeRotation(3, 3)(vectors)  # mmax = lmax keeps every coefficient: an orthogonal matrix per edge
+    full = torch.zeros(50, 16, 16, dtype=torch.float64)
+    full[:, edge_frame_index(3, 3)] = rotation
+    assert torch.allclose(full @ full.transpose(1, 2), torch.eye(16, dtype=torch.float64).expand(50, 16, 16))
+    local = (full[:, 1:4, 1:4] @ (vectors / vectors.norm(dim=1, keepdim=True))[:, :, None]).squeeze(-1)
+    assert torch.allclose(local, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64).expand(50, 3), atol=1e-12)
+    turned = torch.zeros(16, 16, dtype=torch.float64)
+    turned[edge_frame_index(3, 3)] = EdgeRotation(3, 3)(vectors[:1] @ o3.angles_to_matrix(
+        *torch.tensor([0.3, 1.2, 2.2], dtype=torch.float64)).T)[0]  # fmt: skip
+    wigner = o3.Irreps.spherical_harmonics(3).D_from_angles(*torch.tensor([0.3, 1.2, 2.2], dtype=torch.float64))
+    roll = turned @ wigner @ full[0].T  # the same edge, turned: frames differ only by a roll about the axis
+    assert torch.allclose(roll[0, 0], torch.tensor(1.0, dtype=torch.float64)) and abs(float(roll[2, 2]) - 1) < 1e-12
+
+
+def test_so2_convolution_commutes_with_rolls_about_the_edge():
+    from crysloop.models.equiformer.linear import edge_frame_index
+    from crysloop.models.equiformer.so2 import SO2Convolution
+
+    torch.manual_seed(0)
+    conv = SO2Convolution(3, 5, lmax=3, mmax=2, extra_scalars=4).double()
+    index = edge_frame_index(3, 2)
+    roll = o3.Irreps.spherical_harmonics(3).D_from_angles(*torch.tensor([0.9, 0.0, 0.0], dtype=torch.float64))
+    roll = roll[index][:, index]
+    x = torch.randn(7, len(index), 3, dtype=torch.float64)
+    radial = torch.randn(7, conv.radial_size, dtype=torch.float64)
+    out, extra = conv(x, radial)
+    out_rolled, extra_rolled = conv(roll @ x, radial)
+    assert torch.allclose(out_rolled, roll @ out) and torch.allclose(extra_rolled, extra)

@@ -43,11 +43,11 @@ class EquiformerConfig:
             "paper": {},
             "cpu-small": {"num_layers": 2, "channels": 32, "lmax": 2, "mmax": 1, "num_heads": 2,
                           "attn_hidden_channels": 16, "attn_alpha_channels": 8, "attn_value_channels": 8,
-                          "ffn_hidden_channels": 32, "edge_channels": 32, "num_rbf": 32, "grid_resolution": 10,
+                          "ffn_hidden_channels": 32, "edge_channels": 32, "num_rbf": 32, "grid_resolution": 8,
                           "drop_path_rate": 0.0},
             "tiny": {"num_layers": 2, "channels": 8, "lmax": 2, "mmax": 1, "num_heads": 2,
                      "attn_hidden_channels": 8, "attn_alpha_channels": 4, "attn_value_channels": 4,
-                     "ffn_hidden_channels": 8, "edge_channels": 8, "num_rbf": 8, "grid_resolution": 20,
+                     "ffn_hidden_channels": 8, "edge_channels": 8, "num_rbf": 8, "grid_resolution": 10,
                      "drop_path_rate": 0.0},
         }  # fmt: skip
         if name not in presets:
@@ -59,6 +59,8 @@ class EquiformerConfig:
             raise InputError(f"EquiformerV2 needs 0 <= mmax <= lmax, got lmax {self.lmax}, mmax {self.mmax}")
         if self.lmax < 1:
             raise InputError("EquiformerV2 needs lmax >= 1 to output l=1 vectors")
+        if self.grid_resolution % 2 or self.grid_resolution < 2 * (self.lmax + 1):
+            raise InputError(f"EquiformerV2 grid_resolution must be even and >= 2 (lmax + 1) = {2 * (self.lmax + 1)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, for checkpoints loaded with ``weights_only=True``."""

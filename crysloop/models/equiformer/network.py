@@ -69,7 +69,8 @@ class TransformerBlock(nn.Module):
 
 class EquiformerV2(nn.Module):
     """The encoder/decoder network of ConditionCDVAE+: atom embedding (+ condition) and edge-degree embedding,
-    ``num_layers`` transformer blocks whose radial networks also see the condition, and a final equivariant norm."""
+    ``num_layers`` transformer blocks whose radial networks also see the condition, a final equivariant norm, and
+    l=1 outputs rescaled per channel by a linear function of the atom's scalars."""
 
     def __init__(self, config: EquiformerConfig, num_species: int = 100, cond_dim: int = 0) -> None:
         super().__init__()
@@ -85,6 +86,7 @@ class EquiformerV2(nn.Module):
                                                c.avg_degree)  # fmt: skip
         self.blocks = nn.ModuleList(TransformerBlock(c, num_species, scalar_dim) for _ in range(c.num_layers))
         self.norm = EquivariantLayerNorm(c.lmax, c.channels)
+        self.vector_gate = nn.Linear(c.channels, c.channels)
 
     def forward(
         self,
@@ -100,6 +102,8 @@ class EquiformerV2(nn.Module):
         c = self.config
         if (cond is None) != (self.cond_dim == 0):
             raise ValueError(f"EquiformerV2 built with cond_dim={self.cond_dim} got cond={cond is not None}")
+        if bool((batch[1:] < batch[:-1]).any()):
+            raise ValueError("EquiformerV2 needs the atoms grouped by crystal (batch sorted)")
         dtype = self.atom_embedding.weight.dtype
         atom_feats, frac_coords, lattice = atom_feats.to(dtype), frac_coords.to(dtype), lattice.to(dtype)
         num_graphs = lattice.shape[0]
@@ -119,7 +123,8 @@ class EquiformerV2(nn.Module):
         for block in self.blocks:
             x = block(x, atom_feats, edge_index, edge_scalars, rotation, batch, num_graphs)
         x = self.norm(x)
-        return x[:, 0], x[:, 1:4].transpose(1, 2)
+        vectors = x[:, 1:4] * self.vector_gate(x[:, 0])[:, None]  # the norm fixes their size; scalars rescale it
+        return x[:, 0], vectors.transpose(1, 2)
 
 
 def graph_readout(scalars: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:

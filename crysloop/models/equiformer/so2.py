@@ -101,10 +101,10 @@ class SO2Convolution(nn.Module):
             nm = self.lmax - m + 1
             plus = x[:, start : start + nm].reshape(num_edges, -1)
             minus = x[:, start + nm : start + 2 * nm].reshape(num_edges, -1)
+            pair = torch.stack([plus, minus])  # (2, E, nm * C_in)
             if weights[m] is not None:
-                plus, minus = plus * weights[m], minus * weights[m]
-            real_p, imag_p = mixer(plus).chunk(2, dim=1)
-            real_n, imag_n = mixer(minus).chunk(2, dim=1)
+                pair = pair * weights[m]
+            (real_p, imag_p), (real_n, imag_n) = (half.chunk(2, dim=1) for half in mixer(pair))
             blocks += [(real_p - imag_n).reshape(num_edges, nm, -1), (imag_p + real_n).reshape(num_edges, nm, -1)]
             start += 2 * nm
         return torch.cat(blocks, dim=1), extra
