@@ -169,7 +169,7 @@ def latent_part(args) -> dict:
     column = model.config.scalar_conditions.index("formation_energy_per_atom")
     energy = data.properties[:, column].numpy()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    for ax, (title, latent) in zip(axes, (("z (encoder)", mu), ("z_c = LMF(z, c)", z_c))):
+    for ax, (title, latent) in zip(axes, (("z (encoder)", mu), ("z_c = z + LMF(z, c)", z_c))):
         centred = latent - latent.mean(0)
         _, _, v = torch.pca_lowrank(centred, q=2, center=False)
         xy = (centred @ v[:, :2]).numpy()

@@ -85,8 +85,10 @@ class ConditionCDVAE(nn.Module):
         return self.sigmas.device
 
     def encode(self, batch: CrystalTensors) -> tuple[torch.Tensor, torch.Tensor]:
-        """mu and log-variance (B, latent) of each crystal."""
-        return self.encoder(batch.atom_types, batch.frac_coords, batch.lattice, batch.num_atoms)
+        """mu and log-variance (B, latent) of each crystal; the log-variance is clamped to [-10, 10] so that
+        exp(logvar) cannot overflow (a DimeNet++ run on MP-20 ended in NaN after 100 steps without the clamp)."""
+        mu, logvar = self.encoder(batch.atom_types, batch.frac_coords, batch.lattice, batch.num_atoms)
+        return mu, logvar.clamp(-10.0, 10.0)
 
     def conditions(self, properties: torch.Tensor, compositions: torch.Tensor | None,
                    keep: torch.Tensor) -> list[torch.Tensor]:  # fmt: skip
