@@ -237,3 +237,29 @@ def test_so2_convolution_commutes_with_rolls_about_the_edge():
     out, extra = conv(x, radial)
     out_rolled, extra_rolled = conv(roll @ x, radial)
     assert torch.allclose(out_rolled, roll @ out) and torch.allclose(extra_rolled, extra)
+
+
+def test_float64_wigner_matches_e3nn():
+    from crysloop.models.equiformer.linear import wigner_d_float64
+
+    angles = [torch.tensor(a, dtype=torch.float64) for a in (0.3, 1.1, -2.0)]
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        expected = [o3.wigner_D(l, *angles) for l in range(4)]
+    finally:
+        torch.set_default_dtype(previous)
+    for l in range(4):
+        assert torch.allclose(wigner_d_float64(l, *angles), expected[l], atol=1e-12)
+
+
+def test_building_in_threads_leaves_the_default_dtype_alone():
+    """torch's default dtype is process-wide: networks built concurrently (Prefect task threads) must not touch it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = EquiformerConfig.preset("tiny")
+    with ThreadPoolExecutor(4) as pool:
+        networks = list(pool.map(lambda _: EquiformerV2(config, num_species=4), range(8)))
+    assert torch.get_default_dtype() == torch.float32
+    assert all(p.dtype == torch.float32 for net in networks for p in net.parameters())
+    assert all(b.dtype == torch.float64 for b in networks[0].rotation.buffers() if b.is_floating_point())

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from e3nn import o3
 from torch import nn
 
-from crysloop.models.equiformer.linear import float64_defaults
 
 
 class SmoothLeakyReLU(nn.Module):
@@ -50,12 +49,12 @@ class SeparableS2Activation(nn.Module):
         size = (lmax + 1) ** 2
         index = torch.arange(size) if index is None else index
         grid = (resolution, resolution + 1)
-        with float64_defaults():
-            to_grid = o3.ToS2Grid(lmax, grid, normalization="integral")
-            from_grid = o3.FromS2Grid(grid, lmax, normalization="integral")
-            to_matrix = to_grid(torch.eye(size)).reshape(size, -1)  # (K, G)
-            points = to_matrix.shape[1]
-            from_matrix = from_grid(torch.eye(points).reshape(points, *grid))  # (G, K)
+        f64 = torch.float64  # float64 constants, passed explicitly: the default dtype is process-wide
+        to_grid = o3.ToS2Grid(lmax, grid, normalization="integral", dtype=f64)
+        from_grid = o3.FromS2Grid(grid, lmax, normalization="integral", dtype=f64)
+        to_matrix = to_grid(torch.eye(size, dtype=f64)).reshape(size, -1)  # (K, G)
+        points = to_matrix.shape[1]
+        from_matrix = from_grid(torch.eye(points, dtype=f64).reshape(points, *grid))  # (G, K)
         self.register_buffer("to_grid", to_matrix[index].contiguous(), persistent=False)  # (K', G)
         self.register_buffer("from_grid", from_matrix[:, index].contiguous(), persistent=False)  # (G, K')
 

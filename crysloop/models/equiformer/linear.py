@@ -6,23 +6,33 @@ Node features are (N, (lmax+1)^2, C) in e3nn's order (index l^2 + l + m); the l=
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
+from e3nn import o3
 from torch import nn
 
 
-@contextmanager
-def float64_defaults() -> Iterator[None]:
-    """Build e3nn constants (generators, grids) in float64: they follow the default dtype, and float32 constants
-    leave ~1e-7 noise where symmetry demands exact zeros, which the layer norms then amplify."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
+def so3_generators_float64(l: int) -> torch.Tensor:
+    """Real so(3) generators (3, 2l+1, 2l+1) of degree ``l`` in float64, as e3nn's ``so3_generators``.
+
+    e3nn builds them in the default dtype; float32 constants leave ~1e-7 noise where symmetry demands exact zeros,
+    which the layer norms then amplify, and changing torch's process-wide default dtype is not thread-safe.
+    """
+    m = torch.arange(-l, l, dtype=torch.float64)
+    raising = torch.diag(-torch.sqrt(l * (l + 1) - m * (m + 1)), diagonal=-1)
+    m = torch.arange(-l + 1, l + 1, dtype=torch.float64)
+    lowering = torch.diag(torch.sqrt(l * (l + 1) - m * (m - 1)), diagonal=1)
+    m = torch.arange(-l, l + 1, dtype=torch.float64)
+    su2 = torch.stack([0.5 * (raising + lowering) + 0j, torch.diag(1j * m), -0.5j * (raising - lowering)])
+    basis = o3.change_basis_real_to_complex(l, dtype=torch.float64)
+    return torch.real(torch.conj(basis.T) @ su2 @ basis)
+
+
+def wigner_d_float64(l: int, alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """e3nn's ``wigner_D`` (Y-X-Y Euler angles) computed in float64 whatever the default dtype."""
+    x = so3_generators_float64(l)
+    alpha, beta, gamma = (a.to(torch.float64)[..., None, None] % (2 * math.pi) for a in (alpha, beta, gamma))
+    return torch.matrix_exp(alpha * x[1]) @ torch.matrix_exp(beta * x[0]) @ torch.matrix_exp(gamma * x[1])
 
 
 def coefficient_degrees(lmax: int) -> torch.Tensor:

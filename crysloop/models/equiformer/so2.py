@@ -13,7 +13,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from crysloop.models.equiformer.linear import edge_frame_index, float64_defaults
+from crysloop.models.equiformer.linear import edge_frame_index, wigner_d_float64
 
 # A fixed generic rotation applied before measuring edge angles, so that the polar singularity of (alpha, beta)
 # sits on an irrational direction instead of a lattice axis; the frame's roll about the edge is free anyway.
@@ -42,8 +42,7 @@ class EdgeRotation(nn.Module):
         y_to_x = o3.matrix_to_angles(torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
                                                   dtype=torch.float64))  # fmt: skip
         for l in range(lmax + 1):
-            with float64_defaults():
-                swap, generic_d = o3.wigner_D(l, *y_to_x), o3.wigner_D(l, *generic)
+            swap, generic_d = wigner_d_float64(l, *y_to_x), wigner_d_float64(l, *generic)
             self.register_buffer(f"swap_{l}", swap, persistent=False)
             self.register_buffer(f"generic_{l}", generic_d, persistent=False)
         self.register_buffer("index", edge_frame_index(lmax, mmax), persistent=False)
