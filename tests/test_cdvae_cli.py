@@ -92,3 +92,10 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, capsys):
     code, _, err = run(["cdvae", "sample", "--checkpoint", str(shipped_checkpoint_path()), "--n", "1", "--out",
                         str(out)], capsys)  # fmt: skip
     assert code == 1 and "crysloop-diffcsp checkpoint, not a ConditionCDVAE+" in err and not out.exists()
+
+
+def test_shipped_checkpoint_samples_offline(capsys):
+    code, stdout, err = run(["cdvae", "sample", "--n", "1", "--formula", "MoS2", "-c", "band_gap=1.5",
+                             "--steps-per-level", "1", "--candidates", "4", "--device", "cpu"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert "Mo1 S2" in stdout

@@ -5,11 +5,11 @@ The shipped checkpoint ``crysloop/assets/checkpoints/cdvae_mp20_small.pt`` is ma
 
     OMP_NUM_THREADS=1 crysloop cdvae train ../shared/data/mp_20_sample/train.csv.gz --preset cpu-small \\
         --encoder equiformer --conditions formation_energy_per_atom,band_gap,formula --epochs 400 --batch-size 16 \\
-        --time-limit 1200 --gan-epochs 100 --seed 0 --threads 1 --out crysloop/assets/checkpoints/cdvae_mp20_small.pt
+        --time-limit 840 --gan-epochs 60 --seed 0 --threads 1 --out crysloop/assets/checkpoints/cdvae_mp20_small.pt
 
-(847 MP-20 crystals, batch 16.) On the shared, loaded 2-core CPU the 1200 s limit stopped the VAE after 34
-epochs (1,773 steps), then the latent GAN trained its 100 epochs: a demo model, far from converged (its
-unconditional samples mix many elements). The metrics log sits beside the checkpoint.
+(847 MP-20 crystals, batch 16.) On the shared, overloaded 2-core CPU the 840 s limit stopped the VAE after 36
+epochs (1,868 steps): a demo model, far from converged. The metrics log
+sits beside the checkpoint.
 """
 
 from __future__ import annotations
