@@ -114,3 +114,20 @@ def test_unknown_electronegativity_follows_smact2_semantics():
     # ... but a violating pair met before it still fails, as the pairs are visited in the same order.
     assert not _pauling_ok((1, -1, -1), (3.5, 2.0, None))
     assert _pauling_ok((1, -1), (0.9, 3.2)) and not _pauling_ok((1, -1), (3.2, 0.9))
+
+
+def test_many_element_composition_is_decided_in_bounded_memory():
+    """10^10 combinations of oxidation states: enumerated in chunks, not materialised (that needed ~74 GiB)."""
+    import tracemalloc
+
+    from pymatgen.core import Composition
+
+    from crysloop.evaluation.validity import composition_validity
+
+    tracemalloc.start()
+    try:
+        assert composition_validity(Composition("MnFeCoNiCrVTiCuSnPbSbBiSO"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 300 * 2**20

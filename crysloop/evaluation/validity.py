@@ -110,12 +110,37 @@ def smact_validity(elements: tuple[str, ...], counts: tuple[int, ...], use_pauli
     if any(len(o) == 0 for o in ox_lists):
         return False
     enegs = tuple(e.pauling_eneg for e in smact_elements)
-    grids = np.meshgrid(*[np.asarray(o, dtype=np.int64) for o in ox_lists], indexing="ij")
-    combos = np.stack([g.ravel() for g in grids], axis=1)
-    neutral = combos[combos @ np.asarray(counts, dtype=np.int64) == 0]
-    if not use_pauling_test:
-        return len(neutral) > 0
-    return any(_pauling_ok(tuple(int(x) for x in row), enegs) for row in neutral)
+    states = [np.asarray(o, dtype=np.int64) for o in ox_lists]
+    if not _neutral_sum_reachable(states, counts):
+        return False
+    pauling = lru_cache(maxsize=None)(lambda signs: _pauling_ok(signs, enegs))
+    for neutral in _neutral_combinations(states, counts):
+        if not use_pauling_test:
+            return True
+        if any(pauling(tuple(int(x) for x in row)) for row in np.unique(np.sign(neutral), axis=0)):
+            return True
+    return False
+
+
+def _neutral_sum_reachable(states: list[np.ndarray], counts: tuple[int, ...]) -> bool:
+    """Whether some choice of one state per element sums to zero charge (a set of reachable sums, no enumeration)."""
+    sums = {0}
+    for options, count in zip(states, counts, strict=True):
+        sums = {total + int(state) * count for total in sums for state in options}
+    return 0 in sums
+
+
+def _neutral_combinations(states: list[np.ndarray], counts: tuple[int, ...], chunk: int = 1 << 16):
+    """Charge-neutral rows of the product of the oxidation-state lists, in chunks: memory stays bounded where the
+    product is huge (15 elements with 4 states each are 10^9 combinations)."""
+    shape = tuple(len(options) for options in states)
+    weights = np.asarray(counts, dtype=np.int64)
+    for start in range(0, math.prod(shape), chunk):
+        digits = np.unravel_index(np.arange(start, min(start + chunk, math.prod(shape))), shape)
+        combos = np.stack([options[d] for options, d in zip(states, digits, strict=True)], axis=1)
+        neutral = combos[combos @ weights == 0]
+        if len(neutral):
+            yield neutral
 
 
 def composition_validity(composition: Composition, use_pauling_test: bool = True) -> bool:
