@@ -36,8 +36,8 @@ def fault_config(models: Path, name: str) -> dict:
     config = tiny_config(models, name, rounds=2, n=3)
     config["labels"] = {"ehull_stable": 10.0}  # every screened crystal is a stable example for fine-tuning
     config["kappa"] = {"enabled": True, "top_n": 1}
-    config["dft"] = {"enabled": True, "top_n": 1}  # no VASP here: the job fails, which is a finished job
-    config["screening"] = {"fmax": 0.5, "steps": 5, "phonons": False, "batch_size": 8}
+    config["dft"] = {"enabled": True, "top_n": 1}  # a stand-in VASP that fails: a failed job is a finished job
+    config["screening"] = {"fmax": 0.5, "steps": 150, "phonons": False, "batch_size": 8}  # unconverged = unlabelled
     return config
 
 
@@ -70,9 +70,14 @@ def zygote(prefect_harness, tmp_path_factory):
     from prefect.settings import PREFECT_API_URL
 
     folder = tmp_path_factory.mktemp("faults")
+    vasp = folder / "vasp_std"  # passes the pre-queue check, then fails: a failed DFT job is a finished one
+    vasp.write_text("#!/bin/sh\nexit 1\n")
+    vasp.chmod(0o755)
+    (folder / "potcars").mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
            "PREFECT_HOME": str(folder / "prefect"), "CRYSLOOP_MLIP": "chgnet", "CRYSLOOP_DEVICE": "cpu",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PREFECT_LOGGING_LEVEL": "WARNING"}  # fmt: skip
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PREFECT_LOGGING_LEVEL": "WARNING",
+           "CRYSLOOP_VASP_CMD": str(vasp), "PMG_VASP_PSP_DIR": str(folder / "potcars")}  # fmt: skip
     for name in ("CRYSLOOP_FAULT_POINT", "CRYSLOOP_FAULT_LOG", "CRYSLOOP_MONGODB_URI", "CRYSLOOP_DATA_DIR"):
         env.pop(name, None)
     process = Zygote(env, folder)

@@ -32,7 +32,7 @@ from crysloop.errors import CrysloopError, InputError
 from crysloop.screening.dispersion import D3_DAMPINGS, with_d3
 from crysloop.screening.potentials import check_mlip_name, get_calculator, predict_batch
 from crysloop.screening.relax import RelaxConfig, RelaxResult, relax_structures
-from crysloop.vdw.bilayers import DEFAULT_GAP, DEFAULT_VACUUM, Stacking, check_twists, make_bilayer, pair_bilayers
+from crysloop.vdw.bilayers import DEFAULT_GAP, DEFAULT_VACUUM, Stacking, check_twists, pair_bilayers
 from crysloop.vdw.labels import (
     binding_energy_per_area,
     formation_energy_per_atom,
