@@ -4,7 +4,6 @@ with CDVAE's training losses."""
 from __future__ import annotations
 
 import math
-import threading
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +18,6 @@ from crysloop.models.cdvae.fusion import LowRankFusion
 from crysloop.models.diffcsp.model import CrystalTensors
 
 MODEL_KIND = "condition-cdvae-plus"
-# The EquiformerV2 layers build their e3nn constants under a process-wide float64 default dtype, which another
-# thread (parallel Prefect tasks) would see in the middle of its own work; building and sampling hold this lock.
-MODEL_LOCK = threading.RLock()
 
 
 def geometric_levels(begin: float, end: float, num: int) -> torch.Tensor:
@@ -66,10 +62,6 @@ class ConditionCDVAE(nn.Module):
 
     def __init__(self, config: CDVAEConfig, decoder_network: nn.Module | None = None):
         super().__init__()
-        with MODEL_LOCK:
-            self._build(config, decoder_network)
-
-    def _build(self, config: CDVAEConfig, decoder_network: nn.Module | None) -> None:
         self.config = config
         latent, hidden, layers = config.latent_dim, config.hidden_dim, config.head_layers
         self.encoder = build_encoder(config)

@@ -19,7 +19,7 @@ from crysloop.models.cdvae.conditions import (
 from crysloop.models.cdvae.config import FORMULA
 from crysloop.models.cdvae.gan import LatentGAN, condition_vector
 from crysloop.models.cdvae.langevin import annealed_langevin
-from crysloop.models.cdvae.model import MODEL_LOCK, ConditionCDVAE
+from crysloop.models.cdvae.model import ConditionCDVAE
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -118,13 +118,12 @@ def sample_structures(
     total = len(atom_lists) if atom_lists is not None else n
     generator = torch.Generator(device=model.device).manual_seed(seed)
     structures: list[Structure] = []
-    with MODEL_LOCK:
-        for start in range(0, total, batch_size):
-            chunk = None if atom_lists is None else atom_lists[start : start + batch_size]
-            size = min(batch_size, total - start)
-            z_c = fused_latents(model, gan, size, conditions, chunk, candidates, generator)
-            out = decode(model, z_c, chunk, steps_per_level, step_lr, generator, progress)
-            structures += batch_to_structures(out)
+    for start in range(0, total, batch_size):
+        chunk = None if atom_lists is None else atom_lists[start : start + batch_size]
+        size = min(batch_size, total - start)
+        z_c = fused_latents(model, gan, size, conditions, chunk, candidates, generator)
+        out = decode(model, z_c, chunk, steps_per_level, step_lr, generator, progress)
+        structures += batch_to_structures(out)
     return structures
 
 
