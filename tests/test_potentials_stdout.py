@@ -6,7 +6,15 @@ import sys
 import threading
 import time
 
+import pytest
+
 from crysloop.screening.potentials import get_calculator
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chgnet_loaded() -> None:
+    """Load the model before output is captured: CHGNet prints one line when its model is built (once a process)."""
+    get_calculator("chgnet", "cpu")
 
 
 def test_concurrent_calculator_construction_keeps_stdout(capsys):

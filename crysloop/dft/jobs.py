@@ -101,16 +101,23 @@ def owner() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "pid_started": _process_start(os.getpid())}
 
 
+def _pid_exists(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (one of another user counts: signal 0 is refused)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def owner_alive(attempt: DFTAttempt) -> bool | None:
     """Whether the process that owns ``attempt`` still runs; ``None`` when it ran on another host (cannot tell)."""
     if attempt.pid is None or attempt.host != socket.gethostname():
         return None
-    try:
-        os.kill(attempt.pid, 0)
-    except ProcessLookupError:
+    if not _pid_exists(attempt.pid):
         return False
-    except PermissionError:
-        pass  # another user's process: alive
     started = _process_start(attempt.pid)
     return attempt.pid_started is None or started is None or started == attempt.pid_started
 

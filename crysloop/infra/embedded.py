@@ -15,6 +15,7 @@ Readers take a snapshot without the lock.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import json
@@ -445,16 +446,12 @@ class EmbeddedClient(mongomock.MongoClient):
     def _undo(self, db_name: str, collection: str, files: _Files, journal_bytes: int | None) -> None:
         """After a failed write: cut the journal back, then reload the collection from what is on disk."""
         if files.handle is not None:
-            try:
+            with contextlib.suppress(OSError):  # the handle is dropped either way; a new one is opened on next write
                 files.handle.close()
-            except OSError:
-                pass
             files.handle = None
         if journal_bytes is not None:
-            try:
+            with contextlib.suppress(OSError):  # a partial record left behind is torn, and skipped when read
                 os.truncate(files.journal, journal_bytes)
-            except OSError:
-                pass  # a partial record left behind is torn, and skipped when read
         self._load_collection(db_name, collection)
 
     def _compact(self, db_name: str, collection: str) -> None:

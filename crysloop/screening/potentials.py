@@ -11,12 +11,10 @@ and hull references with and without dispersion are kept apart.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -44,46 +42,6 @@ D3_SUFFIX = "+d3"
 MATTERSIM_CACHE = Path("~/.local/mattersim/pretrained_models").expanduser()
 
 _load_lock = threading.Lock()
-_stdout_lock = threading.RLock()  # serialises stdout swaps, so each restores exactly what it replaced
-
-
-class _MuteThread(io.TextIOBase):
-    """A stdout that drops what one thread writes and passes every other thread's output through."""
-
-    def __init__(self, target, thread: int):
-        self.target, self.thread = target, thread
-
-    def write(self, text: str) -> int:
-        return len(text) if threading.get_ident() == self.thread else self.target.write(text)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-    def isatty(self) -> bool:
-        return self.target.isatty()
-
-    def fileno(self) -> int:
-        return self.target.fileno()
-
-    @property
-    def encoding(self) -> str:
-        return getattr(self.target, "encoding", "utf-8")
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence this thread's prints (CHGNet announces itself unconditionally) without losing other threads' output.
-
-    ``contextlib.redirect_stdout`` is not thread-safe: overlapping entries restore each other's StringIO and
-    leave ``sys.stdout`` swallowed for the rest of the process.
-    """
-    with _stdout_lock:
-        saved = sys.stdout
-        sys.stdout = _MuteThread(saved, threading.get_ident())
-        try:
-            yield
-        finally:
-            sys.stdout = saved
 
 
 @dataclass
@@ -160,11 +118,7 @@ def _base_calculator(name: str, device: str, weights: str | Path | None) -> Calc
             warnings.simplefilter("ignore", UserWarning)  # "no tensor-product accelerator": expected on CPU
             return SevenNetCalculator(model=_sevenn_model(name, device), file_type="model_instance", device=device)
     if name == "chgnet":
-        from chgnet.model.dynamics import CHGNetCalculator
-
-        model = _chgnet_model(device)
-        with _quiet():  # CHGNetCalculator prints its device
-            return CHGNetCalculator(model=model, use_device=device)
+        return _chgnet_calculator(_chgnet_model(device), device)
     potential = load_mattersim_potential(name, device, weights)
     return mattersim_calculator(potential)
 
@@ -181,10 +135,26 @@ def _sevenn_model(name: str, device: str) -> torch.nn.Module:
 
 @lru_cache(maxsize=4)
 def _chgnet_model(device: str) -> CHGNet:
+    """The pretrained CHGNet, loaded once per device (it prints one line saying so) and shared by calculators."""
     from chgnet.model import CHGNet
 
-    with _load_lock, _quiet():
-        return CHGNet.load(verbose=False, use_device=device)
+    with _load_lock:
+        model = CHGNet.load(verbose=False, use_device=device)
+    model.graph_converter.set_isolated_atom_response("warn")
+    return model
+
+
+def _chgnet_calculator(model: CHGNet, device: str) -> Calculator:
+    """CHGNet's ASE calculator around a loaded model, set up as chgnet 0.4.2's ``__init__`` does but without its
+    unconditional device print: silencing that by swapping ``sys.stdout`` would be process-wide, and tasks run in
+    threads."""
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    calculator = CHGNetCalculator.__new__(CHGNetCalculator)
+    Calculator.__init__(calculator)
+    calculator.device, calculator.model = device, model
+    calculator.stress_weight, calculator.return_site_energies = units.GPa, False
+    return calculator
 
 
 def mattersim_checkpoint_path(name: str, weights: str | Path | None = None) -> Path:
