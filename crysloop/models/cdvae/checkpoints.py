@@ -11,6 +11,7 @@ from crysloop.errors import InputError
 from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.gan import GANConfig, LatentGAN
 from crysloop.models.cdvae.model import ConditionCDVAE
+from crysloop.models.checkpoint_io import save_atomically
 
 FORMAT = "crysloop-cdvae"
 FORMAT_VERSION = 1
@@ -25,8 +26,6 @@ def shipped_checkpoint_path() -> Path:
 def save_checkpoint(model: ConditionCDVAE, path: str | Path, gan: LatentGAN | None = None,
                     metadata: dict[str, Any] | None = None) -> Path:  # fmt: skip
     """Write config (with the training-set scalers), weights and the GAN's generator to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -38,10 +37,7 @@ def save_checkpoint(model: ConditionCDVAE, path: str | Path, gan: LatentGAN | No
     if gan is not None:
         payload["gan"] = {"config": gan.config.to_dict(), "cond_dim": gan.cond_dim,
                           "generator": {k: v.detach().cpu() for k, v in gan.generator.state_dict().items()}}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return save_atomically(payload, path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from crysloop.errors import InputError
+from crysloop.models.checkpoint_io import save_atomically
 from crysloop.models.diffcsp.config import DiffCSPConfig
 from crysloop.models.diffcsp.model import DiffCSP, pick_device
 
@@ -23,8 +24,6 @@ def shipped_checkpoint_path() -> Path:
 def save_checkpoint(model: DiffCSP, path: str | Path, training_state: dict[str, Any] | None = None,
                     metadata: dict[str, Any] | None = None) -> Path:
     """Write the model's config and weights (and, for resuming, ``training_state``) to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": "crysloop-diffcsp",
         "version": FORMAT_VERSION,
@@ -34,10 +33,7 @@ def save_checkpoint(model: DiffCSP, path: str | Path, training_state: dict[str, 
     }
     if training_state is not None:
         payload["training_state"] = training_state
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return save_atomically(payload, path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
