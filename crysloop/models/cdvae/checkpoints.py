@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from crysloop.errors import InputError
+from crysloop.infra.settings import resolve_device
 from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.gan import GANConfig, LatentGAN
 from crysloop.models.cdvae.model import ConditionCDVAE
@@ -59,12 +60,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_checkpoint(path: str | Path | None = None, device: str | None = None) -> tuple[ConditionCDVAE, LatentGAN | None]:
     """The model (eval mode) and its latent generator (None if no GAN was trained) stored at ``path``
     (default: the shipped checkpoint)."""
-    from crysloop.models.diffcsp.model import pick_device
 
     payload = read_checkpoint(path or shipped_checkpoint_path())
     model = ConditionCDVAE(CDVAEConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
-    device = pick_device(device)
+    device = resolve_device(device)
     gan = None
     if payload.get("gan"):
         saved = payload["gan"]

@@ -27,11 +27,12 @@ from tqdm.auto import tqdm
 
 from crysloop.data.graph import radius_graph_pbc
 from crysloop.errors import InputError
+from crysloop.infra.settings import resolve_device
 from crysloop.models.cdvae.checkpoints import save_checkpoint
 from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.gan import GANConfig, LatentGAN, train_latent_gan
 from crysloop.models.cdvae.model import ConditionCDVAE, lattice_features
-from crysloop.models.diffcsp.model import CrystalTensors, pick_device
+from crysloop.models.diffcsp.model import CrystalTensors
 
 
 def as_tensors(data: Iterable[Any] | CrystalTensors, config: CDVAEConfig) -> CrystalTensors:
@@ -87,7 +88,7 @@ def train_cdvae(
 
     A new model takes its scalers from ``records``; ``model`` continues training an existing one (fine-tuning).
     """
-    device = pick_device(device)
+    device = resolve_device(device)
     torch.manual_seed(seed)
     data = as_tensors(records, config)
     if model is None:

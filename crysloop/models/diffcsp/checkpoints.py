@@ -8,9 +8,10 @@ from typing import Any
 import torch
 
 from crysloop.errors import InputError
+from crysloop.infra.settings import resolve_device
 from crysloop.models.checkpoint_io import save_atomically
 from crysloop.models.diffcsp.config import DiffCSPConfig
-from crysloop.models.diffcsp.model import DiffCSP, pick_device
+from crysloop.models.diffcsp.model import DiffCSP
 
 FORMAT_VERSION = 1
 SHIPPED_CHECKPOINT = "diffcsp_mp20_small.pt"
@@ -52,4 +53,4 @@ def load_checkpoint(path: str | Path | None = None, device: str | None = None) -
     payload = read_checkpoint(path or shipped_checkpoint_path())
     model = DiffCSP(DiffCSPConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
-    return model.to(pick_device(device)).eval()
+    return model.to(resolve_device(device)).eval()

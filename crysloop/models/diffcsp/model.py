@@ -15,15 +15,6 @@ from crysloop.models.diffcsp.denoiser import CSPNet, sinusoidal_embedding
 MAX_ATOMS = 256
 
 
-def pick_device(device: str | None) -> str:
-    """An explicit torch device as given; ``None`` or ``auto`` resolved through the crysloop settings."""
-    if device and device != "auto":
-        return device
-    from crysloop.infra.settings import resolve_device
-
-    return resolve_device(device)
-
-
 @dataclass
 class CrystalTensors:
     """A batch of crystals as flat tensors (what the model consumes; no torch-geometric or pymatgen needed).

@@ -16,7 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from crysloop.errors import InputError
-from crysloop.models.diffcsp.model import CrystalTensors, DiffCSP, pick_device
+from crysloop.infra.settings import resolve_device
+from crysloop.models.diffcsp.model import CrystalTensors, DiffCSP
 
 if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
@@ -191,7 +192,7 @@ def sample_structures(
         raise InputError("give either compositions (structure prediction) or n (ab initio generation)")
     if batch_size < 1 or (n is not None and n < 0):
         raise InputError("batch_size must be positive and n non-negative")
-    model = model.to(pick_device(device)).eval()
+    model = model.to(resolve_device(device)).eval()
     generator = torch.Generator(device=model.device)
     generator.manual_seed(seed if seed is not None else torch.seed())
     if compositions is not None:

@@ -34,9 +34,10 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from crysloop.errors import InputError
+from crysloop.infra.settings import resolve_device
 from crysloop.models.diffcsp.checkpoints import read_checkpoint, save_checkpoint
 from crysloop.models.diffcsp.config import DiffCSPConfig
-from crysloop.models.diffcsp.model import MAX_ATOMS, CrystalTensors, DiffCSP, pick_device
+from crysloop.models.diffcsp.model import MAX_ATOMS, CrystalTensors, DiffCSP
 
 
 def _structure_and_properties(record: Any) -> tuple[Any, dict]:
@@ -156,7 +157,7 @@ def train_diffcsp(
     ``checkpoint_path`` is written every ``checkpoint_every`` epochs and at the end (``slim``: EMA weights only,
     no optimiser state); ``resume=True`` continues from it. ``model`` continues training an existing model.
     """
-    device = pick_device(device)
+    device = resolve_device(device)
     torch.manual_seed(seed)
     data = _as_tensors(records, config.properties)
     missing = [name for name in config.properties if name not in config.property_stats]
