@@ -33,6 +33,22 @@ def test_sevenn_calculators_share_one_model_and_agree():
     assert a.energy == pytest.approx(b.energy) and np.allclose(a.forces, b.forces)
 
 
+def test_batched_sevenn_pass_equals_one_structure_at_a_time():
+    """The batched SevenNet path (used on GPUs) gives each structure of a mixed batch its own energy, forces, stress."""
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.7), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]).get_primitive_structure()
+    si = diamond_si(5.40) * (2, 1, 1)
+    si.perturb(0.05, seed=3)  # nonzero forces
+    calculator = get_calculator("sevenn-0", "cpu")
+    serial = predict_batch([si, nacl], calculator)  # CPU: one at a time through the ASE calculator
+    batched = potentials.predict_sevenn(calculator, [potentials._as_atoms(si), potentials._as_atoms(nacl)])
+    assert [len(p.forces) for p in batched] == [len(si), len(nacl)] == [4, 2]
+    assert np.abs(serial[0].forces).max() > 0.05
+    for one, many in zip(serial, batched, strict=True):
+        assert many.energy == pytest.approx(one.energy, abs=1e-4)
+        np.testing.assert_allclose(many.forces, one.forces, atol=1e-4)
+        np.testing.assert_allclose(many.stress, one.stress, atol=1e-6)
+
+
 def test_d3_suffix_adds_dispersion_and_names_stay_apart():
     assert with_d3_name("sevenn-0", True) == "sevenn-0+d3"
     assert with_d3_name("sevenn-0+d3", True) == "sevenn-0+d3"
