@@ -8,7 +8,7 @@ from pymatgen.core import Lattice, Structure
 
 from crysloop.kappa.cache import force_set_key, load_force_set
 from crysloop.kappa.cells import standard_primitive, supercell_diagonal
-from crysloop.kappa.conductivity import KappaConfig, build_phono3py, compute_kappa, displaced_supercells
+from crysloop.kappa.conductivity import KappaConfig, build_phono3py, compute_kappa, displaced_supercells, relax_for_kappa
 from crysloop.kappa.dft import _config_dict, kappa_from_dft_forces
 
 # Small but real: 2x2x2 primitive supercells (16 atoms) for fc3 and fc2, an 11^3 q-mesh.
@@ -135,3 +135,17 @@ def test_dft_kappa_job_reproduces_the_mlip_path_from_the_same_forces(kappas):
     out = response.output
     assert out["calculator"] == "vasp" and out["method"] == "RTA"
     np.testing.assert_allclose(out["kappa"], kappas["Si"].kappa, rtol=1e-8, atol=1e-10)
+
+
+def test_relax_for_kappa_reaches_the_potentials_own_cell_and_keeps_the_space_group():
+    """Kappa starts from the kappa potential's equilibrium: a strained Si cell comes back to CHGNet's lattice constant
+    (the same from above and below), still Fd-3m; a relaxation that cannot converge is an error, not a silent start."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    strained = [Structure.from_spacegroup("Fd-3m", Lattice.cubic(a), ["Si"], [[0, 0, 0]]) for a in (5.30, 5.60)]
+    relaxed = [relax_for_kappa(s, "chgnet") for s in strained]
+    a_small, a_large = (r.lattice.a for r in relaxed)
+    assert a_small == pytest.approx(a_large, abs=2e-3) and a_small == pytest.approx(5.43, rel=0.02)
+    assert all(SpacegroupAnalyzer(r, symprec=1e-3).get_space_group_number() == 227 for r in relaxed)
+    with pytest.raises(RuntimeError, match="relaxation before kappa failed"):
+        relax_for_kappa(strained[1], "chgnet", fmax=1e-6, steps=2)

@@ -49,7 +49,7 @@ def test_kappa_flow_selects_skips_stores_and_labels(settings, prefect_harness, t
     with database():
         ids = seed("hot")
 
-    summary = kappa_flow(campaign="hot", mlip="chgnet", temperatures=(300.0, 600.0), top_n=1, mesh=MESH,
+    summary = kappa_flow(campaign="hot", mlip="chgnet", screening_mlip="chgnet", temperatures=(300.0, 600.0), top_n=1, mesh=MESH,
                          fc3_min_length=6.0, fc2_min_length=6.0)  # fmt: skip
     assert (summary.computed, summary.skipped, summary.failed) == (1, 1, 0)
     assert list(cache.glob("fc3-chgnet-*.npz"))  # force sets cached where the settings say
@@ -72,7 +72,7 @@ def test_kappa_flow_selects_skips_stores_and_labels(settings, prefect_harness, t
         )
 
     # a second run finds nothing left to do (results are kept, not recomputed)
-    again = kappa_flow(campaign="hot", mlip="chgnet", temperatures=(300.0, 600.0), top_n=1, mesh=MESH,
+    again = kappa_flow(campaign="hot", mlip="chgnet", screening_mlip="chgnet", temperatures=(300.0, 600.0), top_n=1, mesh=MESH,
                        fc3_min_length=6.0, fc2_min_length=6.0)  # fmt: skip
     assert (again.computed, again.skipped, again.failed) == (0, 0, 0)
 

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crysloop.errors import InputError
+from crysloop.screening.potentials import DEFAULT_KAPPA_MLIP
 
 FINETUNE_LABELS = ("stable", "phonon_stable", "log10_kappa")  # conditions a round's fine-tuning teaches the models
 
@@ -77,10 +78,27 @@ class DFTStageConfig(_Strict):
     top_n: int = Field(5, ge=1)
 
 
+def _checked_mlip(value: str) -> str:
+    """A potential name in canonical form, or the ValueError pydantic reports for an unknown one."""
+    from crysloop.screening.potentials import check_mlip_name
+
+    try:
+        return check_mlip_name(value)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class KappaStageConfig(_Strict):
     enabled: bool = False
+    mlip: str = Field(DEFAULT_KAPPA_MLIP, description="Potential that relaxes the best candidates again and gives "
+                      "the phono3py forces (SevenNet-0: the offline potential that passes benchmarks/kappa.py).")
     top_n: int = Field(3, ge=1)
     temperatures: list[float] = Field(default_factory=lambda: [300.0])
+
+    @field_validator("mlip")
+    @classmethod
+    def _mlip(cls, value: str) -> str:
+        return _checked_mlip(value)
 
 
 class ExecutorConfig(_Strict):
@@ -134,12 +152,7 @@ class CampaignConfig(_Strict):
     @field_validator("mlip")
     @classmethod
     def _mlip(cls, value: str) -> str:
-        from crysloop.screening.potentials import check_mlip_name
-
-        try:
-            return check_mlip_name(value)
-        except InputError as exc:
-            raise ValueError(str(exc)) from None
+        return _checked_mlip(value)
 
     @field_validator("conditions")
     @classmethod

@@ -72,7 +72,10 @@ LBTE = typer.Option(False, "--lbte", help="Solve the linearised BTE exactly inst
 @app.command()
 def run(
     campaign: str = typer.Option(None, help="Only candidates of this campaign."),
-    mlip: str = typer.Option(None, help="Potential for forces (default: settings); screening results of it are used."),
+    mlip: str = typer.Option(None, help="Potential that relaxes each candidate and gives the forces (default sevenn-0, "
+                             "the offline potential that passes benchmarks/kappa.py)."),
+    screening_mlip: str = typer.Option(None, help="Take candidates from screening results of this potential "
+                                       "(default: settings)."),
     temperatures: str = TEMPERATURES,
     top_n: int = typer.Option(5, min=1, help="Compute kappa for at most this many candidates."),
     max_e_above_hull: float = typer.Option(0.1, callback=finite, help="Largest energy above hull (eV/atom) considered."),
@@ -91,7 +94,7 @@ def run(
     config = _config(temperatures, mesh, fc3_min_length, fc2_min_length, lbte)
     labels = {**{key: False for key in nonmetal}, **{key: True for key in metal}}
     summary = kappa_flow(
-        campaign=campaign, mlip=mlip, temperatures=config.temperatures, top_n=top_n,
+        campaign=campaign, mlip=mlip, screening_mlip=screening_mlip, temperatures=config.temperatures, top_n=top_n,
         max_e_above_hull=max_e_above_hull, max_atoms=max_atoms, mesh=config.mesh, fc3_min_length=fc3_min_length,
         fc2_min_length=fc2_min_length, lbte=lbte, metal_labels=labels or None, recompute=recompute,
     )  # fmt: skip

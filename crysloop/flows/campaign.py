@@ -194,7 +194,7 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
         from crysloop.flows.kappa import kappa_flow
 
         faults.enter("kappa", index)
-        kappa_flow(campaign=config.name, mlip=config.mlip, temperatures=config.kappa.temperatures,
+        kappa_flow(campaign=config.name, mlip=config.kappa.mlip, screening_mlip=config.mlip, temperatures=config.kappa.temperatures,
                    top_n=config.kappa.top_n, max_e_above_hull=config.labels.ehull_stable)  # fmt: skip
         store.mark_stage(round_, "kappa")
     if config.finetune and index < config.rounds - 1 and "finetune" not in done:

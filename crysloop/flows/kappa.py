@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 
 from crysloop.infra.db import database
 from crysloop.kappa.conductivity import KappaConfig
-from crysloop.screening.potentials import check_mlip_name
+from crysloop.screening.potentials import DEFAULT_KAPPA_MLIP, check_mlip_name
 from crysloop.tasks.kappa import (
     compute_kappa_task,
     kappa_skip_reason,
@@ -33,6 +33,7 @@ class KappaSummary:
 def kappa_flow(
     campaign: str | None = None,
     mlip: str | None = None,
+    screening_mlip: str | None = None,
     temperatures: Sequence[float] = (300.0,),
     top_n: int = 5,
     max_e_above_hull: float = 0.1,
@@ -46,10 +47,13 @@ def kappa_flow(
 ) -> KappaSummary:
     """Kappa of up to ``top_n`` screened candidates (ok, phonon-stable, lowest e_above_hull first) with ``mlip``.
 
+    ``mlip`` (default SevenNet-0, see ``DEFAULT_KAPPA_MLIP``) relaxes each candidate again and gives the forces;
+    ``screening_mlip`` (default: the settings' potential) names the screening results candidates are taken from.
     Metals and primitive cells above ``max_atoms`` are stored as skipped and do not use a slot; ``metal_labels``
     (candidate id, structure hash or formula -> is metal) override the band gap and composition proxy.
     """
-    mlip = check_mlip_name(mlip)
+    mlip = check_mlip_name(mlip or DEFAULT_KAPPA_MLIP)
+    screening_mlip = check_mlip_name(screening_mlip)
     config = KappaConfig(
         fc3_min_length=fc3_min_length,
         fc2_min_length=fc2_min_length,
@@ -60,7 +64,7 @@ def kappa_flow(
     logger = get_run_logger()
     summary = KappaSummary(mlip=mlip)
     with database():
-        queue = select_kappa_candidates_task(mlip, campaign, max_e_above_hull, config.method, recompute)
+        queue = select_kappa_candidates_task(screening_mlip, campaign, max_e_above_hull, config.method, recompute, mlip)
         for item in queue:
             if summary.computed >= top_n:
                 break

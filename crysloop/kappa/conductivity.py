@@ -14,7 +14,12 @@ from pymatgen.io.phonopy import get_pmg_structure
 
 from crysloop.errors import InputError
 from crysloop.kappa.cache import ForceFunction, evaluate_force_set, force_set_key
-from crysloop.kappa.cells import standard_primitive, supercell_diagonal, to_ase, to_phonopy
+from crysloop.kappa.cells import (
+    standard_primitive,
+    supercell_diagonal,
+    to_ase,
+    to_phonopy,
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,21 @@ def mlip_force_function(calculator: Calculator, batch_size: int = 16) -> ForceFu
         return batch_forces(list(supercells), calculator, batch_size=batch_size)
 
     return forces_of
+
+
+def relax_for_kappa(structure: Structure, calculator: Calculator | str, fmax: float = 0.005, steps: int = 300) -> Structure:
+    """Cell and positions relaxed tightly by the kappa potential itself, space group kept (ASE FixSymmetry).
+
+    Finite-difference force constants are taken about the potential's own equilibrium: a cell relaxed by another
+    potential, or only to a screening threshold, leaves residual forces and strain that distort fc2 and fc3.
+    """
+    from crysloop.screening.relax import RelaxConfig, relax_structure
+
+    result = relax_structure(structure, calculator, config=RelaxConfig(fmax=fmax, steps=steps, fix_symmetry=True))
+    if not result.ok:
+        reason = result.error or f"not converged to fmax {fmax} eV/A in {steps} steps"
+        raise RuntimeError(f"relaxation before kappa failed ({result.status}): {reason}")
+    return result.structure
 
 
 def compute_kappa(

@@ -38,6 +38,10 @@ SEVENN_MODELS = {"sevenn-l3i5": "7net-l3i5", "sevenn-0": "7net-0"}
 MATTERSIM_CHECKPOINTS = {"mattersim-1m": "mattersim-v1.0.0-1M.pth", "mattersim-5m": "mattersim-v1.0.0-5M.pth"}
 MLIP_NAMES = (*SEVENN_MODELS, "chgnet", *MATTERSIM_CHECKPOINTS)
 OFFLINE_DEFAULT = "sevenn-l3i5"
+# The potential for kappa, chosen from benchmarks/kappa.py (phono3py RTA, 300 K): SevenNet-0 alone puts Si, GaAs and
+# NaCl in the experimental order and each within 2.5x of experiment (115 / 23.9 / 14.0 W/m/K against ~150 / 50 / 7);
+# SevenNet-l3i5 gives Si 57.8 and CHGNet is off by orders of magnitude. Screening keeps its own default.
+DEFAULT_KAPPA_MLIP = "sevenn-0"
 D3_SUFFIX = "+d3"
 MATTERSIM_CACHE = Path("~/.local/mattersim/pretrained_models").expanduser()
 

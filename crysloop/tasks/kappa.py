@@ -10,8 +10,9 @@ from pymatgen.core import Structure
 
 from crysloop.infra.documents import Candidate, KappaResult, ScreeningResult, utcnow
 from crysloop.infra.settings import get_settings
-from crysloop.kappa.conductivity import KappaConfig, KappaOutcome, compute_kappa
+from crysloop.kappa.conductivity import KappaConfig, KappaOutcome, compute_kappa, relax_for_kappa
 from crysloop.kappa.cost import skip_reason
+from crysloop.screening.potentials import get_calculator
 
 
 @dataclass
@@ -28,24 +29,27 @@ class KappaCandidate:
 
 
 def select_kappa_candidates(
-    mlip: str,
+    screening_mlip: str,
     campaign: str | None = None,
     max_e_above_hull: float = 0.1,
     method: str = "RTA",
     recompute: bool = False,
+    kappa_mlip: str | None = None,
 ) -> list[KappaCandidate]:
-    """Screened candidates (status ok, phonon-stable, e_above_hull <= limit under ``mlip``), lowest e_above_hull first.
+    """Screened candidates (status ok, phonon-stable, e_above_hull <= limit under ``screening_mlip``), lowest first.
 
-    Candidates that already have a kappa result for this potential and method are left out unless ``recompute``.
+    Candidates that already have a kappa result for ``kappa_mlip`` (default: the screening potential) and ``method``
+    are left out unless ``recompute``.
     """
     query = ScreeningResult.objects(
-        status="ok", phonon_stable=True, mlip=mlip, e_above_hull__lte=max_e_above_hull
+        status="ok", phonon_stable=True, mlip=screening_mlip, e_above_hull__lte=max_e_above_hull
     ).order_by("e_above_hull")
     if campaign:
         query = query.filter(campaign=campaign)
     done = set()
     if not recompute:
-        done = {r.to_mongo()["candidate"] for r in KappaResult.objects(calculator=mlip, method=method).only("candidate")}
+        calculator = kappa_mlip or screening_mlip
+        done = {r.to_mongo()["candidate"] for r in KappaResult.objects(calculator=calculator, method=method).only("candidate")}
     selected = []
     for screening in query:
         candidate_id = screening.to_mongo()["candidate"]
@@ -116,17 +120,20 @@ def kappa_skip_reason(item: KappaCandidate, max_atoms: int, labels: dict[str, bo
 
 
 @task(name="select-kappa-candidates", tags=["db"], cache_policy=NO_CACHE)
-def select_kappa_candidates_task(mlip: str, campaign: str | None, max_e_above_hull: float, method: str,
-                                 recompute: bool) -> list[KappaCandidate]:  # fmt: skip
+def select_kappa_candidates_task(screening_mlip: str, campaign: str | None, max_e_above_hull: float, method: str,
+                                 recompute: bool, kappa_mlip: str) -> list[KappaCandidate]:  # fmt: skip
     """Prefect wrapper of :func:`select_kappa_candidates`."""
-    return select_kappa_candidates(mlip, campaign, max_e_above_hull, method, recompute)
+    return select_kappa_candidates(screening_mlip, campaign, max_e_above_hull, method, recompute, kappa_mlip)
 
 
 @task(name="compute-kappa", retries=1, retry_delay_seconds=5, tags=["mlip"], cache_policy=NO_CACHE)
 def compute_kappa_task(item: KappaCandidate, mlip: str, config: KappaConfig, progress: bool = False) -> KappaOutcome:
-    """phono3py kappa of one candidate; force sets are cached under ``cache_dir/kappa``, so a retry resumes."""
+    """phono3py kappa of one candidate after a tight relaxation with ``mlip`` (:func:`relax_for_kappa`); force sets
+    are cached under ``cache_dir/kappa``, so a retry resumes."""
     cache_dir = get_settings().cache_dir / "kappa"
-    return compute_kappa(item.structure, mlip, config, calculator_name=mlip, cache_dir=cache_dir, progress=progress)
+    calculator = get_calculator(mlip)
+    structure = relax_for_kappa(item.structure, calculator)
+    return compute_kappa(structure, calculator, config, calculator_name=mlip, cache_dir=cache_dir, progress=progress)
 
 
 @task(name="save-kappa-result", retries=2, retry_delay_seconds=5, tags=["db"], cache_policy=NO_CACHE)
