@@ -137,6 +137,9 @@ def test_queries_filter_by_campaign_chemistry_stability_and_dft(populated):
     both = query(CandidateFilter(ehull_max=0.1, phonon_stable=True, limit=None))
     assert len(both) == 3 and all(r.phonon_stable for r in both)
     assert [r.dft_state for r in query(CandidateFilter(dft_state="pending"))] == ["pending"]
+    uncovered = ScreeningResult.objects(e_above_hull=0.0).first()
+    uncovered.update(hull_covered=False, stable=None)  # its system has no known compound: stability unknown
+    assert len(query(CandidateFilter(campaign="run-a", ehull_max=0.1, limit=None))) == 5
     formula = populated[12].structure.composition.reduced_formula
     assert {r.formula for r in query(CandidateFilter(formula=formula))} == {formula}
     element = populated[12].structure.composition.elements[0].symbol

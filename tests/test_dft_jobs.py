@@ -28,6 +28,14 @@ def si_candidate(db, shared_data):
     return candidate, relaxed
 
 
+def test_uncovered_candidates_are_not_queued_however_low_their_energy_above_hull(si_candidate):
+    candidate, relaxed = si_candidate
+    other = Candidate(structure_hash="x", structure=relaxed.as_dict(), formula="Si", chemsys="Si", campaign="c1").save()
+    ScreeningResult(candidate=other, mlip="chgnet", campaign="c1", status="ok", e_above_hull=-1.5, hull_covered=False,
+                    relaxed_structure=relaxed.as_dict()).save()  # fmt: skip
+    assert [job.candidate.id for job in jobs.queue_top_candidates("c1", "crysvcd", top_n=5)] == [candidate.id]
+
+
 def test_first_attempt_starts_from_the_mlip_relaxed_structure(si_candidate, tmp_path):
     candidate, relaxed = si_candidate
     [job] = jobs.queue_top_candidates("c1", "crysvcd", top_n=5)

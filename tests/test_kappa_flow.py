@@ -90,3 +90,13 @@ def test_kappa_cli_rejects_bad_temperatures_and_mesh(settings, capsys):
         assert exit_info.value.code == 1
         err = capsys.readouterr().err
         assert "error:" in err and ("temperatures" in err or "mesh" in err)
+
+
+def test_kappa_selection_leaves_out_uncovered_systems(settings):
+    from crysloop.tasks.kappa import select_kappa_candidates
+
+    with database():
+        seed("cold")
+        assert [c.formula for c in select_kappa_candidates("chgnet", "cold")] == ["Cu", "Si"]  # lowest E_hull first
+        ScreeningResult.objects(formula="Cu", campaign="cold").update(hull_covered=False)  # stability unknown
+        assert [c.formula for c in select_kappa_candidates("chgnet", "cold", kappa_mlip="sevenn-0")] == ["Si"]

@@ -24,12 +24,12 @@ from crysloop.infra.documents import DFT_TRANSITIONS, Candidate, DFTAttempt, DFT
 
 
 def queue_top_candidates(campaign: str | None, preset: str, top_n: int) -> list[DFTJob]:
-    """Pending DFT jobs for the ``top_n`` screened candidates (status ok) with the lowest energy above hull.
+    """Pending DFT jobs for the ``top_n`` screened candidates (status ok, hull covered) with the lowest energy above hull.
 
     A candidate screened with several potentials counts once, with its lowest value; candidates that already
     have a job under ``preset`` keep it (it is returned only while pending).
     """
-    query = ScreeningResult.objects(status="ok", e_above_hull__ne=None)
+    query = ScreeningResult.objects(status="ok", e_above_hull__ne=None, hull_covered__ne=False)  # uncovered: unknown
     if campaign is not None:
         query = query.filter(campaign=campaign)
     chosen: dict = {}

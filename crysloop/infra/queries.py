@@ -87,8 +87,8 @@ def find_candidates(flt: CandidateFilter):
         screening: dict = {"status": "ok"}
         if flt.mlip:
             screening["mlip"] = flt.mlip
-        if flt.ehull_max is not None:
-            screening["e_above_hull__lte"] = flt.ehull_max
+        if flt.ehull_max is not None:  # an uncovered system's energy above hull means nothing: its stability is unknown
+            screening.update(e_above_hull__lte=flt.ehull_max, hull_covered__ne=False)
         if flt.phonon_stable is not None:
             screening["phonon_stable"] = flt.phonon_stable
         ids = _intersect(ids, {ref.id for ref in ScreeningResult.objects(**screening).scalar("candidate")})

@@ -42,8 +42,8 @@ def select_kappa_candidates(
     are left out unless ``recompute``.
     """
     query = ScreeningResult.objects(
-        status="ok", phonon_stable=True, mlip=screening_mlip, e_above_hull__lte=max_e_above_hull
-    ).order_by("e_above_hull")
+        status="ok", phonon_stable=True, mlip=screening_mlip, e_above_hull__lte=max_e_above_hull, hull_covered__ne=False
+    ).order_by("e_above_hull")  # an uncovered system's stability is unknown, whatever its energy above hull
     if campaign:
         query = query.filter(campaign=campaign)
     done = set()
