@@ -1,6 +1,7 @@
 """Hull benchmark: MLIP energies above the shipped Materials Project hull against DFT, Matbench Discovery style.
 
-The first ``--n`` MP-20 test crystals (../shared/data/mp_20_sample/test.csv.gz) are relaxed with each potential
+``--n`` MP-20 test crystals drawn at random (seeded) from ../shared/data/mp_20_biternary/test.csv.gz (7,118 binary
+and ternary crystals; every one is in the shipped table) are relaxed with each potential
 (cell and positions, FIRE, fmax 0.05 eV/A, 500 steps as in Matbench Discovery); each energy is MP2020-corrected and
 placed on the hull of the shipped table with the crystal itself left out (MP2020-corrected, except CHGNet's, which
 are corrected energies already). Compared with the CSV's e_above_hull
@@ -9,7 +10,7 @@ mean absolute error, and precision / recall / F1 of the stable class (<= 0.1 eV/
 also at Matbench Discovery's 0 eV/atom, the only threshold that splits MP-20 crystals, all within 0.08 eV/atom of
 the hull). Failed and unconverged relaxations and uncovered systems (no compound left in any sub-system) are
 counted apart and left out of the metrics.
-Usage: python benchmarks/hull.py --mlip sevenn-l3i5 chgnet [--n 100]
+Usage: python benchmarks/hull.py --mlip chgnet sevenn-0 sevenn-l3i5 [--n 300]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from crysloop.screening.mp_references import SOURCE_TABLE, corrected_energy, tab
 from crysloop.screening.potentials import get_calculator
 from crysloop.screening.relax import RelaxConfig, relax_structures
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mp_20_sample" / "test.csv.gz"
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mp_20_biternary" / "test.csv.gz"
 STABLE = 0.1  # eV/atom
 
 
@@ -90,14 +91,16 @@ def evaluate(mlip: str, rows: list[dict], config: RelaxConfig, batch_size: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mlip", nargs="+", default=["sevenn-l3i5", "chgnet"])
-    parser.add_argument("--n", type=int, default=100, help="MP-20 test crystals (first n rows)")
+    parser.add_argument("--n", type=int, default=300, help="MP-20 test crystals (a seeded random draw)")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     with gzip.open(DATA, "rt") as handle:
-        rows = list(csv.DictReader(handle))[: args.n]
+        rows = list(csv.DictReader(handle))
+    rows = [rows[i] for i in np.random.default_rng(args.seed).choice(len(rows), size=args.n, replace=False)]
     config = RelaxConfig(fmax=0.05, steps=500)
-    summary = {"benchmark": "hull", "references": "shipped MP table (MP-20 + elemental refs), crystal left out",
+    summary = {"benchmark": "hull", "data": f"{DATA.parent.name}/{DATA.name}", "seed": args.seed, "references": "shipped MP table (MP-20 + elemental refs), crystal left out",
                "stable_threshold": STABLE, "fmax": config.fmax, "steps": config.steps, "potentials": {}}  # fmt: skip
     for mlip in args.mlip:
         summary["potentials"][mlip] = evaluate(mlip, rows, config, args.batch_size)
