@@ -91,3 +91,44 @@ def test_unconverged_and_unknown_never_count_as_stable():
     stats = round_statistics([si, nacl, kcl], [], [0.0, -1.2, 0.3], [None, None, None], [True, None, False])
     assert stats["screened"] == 3 and stats["unknown"] == 1 and stats["stable"] == 1 and stats["sun"] == 1
     assert stats["stable_fraction"] == pytest.approx(0.5) and stats["ehull_min"] == pytest.approx(0.0)
+
+
+def test_mp_api_hull_is_fetched_once_per_system_then_read_from_the_database(db, monkeypatch):
+    """With MP_API_KEY set, a system's entries come through mp-api's MPRester once, then from the database cache.
+
+    The Materials Project server cannot be reached here, so a stand-in MPRester answers the one query mp-api makes.
+    """
+    import mp_api.client
+
+    from crysloop.infra.documents import HullReference
+    from crysloop.screening.mp_references import SOURCE_API
+    from crysloop.tasks.screen import mp_references_task
+
+    queries = []
+
+    class StandInMPRester:
+        def __init__(self, api_key=None):
+            self.api_key = api_key
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def get_entries_in_chemsys(self, elements, compatible_only, additional_criteria):
+            queries.append((sorted(elements), compatible_only, additional_criteria))
+            return [ComputedEntry("Li2O", -14.31, entry_id="mp-1960"), ComputedEntry("Li", -1.91, entry_id="mp-135"),
+                    ComputedEntry("O2", -9.86, entry_id="mp-12957")]  # fmt: skip
+
+    monkeypatch.setattr(mp_api.client, "MPRester", StandInMPRester)
+    monkeypatch.setenv("MP_API_KEY", "k" * 32)
+    first, source = mp_references_task.fn("Li-O")
+    second, again = mp_references_task.fn("Li-O")
+    assert source == again == SOURCE_API
+    assert queries == [(["Li", "O"], True, {"thermo_types": ["GGA_GGA+U"]})]  # one query; the second call hit the cache
+    assert sorted(e.entry_id for e in second) == ["mp-12957", "mp-135", "mp-1960"]
+    assert [e.energy for e in second] == [e.energy for e in first]
+    assert HullReference.objects(mlip=SOURCE_API, chemsys="Li-O").count() == 1
+    monkeypatch.delenv("MP_API_KEY")
+    assert mp_references_task.fn("Li-O")[1] != SOURCE_API  # without a key the shipped table serves

@@ -101,7 +101,8 @@ def table_entries(chemsys: str, exclude_ids: Iterable[str] = ()) -> list[Compute
 def api_entries(chemsys: str, api_key: str | None = None) -> list[ComputedEntry]:
     """All MP GGA/GGA+U entries of ``chemsys`` and its sub-systems through mp-api, MP2020-corrected by MP.
 
-    Needs the ``mp-api`` client, network access and ``MP_API_KEY`` (or ``api_key``); not exercised offline.
+    Needs the ``mp-api`` client, network access and ``MP_API_KEY`` (or ``api_key``); offline, the tests answer the
+    query with a stand-in MPRester.
     """
     try:
         from mp_api.client import MPRester
