@@ -117,3 +117,13 @@ def test_auto_lattice_clip_only_for_strided_sampling():
     assert resolve_lattice_clip(None, 200, 1000) is None and resolve_lattice_clip(20.0, 1000, 1000) == 20.0
     with pytest.raises(InputError, match="lattice_clip"):
         resolve_lattice_clip("always", 10, 1000)
+
+
+def test_earlier_graph_without_self_edges_is_an_option():
+    from crysloop.models.diffcsp.config import EARLIER_SETTINGS
+
+    src, dst, crystal = fully_connected_edges(torch.tensor([1, 3]), self_edges=False)
+    assert len(src) == 6 and bool((src != dst).all()) and crystal.tolist() == [1] * 6
+    earlier = DiffCSP(Config.preset("cpu-tiny", **EARLIER_SETTINGS))
+    assert earlier.denoiser.self_edges is False and DiffCSP(Config.preset("cpu-tiny")).denoiser.self_edges is True
+    assert Config.from_dict(earlier.config.to_dict()).self_edges is False

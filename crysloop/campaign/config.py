@@ -35,6 +35,9 @@ class StructureModelConfig(_Strict):
     checkpoint: str = Field("shipped", description="'shipped' or a checkpoint path.")
     steps: int | None = Field(None, ge=1, description="Sampling steps; None = the model's training timesteps.")
     guidance: float = Field(2.0, ge=0, description="Classifier-free guidance weight w (CrysVCD uses 2).")
+    rescale_volume: bool = Field(
+        True, description="Scale each sampled cell isotropically to its composition's expected volume (additive "
+        "per-element volumes, crysloop.chemistry.volume) before filtering and screening; DiffCSP does not.")
     batch_size: int = Field(64, ge=1)
     finetune_epochs: int = Field(5, ge=0)
 
