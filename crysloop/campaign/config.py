@@ -40,6 +40,10 @@ class StructureModelConfig(_Strict):
         "per-element volumes, crysloop.chemistry.volume) before filtering and screening; DiffCSP does not.")
     batch_size: int = Field(64, ge=1)
     finetune_epochs: int = Field(5, ge=0)
+    finetune_scope: Literal["conditions", "all"] = Field(
+        "conditions", description="What a round's fine-tuning trains: the condition embeddings only (the denoiser "
+        "stays as trained; 5 steps of all weights at lr 1e-3 on 8 labels made the shipped model's cells ~16x too "
+        "large) or every weight, as CrysVCD does on larger label sets.")
 
 
 class CDVAEModelConfig(_Strict):
