@@ -11,8 +11,11 @@ from crysloop.campaign.config import StructureModelConfig
 from crysloop.campaign.generation import structures_for
 from crysloop.chemistry.valence import label_composition
 from crysloop.chemistry.volume import (
-    element_volumes, expected_volume_per_atom, fit_element_volumes, rescale_to_expected_volume,
-)  # fmt: skip
+    element_volumes,
+    expected_volume_per_atom,
+    fit_element_volumes,
+    rescale_to_expected_volume,
+)
 from crysloop.data.datasets import read_structures
 from crysloop.models.diffcsp import DiffCSP, DiffCSPConfig
 
