@@ -106,14 +106,36 @@ def test_campaign_guidance_default_is_crysvcd_weight():
     assert StructureModelConfig().guidance == 2.0
 
 
-def test_auto_lattice_clip_only_for_strided_sampling():
+def test_auto_lattice_clip_is_on_and_bounds_the_first_step():
     import pytest
 
     from crysloop.errors import InputError
-    from crysloop.models.diffcsp.sampler import STRIDED_LATTICE_CLIP, resolve_lattice_clip
+    from crysloop.models.diffcsp.corruption import NoiseSchedule
+    from crysloop.models.diffcsp.sampler import DEFAULT_LATTICE_CLIP, _ddpm_step, resolve_lattice_clip
 
-    assert resolve_lattice_clip("auto", 1000, 1000) is None  # DiffCSP's full-length sampling: no clip
-    assert resolve_lattice_clip("auto", 200, 1000) == STRIDED_LATTICE_CLIP
-    assert resolve_lattice_clip(None, 200, 1000) is None and resolve_lattice_clip(20.0, 1000, 1000) == 20.0
+    assert resolve_lattice_clip("auto") == DEFAULT_LATTICE_CLIP
+    assert resolve_lattice_clip(None) is None and resolve_lattice_clip(20.0) == 20.0
     with pytest.raises(InputError, match="lattice_clip"):
-        resolve_lattice_clip("always", 10, 1000)
+        resolve_lattice_clip("always")
+    # at t = T the noisy lattice is the noise itself; a noise prediction off by 0.05 (the shipped model's RMSE
+    # there) moves the unclipped step ~100x as far (1 / sqrt(alpha_T) = 100), the clipped one by under 0.1 A
+    schedule = NoiseSchedule(1000, 0.005, 0.5)
+    abar_t, abar_next = schedule.alphas_cumprod[1000], schedule.alphas_cumprod[999]
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 3)
+    zero = torch.zeros(1, 3, 3)
+    exact = _ddpm_step(x, x, abar_t, abar_next, zero)
+    unclipped = _ddpm_step(x, x + 0.05, abar_t, abar_next, zero)
+    clipped = _ddpm_step(x, x + 0.05, abar_t, abar_next, zero, clip=DEFAULT_LATTICE_CLIP)
+    assert (unclipped - exact).abs().min() > 4.0
+    assert (clipped - exact).abs().max() < 0.1
+
+
+def test_earlier_graph_without_self_edges_is_an_option():
+    from crysloop.models.diffcsp.config import EARLIER_SETTINGS
+
+    src, dst, crystal = fully_connected_edges(torch.tensor([1, 3]), self_edges=False)
+    assert len(src) == 6 and bool((src != dst).all()) and crystal.tolist() == [1] * 6
+    earlier = DiffCSP(Config.preset("cpu-tiny", **EARLIER_SETTINGS))
+    assert earlier.denoiser.self_edges is False and DiffCSP(Config.preset("cpu-tiny")).denoiser.self_edges is True
+    assert Config.from_dict(earlier.config.to_dict()).self_edges is False

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from crysloop.chemistry.valence import ValenceAssignment
+from crysloop.chemistry.volume import rescale_to_expected_volume
 from crysloop.errors import InputError
 from crysloop.evaluation.validity import structure_validity
 from crysloop.infra.store import NewCandidate
@@ -63,15 +64,23 @@ def sample_valid_compositions(model: CompositionLM, n: int, conditions: Mapping[
 
 def structures_for(assignments: list[ValenceAssignment], model: DiffCSP, conditions: Mapping[str, float] | None = None,
                    guidance: float = 2.0, steps: int | None = None, batch_size: int = 64, seed: int = 0,
-                   device: str = "cpu", origin: dict | None = None) -> list[NewCandidate]:  # fmt: skip
-    """Stage II: one structure per composition, conditioned with classifier-free guidance when the model can be."""
+                   device: str = "cpu", origin: dict | None = None,
+                   rescale_volume: bool = True) -> list[NewCandidate]:  # fmt: skip
+    """Stage II: one structure per composition, conditioned with classifier-free guidance when the model can be.
+
+    ``rescale_volume`` scales each cell to its composition's expected volume (``rescale_to_expected_volume``); the
+    sampled volume per atom is kept in the candidate's origin as ``sampled_volume_per_atom``.
+    """
     wanted = known_conditions(conditions, model.config.properties)
     structures = sample_structures(model, compositions=[a.composition for a in assignments], conditions=wanted or None,
                                    guidance=guidance if wanted else 0.0, steps=steps, batch_size=batch_size,
                                    device=device, seed=seed)  # fmt: skip
-    origin = {**(origin or {}), "conditions_stage2": wanted, "guidance": guidance if wanted else 0.0}
+    origin = {**(origin or {}), "conditions_stage2": wanted, "guidance": guidance if wanted else 0.0,
+              "rescale_volume": rescale_volume}  # fmt: skip
     return [
-        NewCandidate(structure, source="generated", origin={**origin, "ionic": assignment.ionic},
+        NewCandidate(rescale_to_expected_volume(structure) if rescale_volume else structure, source="generated",
+                     origin={**origin, "ionic": assignment.ionic,
+                             "sampled_volume_per_atom": round(structure.volume / len(structure), 3)},
                      oxidation_states=assignment.species)
         for assignment, structure in zip(assignments, structures, strict=True)
     ]  # fmt: skip

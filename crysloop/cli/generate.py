@@ -21,6 +21,8 @@ def generate(
     structure_checkpoint: str = typer.Option("shipped", help="Stage II checkpoint path, or 'shipped'."),
     guidance: float = typer.Option(1.0, min=0.0, callback=finite, help="Classifier-free guidance weight w."),
     steps: int = typer.Option(None, min=1, help="Diffusion steps (default: the model's)."),
+    rescale_volume: bool = typer.Option(
+        True, help="Scale each sampled cell to its composition's expected volume (additive element volumes)."),
     seed: int = typer.Option(0, help="Random seed (same seed, same crystals)."),
     device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
 ) -> None:
@@ -37,7 +39,8 @@ def generate(
         n=n, conditions=conditions, campaign=campaign,
         composition_checkpoint=composition_checkpoint, structure_checkpoint=structure_checkpoint,
         composition_config=CompositionModelConfig(checkpoint=composition_checkpoint),
-        structure_config=StructureModelConfig(checkpoint=structure_checkpoint, guidance=guidance, steps=steps),
+        structure_config=StructureModelConfig(checkpoint=structure_checkpoint, guidance=guidance, steps=steps,
+                                              rescale_volume=rescale_volume),
         seed=seed, device=device,
     )  # fmt: skip
     console.print(f"generated {summary.generated} crystals ({summary.invalid} structurally invalid, discarded): "

@@ -100,7 +100,7 @@ def sample(
     steps: int = typer.Option(None, help="Sampling steps (default: the model's 1000 timesteps)."),
     step_lr: float = typer.Option(1e-5, help="Langevin corrector step size (0 turns the corrector off)."),
     lattice_clip: str = typer.Option("auto", help="Clip each step's clean-lattice estimate to +-this (A); off "
-                                     "(as DiffCSP), or auto: clip at 50 A only with fewer steps than timesteps."),
+                                     "(as DiffCSP), or auto: 50 A (an unclipped first step blows cells up)."),
     batch_size: int = typer.Option(256, help="Crystals sampled together."),
     device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     seed: int = typer.Option(0, help="Random seed."),

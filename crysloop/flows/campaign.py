@@ -68,7 +68,7 @@ def _stage2(config: CampaignConfig):
     """The Stage II fine-tuning task, its extra arguments and the model settings of the configured generator."""
     if config.generator == "condition-cdvae-plus":
         return finetune_cdvae_task, {"gan_epochs": config.cdvae_model.gan_epochs}, config.cdvae_model
-    return finetune_structure_task, {}, config.structure_model
+    return finetune_structure_task, {"scope": config.structure_model.finetune_scope}, config.structure_model
 
 
 def _labelled(config: CampaignConfig, upto: int) -> list[tuple[Composition, Structure, dict]]:

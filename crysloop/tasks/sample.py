@@ -47,7 +47,8 @@ def sample_structures_task(checkpoint: str, assignments: list[ValenceAssignment]
     model = diffcsp.load_checkpoint(structure_checkpoint(checkpoint), device=device)
     origin = {**(origin or {}), "structure_checkpoint": checkpoint}
     return structures_for(assignments, model, conditions, guidance=config.guidance, steps=config.steps,
-                          batch_size=config.batch_size, seed=seed, device=device, origin=origin)  # fmt: skip
+                          batch_size=config.batch_size, seed=seed, device=device, origin=origin,
+                          rescale_volume=config.rescale_volume)  # fmt: skip
 
 
 @task(name="sample-cdvae-structures", tags=["gpu", "stage-2"], retries=1)

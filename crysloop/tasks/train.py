@@ -35,12 +35,14 @@ def finetune_composition_task(parent: str, examples: list[tuple[Composition, dic
 
 @task(name="finetune-diffcsp", tags=["gpu", "stage-2"])
 def finetune_structure_task(parent: str, records: list[tuple[Structure, dict]], out: Path, epochs: int,
-                            device: str = "auto", seed: int = 0) -> dict:  # fmt: skip
-    """Fine-tune Stage II on (relaxed structure, labels), adding property embeddings for new labels."""
+                            device: str = "auto", seed: int = 0, scope: str = "conditions") -> dict:  # fmt: skip
+    """Fine-tune Stage II on (relaxed structure, labels), adding property embeddings for new labels; ``scope`` as
+    in ``finetune_diffcsp`` (``conditions``: the embeddings only)."""
     device = resolve_device(device)
     model = diffcsp.load_checkpoint(structure_checkpoint(parent), device=device)
     names = sorted({name for _, labels in records for name in labels})
-    model = diffcsp.finetune_diffcsp(model, records, new_properties=names, epochs=epochs, device=device, seed=seed)
+    model = diffcsp.finetune_diffcsp(model, records, new_properties=names, epochs=epochs, device=device, seed=seed,
+                                     scope=scope)  # fmt: skip
     _atomic_save(diffcsp.save_checkpoint, model, out)
     return {"conditions": list(model.config.properties), "n_train": len(records)}
 

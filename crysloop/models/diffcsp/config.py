@@ -12,6 +12,11 @@ DropMode = Literal["joint", "independent"]
 ClipMode = Literal["value", "norm"]
 
 
+# crysloop's settings before the fidelity fixes (issue 17); DiffCSPConfig(**EARLIER_SETTINGS) trains as it did then
+EARLIER_SETTINGS = {"self_edges": False, "cost_type": 1.0, "grad_clip_mode": "norm",
+                    "property_drop_mode": "independent"}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DiffCSPConfig:
     """Everything that defines a DiffCSP model and how it trains; the defaults are DiffCSP's (Jiao et al. 2023).
@@ -24,6 +29,8 @@ class DiffCSPConfig:
     ``"independent"`` drops each condition on its own coin (crysloop's earlier behaviour).
     ``cost_type`` 20 and ``grad_clip`` 0.5 per gradient value (``grad_clip_mode="value"``) are DiffCSP's ab initio
     settings; ``cost_type=1`` and ``grad_clip_mode="norm"`` (clip the global norm) are the earlier ones.
+    ``self_edges`` keeps DiffCSP's i -> i messages in the denoiser's graph (False: the earlier graph without them).
+    ``EARLIER_SETTINGS`` holds all of crysloop's earlier choices, for before/after benchmarks.
     """
 
     mode: Mode = "csp"
@@ -35,6 +42,7 @@ class DiffCSPConfig:
     timesteps: int = 1000
     sigma_begin: float = 0.005
     sigma_end: float = 0.5
+    self_edges: bool = True
     cost_lattice: float = 1.0
     cost_coord: float = 1.0
     cost_type: float = 20.0

@@ -23,16 +23,22 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([args.sin(), args.cos()], dim=-1)
 
 
-def fully_connected_edges(num_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fully_connected_edges(num_atoms: torch.Tensor,
+                          self_edges: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Directed edges between every ordered pair of atoms within each crystal, self-edges i -> i included (as
-    DiffCSP's fully connected graph: they carry the lattice into the message of a one-atom cell)."""
+    DiffCSP's fully connected graph: they carry the lattice into the message of a one-atom cell) unless
+    ``self_edges`` is False (crysloop's earlier graph)."""
     counts = num_atoms * num_atoms
     crystal = torch.repeat_interleave(torch.arange(len(num_atoms), device=num_atoms.device), counts)
     first_edge = torch.cumsum(counts, 0) - counts
     local = torch.arange(int(counts.sum()), device=num_atoms.device) - first_edge[crystal]
     n = num_atoms[crystal]
     first_atom = (torch.cumsum(num_atoms, 0) - num_atoms)[crystal]
-    return first_atom + local // n, first_atom + local % n, crystal
+    src, dst = first_atom + local // n, first_atom + local % n
+    if self_edges:
+        return src, dst, crystal
+    keep = src != dst
+    return src[keep], dst[keep], crystal[keep]
 
 
 def lattice_gram(lattice: torch.Tensor) -> torch.Tensor:
@@ -68,9 +74,9 @@ class CSPNet(nn.Module):
     """The denoising network: (type features, frac_coords, lattice, per-crystal latent) -> (eps_L, score_x, eps_A)."""
 
     def __init__(self, hidden_dim: int, num_layers: int, latent_dim: int, num_freqs: int, type_dim: int,
-                 predict_types: bool):
+                 predict_types: bool, self_edges: bool = True):  # fmt: skip
         super().__init__()
-        self.num_freqs = num_freqs
+        self.num_freqs, self.self_edges = num_freqs, self_edges
         self.type_embedding = nn.Linear(type_dim, hidden_dim)
         self.latent_mix = nn.Linear(hidden_dim + latent_dim, hidden_dim)
         self.layers = nn.ModuleList(CSPLayer(hidden_dim, num_freqs) for _ in range(num_layers))
@@ -87,7 +93,7 @@ class CSPNet(nn.Module):
 
     def forward(self, type_features, frac_coords, lattice, latent, num_atoms, atom_crystal):
         """Returns (lattice noise (B, 3, 3), normalised coordinate score (N, 3), type noise (N, Z) or None)."""
-        src, dst, edge_crystal = fully_connected_edges(num_atoms)
+        src, dst, edge_crystal = fully_connected_edges(num_atoms, self.self_edges)
         gram = lattice_gram(lattice)
         fourier = self.fourier((frac_coords[dst] - frac_coords[src]) % 1.0)
         h = self.latent_mix(torch.cat([self.type_embedding(type_features), latent[atom_crystal]], dim=-1))

@@ -78,6 +78,7 @@ class DiffCSP(nn.Module):
         self.denoiser = CSPNet(
             hidden_dim=config.hidden_dim, num_layers=config.num_layers, latent_dim=2 * config.time_dim,
             num_freqs=config.num_freqs, type_dim=config.max_atomic_number, predict_types=config.mode == "abinitio",
+            self_edges=config.self_edges,
         )
         self.register_buffer("num_atoms_counts", torch.zeros(MAX_ATOMS + 1))
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.optim.swa_utils import AveragedModel
@@ -38,6 +38,8 @@ from crysloop.infra.settings import resolve_device
 from crysloop.models.diffcsp.checkpoints import read_checkpoint, save_checkpoint
 from crysloop.models.diffcsp.config import DiffCSPConfig
 from crysloop.models.diffcsp.model import MAX_ATOMS, CrystalTensors, DiffCSP
+
+FinetuneScope = Literal["all", "conditions"]
 
 
 def _structure_and_properties(record: Any) -> tuple[Any, dict]:
@@ -267,10 +269,15 @@ def finetune_diffcsp(
     steps: int | None = None,
     epochs: int | None = None,
     lr: float | None = None,
+    scope: FinetuneScope = "all",
     **train_kwargs: Any,
 ) -> DiffCSP:
-    """Continue training ``model`` on new labelled crystals, keeping its weights and adding embeddings (freshly
-    initialised) for ``new_properties``; returns the fine-tuned EMA model."""
+    """Continue training ``model`` on new labelled crystals, keeping its weights and adding embeddings for
+    ``new_properties`` (output layer zero: an untrained condition changes nothing); returns the fine-tuned EMA model.
+
+    ``scope="conditions"`` trains the property embeddings only and leaves the denoiser as it was, so the
+    unconditional model is unchanged; ``"all"`` trains every weight.
+    """
     names = tuple(model.config.properties) + tuple(p for p in new_properties if p not in model.config.properties)
     data = _as_tensors(records, names)
     added = tuple(p for p in names if p not in model.config.properties)
@@ -286,6 +293,15 @@ def finetune_diffcsp(
     result = new_model.load_state_dict(model.state_dict(), strict=False)
     if result.unexpected_keys or any(not k.startswith("property_embeddings.") for k in result.missing_keys):
         raise InputError("finetune_diffcsp: the model's weights do not fit its config")
+    for name in added:  # a new condition starts as a no-op: its embedding's output layer is zero until trained
+        output = new_model.property_embeddings[config.properties.index(name)][-1]
+        torch.nn.init.zeros_(output.weight)
+        torch.nn.init.zeros_(output.bias)
+    if scope not in ("all", "conditions"):
+        raise InputError(f"fine-tuning scope must be 'all' or 'conditions', not {scope!r}")
+    if scope == "conditions":
+        for name, parameter in new_model.named_parameters():
+            parameter.requires_grad_(name.startswith("property_embeddings."))
     if epochs is None and steps is None:
         epochs = 20
     return train_diffcsp(data, config, steps=steps, epochs=epochs, model=new_model, **train_kwargs)
