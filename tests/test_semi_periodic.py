@@ -149,3 +149,51 @@ def test_cdvae_samples_keep_c_fixed_and_atoms_in_the_slab_after_a_checkpoint(bil
     periodic, _ = _cdvae(bilayers, semi_periodic=False, standin=False)
     loaded_periodic, _ = load_checkpoint(save_checkpoint(periodic, tmp_path / "periodic.pt"), device="cpu")
     assert not loaded_periodic.config.semi_periodic and loaded_periodic.config.slab is None
+
+
+def test_diffcsp_noising_keeps_c_and_atoms_in_the_slab(bilayers):
+    from crysloop.models.diffcsp.corruption import (
+        NoiseSchedule,
+        noise_frac_coords,
+        noise_lattice,
+    )
+
+    data = records_to_tensors(bilayers)
+    geometry = slab_geometry(data)
+    slabs = to_slab_cells(data, geometry)
+    schedule = NoiseSchedule(100, 0.005, 0.5)
+    t = torch.full((len(slabs.num_atoms),), 100)  # the noisiest step: sigma = 0.5 of c, ~15 A
+    lattice, eps = noise_lattice(slabs.lattice, t, schedule, geometry)
+    assert torch.allclose(lattice[:, 2], torch.tensor([0.0, 0.0, geometry.c]).expand(len(t), 3))
+    assert (lattice[:, :2, 2] == 0).all() and (eps[:, 2] == 0).all() and (eps[:, :2, 2] == 0).all()
+    assert not torch.allclose(lattice[:, :2, :2], slabs.lattice[:, :2, :2])  # the in-plane block does diffuse
+    t_atom = torch.full((len(slabs.atom_types),), 100)
+    noisy, target = noise_frac_coords(slabs.frac_coords, t_atom, schedule, geometry)
+    low, high = geometry.bounds()
+    assert float(noisy[:, 2].min()) >= low - 1e-6 and float(noisy[:, 2].max()) <= high + 1e-6
+    assert ((noisy[:, :2] >= 0) & (noisy[:, :2] < 1)).all()
+    assert (torch.sign(target[:, 2]) == torch.sign(slabs.frac_coords[:, 2] - noisy[:, 2])).all()
+    wrapped, _ = noise_frac_coords(slabs.frac_coords, t_atom, schedule)
+    assert ((wrapped[:, 2] < low) | (wrapped[:, 2] > high)).any()  # 3D-periodic noise leaves the slab
+
+
+def test_diffcsp_semi_periodic_flag_round_trips_and_sampling_honours_it(bilayers, tmp_path):
+    from crysloop.models.diffcsp import (
+        DiffCSPConfig,
+        load_checkpoint,
+        sample_structures,
+        train_diffcsp,
+    )
+
+    config = DiffCSPConfig.preset("cpu-tiny", mode="abinitio", semi_periodic=True)
+    path = tmp_path / "slab-diffcsp.pt"
+    train_diffcsp(bilayers, config, device="cpu", steps=2, checkpoint_path=path, progress=False)
+    model = load_checkpoint(path, device="cpu")
+    assert model.config.semi_periodic and model.config.slab == slab_geometry(records_to_tensors(bilayers))
+    low, high = model.config.slab.bounds()
+    for structure in sample_structures(model, n=3, steps=10, seed=1):
+        assert structure.lattice.c == pytest.approx(model.config.slab_c, rel=1e-5)
+        assert structure.lattice.alpha == pytest.approx(90.0, abs=1e-3)
+        assert structure.lattice.beta == pytest.approx(90.0, abs=1e-3)
+        z = structure.frac_coords[:, 2]
+        assert z.min() >= low - 1e-5 and z.max() <= high + 1e-5

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from crysloop.models.diffcsp.model import CrystalTensors
 
 SLAB_MARGIN = 1.0  # A added on each side of the thickest training slab: room for the layers to move apart
+MIN_VACUUM = 7.0  # A of vacuum a slab needs at least, for models without a graph cut-off (crysloop's usual 7 A)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def _vacuum_unwrapped(z: torch.Tensor) -> tuple[torch.Tensor, float]:
     return (z - start) % 1.0, float(gaps[widest])
 
 
-def slab_geometry(data: CrystalTensors, cutoff: float) -> SlabGeometry:
+def slab_geometry(data: CrystalTensors, cutoff: float = MIN_VACUUM) -> SlabGeometry:
     """The slab geometry of layered training data: c = the longest c of the data, half-width = half the thickest
     slab plus ``SLAB_MARGIN``. Raises InputError for a crystal with c not perpendicular to a and b, or whose vacuum
     along c is not wider than the graph ``cutoff`` (not a slab)."""
@@ -110,6 +111,13 @@ def random_slab_coords(n: int, geometry: SlabGeometry, device: torch.device | st
     low, high = geometry.bounds()
     frac = torch.rand(n, 3, device=device, generator=generator)
     return torch.cat([frac[:, :2], low + (high - low) * frac[:, 2:]], dim=1)
+
+
+def in_plane_mask(device: torch.device | str | None = None) -> torch.Tensor:
+    """(3, 3) booleans: the lattice entries a semi-periodic model learns (x and y of a and b)."""
+    mask = torch.zeros(3, 3, dtype=torch.bool, device=device)
+    mask[:2, :2] = True
+    return mask
 
 
 def fix_out_of_plane(lattice: torch.Tensor, geometry: SlabGeometry) -> torch.Tensor:
