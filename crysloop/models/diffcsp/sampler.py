@@ -18,7 +18,12 @@ from tqdm.auto import tqdm
 from crysloop.errors import InputError
 from crysloop.infra.settings import resolve_device
 from crysloop.models.diffcsp.model import CrystalTensors, DiffCSP
-from crysloop.models.slab import confine, fix_out_of_plane, in_plane_mask, random_slab_coords
+from crysloop.models.slab import (
+    confine,
+    fix_out_of_plane,
+    in_plane_mask,
+    random_slab_coords,
+)
 
 if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
