@@ -197,3 +197,17 @@ def test_diffcsp_semi_periodic_flag_round_trips_and_sampling_honours_it(bilayers
         assert structure.lattice.beta == pytest.approx(90.0, abs=1e-3)
         z = structure.frac_coords[:, 2]
         assert z.min() >= low - 1e-5 and z.max() <= high + 1e-5
+
+
+def test_finetuning_a_semi_periodic_cdvae_skips_crystals_that_are_not_fitting_slabs(bilayers):
+    from crysloop.models.cdvae import finetune_cdvae
+
+    model, _ = _cdvae(bilayers)
+    geometry = model.config.slab
+    bulk = Structure(Lattice.hexagonal(3.8, 6.0), ["Ga", "Se"], [[0, 0, 0], [1 / 3, 2 / 3, 0.5]])
+    records = [(r.structure, {"formation_energy_per_atom": -0.7}) for r in bilayers[:3]]
+    tuned, _ = finetune_cdvae(model, [(bulk, {"formation_energy_per_atom": -0.5}), *records], epochs=1,
+                              device="cpu", progress=False)  # fmt: skip
+    assert tuned.config.slab == geometry  # a mixed set trains and keeps the slab geometry
+    with pytest.raises(InputError, match="slab"):
+        finetune_cdvae(model, [(bulk, {"formation_energy_per_atom": -0.5})], epochs=1, device="cpu", progress=False)

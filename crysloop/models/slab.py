@@ -44,32 +44,45 @@ def _vacuum_unwrapped(z: torch.Tensor) -> tuple[torch.Tensor, float]:
     return (z - start) % 1.0, float(gaps[widest])
 
 
-def slab_geometry(data: CrystalTensors, cutoff: float = MIN_VACUUM) -> SlabGeometry:
-    """The slab geometry of layered training data: c = the longest c of the data, half-width = half the thickest
-    slab plus ``SLAB_MARGIN``. Raises InputError for a crystal with c not perpendicular to a and b, or whose vacuum
-    along c is not wider than the graph ``cutoff`` (not a slab)."""
-    thickness, c_lengths = [], []
+def _extents(data: CrystalTensors) -> list[tuple[bool, float, float, float]]:
+    """Per crystal: is c perpendicular to a and b, the slab thickness (A), the vacuum along c (A) and c (A)."""
+    out = []
     start = 0
     for b, n in enumerate(data.num_atoms.tolist()):
         lattice = data.lattice[b].double()
         c_vec = lattice[2]
-        in_plane = torch.stack([lattice[0] @ c_vec, lattice[1] @ c_vec]) / (lattice[:2].norm(dim=1) * c_vec.norm())
-        if in_plane.abs().max() > 1e-3:
-            raise InputError("semi-periodic training needs layered cells with c perpendicular to the layers "
-                             f"(crystal {b} has alpha/beta away from 90 degrees)")  # fmt: skip
+        cosines = torch.stack([lattice[0] @ c_vec, lattice[1] @ c_vec]) / (lattice[:2].norm(dim=1) * c_vec.norm())
         unwrapped, vacuum = _vacuum_unwrapped(data.frac_coords[start : start + n, 2].double())
         length = float(c_vec.norm())
-        if vacuum * length <= cutoff:
-            raise InputError(f"semi-periodic training needs slabs: crystal {b} has {vacuum * length:.1f} A of vacuum "
-                             f"along c, not more than the {cutoff} A graph cut-off")  # fmt: skip
-        thickness.append(float(unwrapped.max()) * length)
-        c_lengths.append(length)
+        out.append((bool(cosines.abs().max() <= 1e-3), float(unwrapped.max()) * length, vacuum * length, length))
         start += n
-    if not c_lengths:
+    return out
+
+
+def slab_geometry(data: CrystalTensors, cutoff: float = MIN_VACUUM) -> SlabGeometry:
+    """The slab geometry of layered training data: c = the longest c of the data, half-width = half the thickest
+    slab plus ``SLAB_MARGIN``. Raises InputError for a crystal with c not perpendicular to a and b, or whose vacuum
+    along c is not wider than the graph ``cutoff`` (not a slab)."""
+    extents = _extents(data)
+    if not extents:
         raise InputError("no crystals to take the slab geometry from")
-    half_width = max(thickness) / 2 + SLAB_MARGIN
-    c = max(max(c_lengths), 2 * half_width + cutoff + 1.0)  # the vacuum between slab regions exceeds the cut-off
+    for b, (perpendicular, _, vacuum, _) in enumerate(extents):
+        if not perpendicular:
+            raise InputError("semi-periodic training needs layered cells with c perpendicular to the layers "
+                             f"(crystal {b} has alpha/beta away from 90 degrees)")  # fmt: skip
+        if vacuum <= cutoff:
+            raise InputError(f"semi-periodic training needs slabs: crystal {b} has {vacuum:.1f} A of vacuum along c, "
+                             f"not more than the {cutoff} A graph cut-off")  # fmt: skip
+    half_width = max(e[1] for e in extents) / 2 + SLAB_MARGIN
+    c = max(max(e[3] for e in extents), 2 * half_width + cutoff + 1.0)  # slab regions further apart than the cut-off
     return SlabGeometry(c=c, half_width=half_width)
+
+
+def fits_slab(data: CrystalTensors, geometry: SlabGeometry, min_vacuum: float = MIN_VACUUM) -> torch.Tensor:
+    """(B,) booleans: which crystals are slabs (c perpendicular to the layers, more than ``min_vacuum`` A of vacuum)
+    thin enough for ``geometry``."""
+    return torch.tensor([perpendicular and thickness / 2 <= geometry.half_width and vacuum > min_vacuum
+                         for perpendicular, thickness, vacuum, _ in _extents(data)], dtype=torch.bool)  # fmt: skip
 
 
 def to_slab_cells(data: CrystalTensors, geometry: SlabGeometry) -> CrystalTensors:

@@ -33,7 +33,7 @@ from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.gan import GANConfig, LatentGAN, train_latent_gan
 from crysloop.models.cdvae.model import ConditionCDVAE, lattice_features
 from crysloop.models.diffcsp.model import CrystalTensors
-from crysloop.models.slab import slab_geometry, to_slab_cells
+from crysloop.models.slab import fits_slab, slab_geometry, to_slab_cells
 
 
 def as_tensors(data: Iterable[Any] | CrystalTensors, config: CDVAEConfig) -> CrystalTensors:
@@ -203,11 +203,17 @@ def finetune_cdvae(model: ConditionCDVAE, records: Iterable[Any], new_conditions
                    epochs: int = 5, gan_epochs: int = 0, gan_config: GANConfig | None = None,
                    **train_kwargs: Any) -> tuple[ConditionCDVAE, LatentGAN | None]:  # fmt: skip
     """Continue training ``model`` on new labelled crystals, adding ``new_conditions`` (label names) as numeric
-    conditions; its scalers and vocabulary are kept. The latent GAN is retrained when ``gan_epochs`` > 0."""
+    conditions; its scalers and vocabulary are kept (a semi-periodic model also its slab geometry, and it skips
+    crystals that are not slabs fitting it). The latent GAN is retrained when ``gan_epochs`` > 0."""
     names = list(model.config.scalar_conditions) + [n for n in new_conditions if n not in model.config.conditions]
     from crysloop.models.diffcsp.training import records_to_tensors
 
     data = records_to_tensors(records, names)
+    if model.config.slab is not None:  # a semi-periodic model learns from the slabs that fit its slab region only
+        keep = fits_slab(data, model.config.slab, model.config.cutoff)
+        if not keep.any():
+            raise InputError(f"none of the {len(keep)} crystals is a slab that fits this semi-periodic model")
+        data = data.select(keep.nonzero().squeeze(1))
     model = with_conditions(model, names, data)
     return train_cdvae(data, model.config, epochs=epochs, model=model, gan_epochs=gan_epochs,
                        gan_config=gan_config, **train_kwargs)  # fmt: skip
