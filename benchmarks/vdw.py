@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import statistics
 import time
 from collections import Counter
@@ -149,7 +150,8 @@ def _cdvae_figures(checkpoint: Path, records: dict, manifest: dict, args: argpar
     out = {
         "semi_periodic": model.config.semi_periodic,
         "train_steps": None,
-        "reconstruction": {"match_rate": round(figures["match_rate"], 4), "rms_dist": figures["rms_dist"],
+        "reconstruction": {"match_rate": round(figures["match_rate"], 4),
+                           "rms_dist": None if math.isnan(figures["rms_dist"]) else round(figures["rms_dist"], 4),
                            "n": len(predicted), "seconds": round(time.perf_counter() - started, 1)},
     }  # fmt: skip
     started = time.perf_counter()
