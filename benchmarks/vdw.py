@@ -147,11 +147,13 @@ def _cdvae_figures(checkpoint: Path, records: dict, manifest: dict, args: argpar
     predicted, truth = reconstruct_structures(model, records["test"], args.steps_per_level, seed=args.seed)
     figures = reconstruction(predicted, truth, [validity(s).valid for s in predicted],
                              [validity(s).valid for s in truth], n_jobs=1)  # fmt: skip
+    same_formula = [p.composition.reduced_formula == t.composition.reduced_formula for p, t in zip(predicted, truth)]
     out = {
         "semi_periodic": model.config.semi_periodic,
         "train_steps": None,
         "reconstruction": {"match_rate": round(figures["match_rate"], 4),
                            "rms_dist": None if math.isnan(figures["rms_dist"]) else round(figures["rms_dist"], 4),
+                           "same_composition": round(sum(same_formula) / len(predicted), 4),
                            "n": len(predicted), "seconds": round(time.perf_counter() - started, 1)},
     }  # fmt: skip
     started = time.perf_counter()
