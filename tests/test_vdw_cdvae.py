@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from crysloop.models.cdvae import load_checkpoint, resolve_checkpoint, shipped_checkpoint_path
+from crysloop.models.cdvae import (
+    load_checkpoint,
+    resolve_checkpoint,
+    shipped_checkpoint_path,
+)
 
 CAMPAIGN = Path(str(files("crysloop") / "assets" / "campaigns" / "vdw.yaml"))
 PACKAGED = shipped_checkpoint_path().parent
