@@ -6,9 +6,20 @@ of ``crysloop evaluate --layered`` (a sanity check: the builder's own output sho
 this process (from unrelaxed monolayers, so a few more steps than in the build). It also counts the distinct 1x1
 bilayers of all 45 x 45 ordered pairs (48,600 stackings) by their plane/site sequences up to in-plane symmetry and
 turning over, checked against the builder's StructureMatcher deduplication on three pairs; J2DH-8 has 19,926.
+
+With ``--cdvae LABEL=CHECKPOINT`` (repeatable) it also judges ConditionCDVAE+ models trained on the subset
+(issue 14, ConditionCDVAE+ on the bilayers): reconstruction match rate and RMSE on the test split (matcher stol 0.5,
+angle_tol 10, ltol 0.3; the paper: 25.35 % / 0.1842), the layer categories of ``--samples`` unconditional samples
+(proper-bilayer fraction, as ``crysloop evaluate --layered``), and with ``--targets`` the formation-energy
+adherence: ``--per-target`` samples per target and unconditional, relaxed (positions and in-plane cell, c fixed)
+with the subset's own potential (manifest: MLIP + D3) and labelled against its elemental references; medians.
+Langevin runs ``--steps-per-level`` steps per noise level (the paper: 100).
 The last line printed is one JSON object.
 
     nice -n 10 .venv/bin/python benchmarks/vdw.py --time 3
+    nice -n 10 .venv/bin/python benchmarks/vdw.py --time 0 --no-count --cdvae periodic=periodic.pt \
+        --cdvae semi_periodic=crysloop/assets/checkpoints/vdw-cdvae.pt --steps-per-level 10 --samples 32 \
+        --targets=-0.80,-0.62 --per-target 8
 """
 
 from __future__ import annotations
@@ -16,14 +27,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
+import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from crysloop.data.datasets import read_structures
-from crysloop.evaluation.layers import analyse_layers
+from crysloop.evaluation.layers import CATEGORIES, analyse_layers
 from crysloop.vdw.bilayers import REGISTRIES, Stacking, make_bilayer, pair_bilayers
 from crysloop.vdw.build import BuildConfig, relax_bilayer
 from crysloop.vdw.monolayers import all_monolayers
@@ -100,17 +114,96 @@ def _time_relaxations(n: int, manifest: dict) -> float | None:
     return float(np.mean(seconds))
 
 
+PAPER_RECONSTRUCTION = {"match_rate": 0.2535, "rms_dist": 0.1842}  # ConditionCDVAE+ on J2DH-8
+
+
+def _formation_energies(structures, manifest: dict) -> tuple[list[float], int]:
+    """Formation energies (eV/atom) of ``structures`` after relaxation with the subset's potential (in-plane cell,
+    c fixed), against its elemental references; and how many could not be labelled (other elements, failures)."""
+    from crysloop.screening.relax import RelaxConfig, relax_structures
+    from crysloop.vdw.build import IN_PLANE_MASK, potential
+    from crysloop.vdw.labels import formation_energy_per_atom
+
+    settings, mu = manifest["config"], manifest["chemical_potentials_eV_per_atom"]
+    usable = [s for s in structures if {e.symbol for e in s.composition.elements} <= set(mu)]
+    calculator = potential(settings["mlip"], settings["damping"], "cpu")
+    results = relax_structures(usable, calculator, batch_size=1,
+                               config=RelaxConfig(fmax=settings["fmax"], steps=settings["steps"],
+                                                  cell_mask=IN_PLANE_MASK))  # fmt: skip
+    energies = [formation_energy_per_atom(r.structure, r.energy, mu) for r in results
+                if r.energy is not None and r.status != "failed"]  # fmt: skip
+    return energies, len(structures) - len(energies)
+
+
+def _cdvae_figures(checkpoint: Path, records: dict, manifest: dict, args: argparse.Namespace) -> dict:
+    """Reconstruction, unconditional layer categories and (with targets) formation-energy adherence of one model."""
+    from crysloop.evaluation.matching import reconstruction
+    from crysloop.evaluation.validity import validity
+    from crysloop.models.cdvae import load_checkpoint, sample_structures
+    from crysloop.models.cdvae.sampling import reconstruct_structures
+
+    model, gan = load_checkpoint(checkpoint, device="cpu")
+    out: dict = {"semi_periodic": model.config.semi_periodic}
+    if args.reconstruct:
+        started = time.perf_counter()
+        test = records["test"][: args.reconstruct]
+        predicted, truth = reconstruct_structures(model, test, args.steps_per_level, seed=args.seed)
+        figures = reconstruction(predicted, truth, [validity(s).valid for s in predicted],
+                                 [validity(s).valid for s in truth], n_jobs=1)  # fmt: skip
+        same = [p.composition.reduced_formula == t.composition.reduced_formula for p, t in zip(predicted, truth)]
+        out["reconstruction"] = {
+            "match_rate": round(figures["match_rate"], 4),
+            "rms_dist": None if math.isnan(figures["rms_dist"]) else round(figures["rms_dist"], 4),
+            "same_composition": round(sum(same) / len(predicted), 4), "n": len(predicted),
+            "seconds": round(time.perf_counter() - started, 1),
+        }  # fmt: skip
+    if args.samples:
+        started = time.perf_counter()
+        samples = sample_structures(model, gan, n=args.samples, steps_per_level=args.steps_per_level, seed=args.seed)
+        counts = Counter(analyse_layers(s).category for s in samples)
+        out["unconditional"] = {"n": len(samples), "seconds": round(time.perf_counter() - started, 1),
+                                **{c: round(counts.get(c, 0) / len(samples), 4) for c in CATEGORIES}}  # fmt: skip
+    if args.targets:
+        adherence = {}
+        for target in [None, *args.targets]:
+            conditions = {} if target is None else {"formation_energy_per_atom": target}
+            drawn = sample_structures(model, gan, n=args.per_target, conditions=conditions,
+                                      steps_per_level=args.steps_per_level, seed=args.seed + 1)  # fmt: skip
+            energies, unlabelled = _formation_energies(drawn, manifest)
+            adherence["unconditional" if target is None else f"{target:g}"] = {
+                "median": round(statistics.median(energies), 4) if energies else None, "n": len(energies),
+                "unlabelled": unlabelled,
+                "proper_bilayer": round(sum(analyse_layers(s).category == "proper_bilayer" for s in drawn)
+                                        / len(drawn), 4)}  # fmt: skip
+        out["formation_energy_adherence"] = adherence
+    metadata = torch.load(checkpoint, map_location="cpu", weights_only=True).get("metadata", {})
+    out["train_steps"], out["train_seconds"] = metadata.get("steps"), metadata.get("vae_seconds")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subset", type=Path, default=SUBSET)
     parser.add_argument("--time", type=int, default=3, help="Fresh bilayer relaxations to time (0 = none).")
+    parser.add_argument("--no-count", action="store_true", help="Skip counting the distinct bilayers of all pairs.")
+    parser.add_argument("--cdvae", action="append", default=[], metavar="LABEL=CHECKPOINT",
+                        help="A ConditionCDVAE+ model trained on the subset, to judge (repeatable).")  # fmt: skip
+    parser.add_argument("--steps-per-level", type=int, default=10, help="Langevin steps per noise level.")
+    parser.add_argument("--samples", type=int, default=32, help="Unconditional samples per model (0: none).")
+    parser.add_argument("--reconstruct", type=int, default=10**6,
+                        help="Test bilayers to reconstruct (default: all; 0: none).")  # fmt: skip
+    parser.add_argument("--targets", type=lambda t: [float(x) for x in t.split(",") if x], default=[],
+                        help="Formation-energy targets (eV/atom), comma-separated, for the adherence test.")  # fmt: skip
+    parser.add_argument("--per-target", type=int, default=8, help="Samples per target (and unconditional).")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     manifest = json.loads((args.subset / "manifest.json").read_text())
-    records = [r for split in ("train", "val", "test")
-               for r in read_structures(args.subset / f"{split}.csv.gz", progress=False)]  # fmt: skip
+    splits = {split: list(read_structures(args.subset / f"{split}.csv.gz", progress=False))
+              for split in ("train", "val", "test")}  # fmt: skip
+    records = [r for split in splits.values() for r in split]
     categories = [analyse_layers(r.structure).category for r in records]
-    stackings, distinct, agree = count_distinct_bilayers()
+    stackings, distinct, agree = (None, None, None) if args.no_count else count_distinct_bilayers()
     keys = ("formation_energy_per_atom", "binding_energy", "interlayer_distance", "strain_lower", "strain_upper")
     ranges = {k: [round(min(r.properties[k] for r in records), 4), round(max(r.properties[k] for r in records), 4)]
               for k in keys}  # fmt: skip
@@ -132,6 +225,12 @@ def main() -> None:
         "fmax": manifest["config"]["fmax"],
         "mlip": manifest["config"]["key"],
     }
+    if args.cdvae:
+        result["cdvae"] = {"paper_reconstruction": PAPER_RECONSTRUCTION, "steps_per_level": args.steps_per_level,
+                           "test_bilayers": len(splits["test"])}  # fmt: skip
+        for item in args.cdvae:
+            label, _, path = item.partition("=")
+            result["cdvae"][label] = _cdvae_figures(Path(path), splits, manifest, args)
     print(json.dumps(result))
 
 

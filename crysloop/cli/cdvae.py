@@ -35,6 +35,9 @@ def train(
     seed: int = typer.Option(0, help="Random seed."),
     threads: int = typer.Option(None, help="CPU threads for torch."),
     split: str = typer.Option("train", help="Split, for dataset names."),
+    semi_periodic: bool = typer.Option(False, "--semi-periodic",
+                                       help="Layered data: keep c fixed and atoms inside the slab (no wrapping "
+                                            "across the vacuum); saved in the checkpoint, used when sampling."),
 ) -> None:
     """Train a ConditionCDVAE+ model (VAE, then the latent GAN); writes the checkpoint and a metrics log."""
     import torch
@@ -47,9 +50,11 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     overrides = {"batch_size": batch_size} if batch_size else {}
-    config = CDVAEConfig.preset(preset, encoder=encoder, conditions=_names(conditions), **overrides)
+    config = CDVAEConfig.preset(preset, encoder=encoder, conditions=_names(conditions), semi_periodic=semi_periodic,
+                                **overrides)  # fmt: skip
     records = [record for source in data for record in load_dataset(source, split=split, progress=False)]
-    console.print(f"training ConditionCDVAE+ ({preset}, {encoder} encoder) on {len(records)} crystals")
+    kind = ", semi-periodic" if semi_periodic else ""
+    console.print(f"training ConditionCDVAE+ ({preset}, {encoder} encoder{kind}) on {len(records)} crystals")
     log = out.with_suffix(".metrics.jsonl")
     model, gan = train_cdvae(records, config, device=device, epochs=epochs, steps=steps, time_limit_s=time_limit,
                              gan_config=GANConfig.preset(preset), gan_epochs=gan_epochs, checkpoint_path=out,

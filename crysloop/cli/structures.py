@@ -52,6 +52,9 @@ def train(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the message-passing layers."),
     threads: int = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
     split: str = typer.Option("train", help="Split, for dataset names."),
+    semi_periodic: bool = typer.Option(False, "--semi-periodic",
+                                       help="Layered data: keep c fixed and atoms inside the slab (no wrapping "
+                                            "across the vacuum); saved in the checkpoint, used when sampling."),
 ) -> None:
     """Train (or resume training) a DiffCSP model; writes the checkpoint and a metrics log beside it."""
     import torch
@@ -65,13 +68,17 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     overrides = {k: v for k, v in {"batch_size": batch_size, "lr": lr}.items() if v is not None}
-    config = DiffCSPConfig.preset(preset, mode=mode, properties=_names(properties), **overrides)
+    config = DiffCSPConfig.preset(preset, mode=mode, properties=_names(properties), semi_periodic=semi_periodic,
+                                  **overrides)  # fmt: skip
     model = None
     if init is not None:
         from crysloop.models.diffcsp import DiffCSP, load_checkpoint
 
         start = load_checkpoint(init, device="cpu")
-        config = replace(config, property_stats=start.config.property_stats)
+        if semi_periodic and not start.config.semi_periodic:
+            raise InputError(f"{init} is a 3D-periodic model; --semi-periodic needs a semi-periodic one or none")
+        config = replace(config, property_stats=start.config.property_stats, slab_c=start.config.slab_c,
+                         slab_half_width=start.config.slab_half_width)  # fmt: skip
         model = DiffCSP(config)
         try:
             model.load_state_dict(start.state_dict())

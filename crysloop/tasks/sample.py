@@ -23,7 +23,7 @@ def structure_checkpoint(path: str) -> str:
 
 
 def cdvae_checkpoint(path: str) -> str:
-    return str(cdvae.shipped_checkpoint_path()) if path == "shipped" else path
+    return str(cdvae.resolve_checkpoint(path))
 
 
 @task(name="sample-compositions", tags=["gpu", "stage-1"], retries=1)

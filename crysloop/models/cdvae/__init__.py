@@ -6,7 +6,12 @@ Modules: ``config`` (settings, presets), ``encoders``, ``conditions``, ``fusion`
 ``sampling``, ``checkpoints``.
 """
 
-from crysloop.models.cdvae.checkpoints import load_checkpoint, save_checkpoint, shipped_checkpoint_path
+from crysloop.models.cdvae.checkpoints import (
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+    shipped_checkpoint_path,
+)
 from crysloop.models.cdvae.config import FORMULA, CDVAEConfig
 from crysloop.models.cdvae.gan import GANConfig, LatentGAN, train_latent_gan
 from crysloop.models.cdvae.model import MODEL_KIND, ConditionCDVAE
@@ -23,6 +28,7 @@ __all__ = [
     "finetune_cdvae",
     "load_checkpoint",
     "reconstruct",
+    "resolve_checkpoint",
     "sample_structures",
     "save_checkpoint",
     "shipped_checkpoint_path",

@@ -17,11 +17,25 @@ from crysloop.models.checkpoint_io import save_atomically
 FORMAT = "crysloop-cdvae"
 FORMAT_VERSION = 1
 SHIPPED_CHECKPOINT = "cdvae_mp20_small.pt"
+VDW_CHECKPOINT = "vdw-cdvae.pt"  # semi-periodic, trained on the shipped Janus III-VI bilayers (assets/campaigns/vdw.yaml)
 
 
 def shipped_checkpoint_path() -> Path:
     """Path of the small ConditionCDVAE+ model shipped inside the package."""
     return Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / SHIPPED_CHECKPOINT
+
+
+def resolve_checkpoint(path: str | Path | None) -> Path:
+    """The file a checkpoint setting names: ``None`` or ``shipped`` = the shipped MP-20 model; a path that exists;
+    else a bare file name of a checkpoint shipped in the package (``vdw-cdvae.pt``, the bilayer model that the vdW
+    campaign names), so a campaign file works from any folder; otherwise the path as given."""
+    if path is None or str(path) == "shipped":
+        return shipped_checkpoint_path()
+    path = Path(path)
+    packaged = shipped_checkpoint_path().parent / path.name
+    if not path.exists() and path.name == str(path) and packaged.is_file():
+        return packaged
+    return path
 
 
 def save_checkpoint(model: ConditionCDVAE, path: str | Path, gan: LatentGAN | None = None,
@@ -59,9 +73,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path | None = None, device: str | None = None) -> tuple[ConditionCDVAE, LatentGAN | None]:
     """The model (eval mode) and its latent generator (None if no GAN was trained) stored at ``path``
-    (default: the shipped checkpoint)."""
+    (default: the shipped checkpoint; see ``resolve_checkpoint``)."""
 
-    payload = read_checkpoint(path or shipped_checkpoint_path())
+    payload = read_checkpoint(resolve_checkpoint(path))
     model = ConditionCDVAE(CDVAEConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     device = resolve_device(device)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from crysloop.errors import InputError
+from crysloop.models.slab import SlabGeometry
 
 EncoderKind = Literal["equiformer", "dimenet"]
 FORMULA = "formula"  # the condition name of a chemical formula (learned embedding of its composition)
@@ -17,8 +18,9 @@ class CDVAEConfig:
     """Everything that defines a ConditionCDVAE+ model; defaults follow CDVAE (Xie et al. 2022) and the issue.
 
     ``conditions`` names the conditions: numeric property columns and/or ``formula``. The statistics fields
-    (``lattice_stats``, ``property_stats``, ``max_atoms``, ``elements``, ``mean_num_atoms``, ``mean_degree``)
-    are computed from the training data by ``training.dataset_statistics`` and travel in the checkpoint.
+    (``lattice_stats``, ``property_stats``, ``max_atoms``, ``elements``, ``mean_num_atoms``, ``mean_degree``, and
+    for ``semi_periodic`` models the slab geometry ``slab_c``, ``slab_half_width``) are computed from the training
+    data by ``training.dataset_statistics`` and travel in the checkpoint.
     """
 
     encoder: EncoderKind = "equiformer"
@@ -59,6 +61,8 @@ class CDVAEConfig:
     num_gaussians: int = 32
     fusion_rank: int = 4
     cond_drop_prob: float = 0.1
+    # semi-periodic (slab) generation on layered data: c fixed, atoms kept inside the slab region (models/slab.py)
+    semi_periodic: bool = False
     # Langevin decoding
     langevin_steps_per_level: int = 100
     langevin_step_lr: float = 1e-4
@@ -76,6 +80,15 @@ class CDVAEConfig:
     elements: tuple[int, ...] = ()
     mean_num_atoms: float = 0.0
     mean_degree: float = 0.0
+    slab_c: float = 0.0
+    slab_half_width: float = 0.0
+
+    @property
+    def slab(self) -> SlabGeometry | None:
+        """The fixed slab geometry of a semi-periodic model (None if 3D-periodic or not yet fitted to data)."""
+        if not self.semi_periodic or self.slab_c <= 0:
+            return None
+        return SlabGeometry(self.slab_c, self.slab_half_width)
 
     @property
     def scalar_conditions(self) -> tuple[str, ...]:

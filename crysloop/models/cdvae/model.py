@@ -16,6 +16,7 @@ from crysloop.models.cdvae.decoder import ScoreDecoder
 from crysloop.models.cdvae.encoders import build_encoder
 from crysloop.models.cdvae.fusion import LowRankFusion
 from crysloop.models.diffcsp.model import CrystalTensors
+from crysloop.models.slab import confine
 
 MODEL_KIND = "condition-cdvae-plus"
 
@@ -47,11 +48,14 @@ def lattice_from_features(features: torch.Tensor, num_atoms: torch.Tensor) -> to
     return lattice_params_to_matrix(lengths, angles)
 
 
-def minimum_image(d_frac: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
+def minimum_image(d_frac: torch.Tensor, lattice: torch.Tensor, periodic_c: bool = True) -> torch.Tensor:
     """Shortest Cartesian vectors (N, 3) among the periodic images of fractional displacements ``d_frac``
-    (N, 3) on per-atom lattices (N, 3, 3)."""
-    d_frac = d_frac - d_frac.round()
-    shifts = torch.cartesian_prod(*[torch.arange(-1, 2, device=d_frac.device)] * 3).to(d_frac.dtype)
+    (N, 3) on per-atom lattices (N, 3, 3); ``periodic_c=False`` takes images in the a-b plane only (slabs)."""
+    periodic = torch.tensor([True, True, periodic_c], device=d_frac.device)
+    d_frac = torch.where(periodic, d_frac - d_frac.round(), d_frac)
+    ranges = [torch.arange(-1, 2, device=d_frac.device)] * 2 + [torch.arange(-int(periodic_c), int(periodic_c) + 1,
+                                                                             device=d_frac.device)]  # fmt: skip
+    shifts = torch.cartesian_prod(*ranges).to(d_frac.dtype)
     candidates = torch.einsum("nkj,nji->nki", d_frac[:, None, :] + shifts, lattice)
     best = candidates.norm(dim=-1).argmin(dim=1)
     return candidates[torch.arange(len(d_frac), device=d_frac.device), best]
@@ -112,13 +116,35 @@ class ConditionCDVAE(nn.Module):
         return self.num_atoms_head(z_c), self.lattice_head(z_c), self.composition_head(z_c)
 
     def lattice_from_head(self, standardised: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
-        """Lattice matrices (B, 3, 3) from the lattice head's standardised output."""
-        return lattice_from_features(standardised * self.lattice_std + self.lattice_mean, num_atoms)
+        """Lattice matrices (B, 3, 3) from the lattice head's standardised output; a semi-periodic model takes
+        a, b and gamma from it and keeps c fixed (perpendicular to the layers, the training length)."""
+        features = standardised * self.lattice_std + self.lattice_mean
+        slab = self.config.slab
+        if slab is not None:
+            features = features.clone()
+            features[:, 2] = slab.c / num_atoms.to(features.dtype) ** (1 / 3)
+            features[:, 3:5] = 90.0
+        return lattice_from_features(features, num_atoms)
+
+    def lattice_columns(self) -> list[int]:
+        """The lattice features the model learns: all six, or a, b and gamma for a semi-periodic model."""
+        return [0, 1, 5] if self.config.semi_periodic else list(range(6))
 
     def score(self, z_c, type_probs, frac_coords, lattice, num_atoms):
         """Decoder outputs: type logits (N, S) and sigma x coordinate score (N, 3), Cartesian."""
         batch = torch.repeat_interleave(torch.arange(len(num_atoms), device=num_atoms.device), num_atoms)
         return self.decoder(z_c, type_probs, frac_coords, lattice, batch)
+
+    def perturb(self, frac_coords: torch.Tensor, lattice_atom: torch.Tensor,
+                sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Noisy fractional coordinates (Cartesian Gaussian noise of std ``sigma`` (N, 1), wrapped into the cell,
+        or for a semi-periodic model wrapped in-plane and reflected at the slab bounds along c) and the score
+        target: the shortest displacement back to the clean position over sigma^2 (no images along c for slabs)."""
+        cart = torch.einsum("ni,nij->nj", frac_coords, lattice_atom) + torch.randn_like(frac_coords) * sigma
+        noisy = torch.einsum("ni,nij->nj", cart, torch.linalg.inv(lattice_atom))
+        slab = self.config.slab
+        noisy = noisy % 1.0 if slab is None else confine(noisy, slab)
+        return noisy, minimum_image(frac_coords - noisy, lattice_atom, periodic_c=slab is None) / sigma**2
 
     def loss(self, batch: CrystalTensors, teacher_forcing: bool = False) -> dict[str, torch.Tensor]:
         """CDVAE's losses with the issue's weights; ``teacher_forcing`` decodes on the true lattice."""
@@ -132,9 +158,11 @@ class ConditionCDVAE(nn.Module):
         keep = present & (torch.rand(b, len(config.conditions), device=device) >= config.cond_drop_prob)
         z_c = self.fuse(z, self.conditions(batch.properties, compositions, keep))
         natom_logits, lattice_std, composition_logits = self.heads(z_c)
+        learned = self.lattice_columns()
+        lattice_target = (lattice_features(batch.lattice, n) - self.lattice_mean) / self.lattice_std
         losses = {
             "natom": F.cross_entropy(natom_logits, n),
-            "lattice": F.mse_loss(lattice_std, (lattice_features(batch.lattice, n) - self.lattice_mean) / self.lattice_std),
+            "lattice": F.mse_loss(lattice_std[:, learned], lattice_target[:, learned]),
             "composition": F.cross_entropy(composition_logits[crystal], batch.atom_types - 1),
             "kl": (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)).mean(),
         }  # fmt: skip
@@ -143,9 +171,7 @@ class ConditionCDVAE(nn.Module):
         sigma = self.sigmas[level][crystal][:, None]
         type_sigma = self.type_sigmas[level][crystal]
         lattice_atom = lattice[crystal]
-        cart = torch.einsum("ni,nij->nj", batch.frac_coords, lattice_atom) + torch.randn_like(batch.frac_coords) * sigma
-        noisy_frac = torch.einsum("ni,nij->nj", cart, torch.linalg.inv(lattice_atom)) % 1.0
-        target = minimum_image(batch.frac_coords - noisy_frac, lattice_atom) / sigma**2
+        noisy_frac, target = self.perturb(batch.frac_coords, lattice_atom, sigma)
         probs = F.one_hot(batch.atom_types - 1, config.num_species).float() + type_sigma[:, None] * F.softmax(
             composition_logits.detach()[crystal], dim=-1)
         noisy_types = torch.multinomial(probs, 1).squeeze(1)

@@ -33,18 +33,27 @@ from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.gan import GANConfig, LatentGAN, train_latent_gan
 from crysloop.models.cdvae.model import ConditionCDVAE, lattice_features
 from crysloop.models.diffcsp.model import CrystalTensors
+from crysloop.models.slab import fits_slab, slab_geometry, to_slab_cells
 
 
 def as_tensors(data: Iterable[Any] | CrystalTensors, config: CDVAEConfig) -> CrystalTensors:
-    """CrystalTensors with the config's numeric conditions as property columns (records are Niggli-reduced)."""
+    """CrystalTensors with the config's numeric conditions as property columns (records are Niggli-reduced); a
+    fitted semi-periodic model gets slab cells (its fixed c, slabs centred)."""
     from crysloop.models.diffcsp.training import records_to_tensors
 
-    return data if isinstance(data, CrystalTensors) else records_to_tensors(data, config.scalar_conditions)
+    tensors = data if isinstance(data, CrystalTensors) else records_to_tensors(data, config.scalar_conditions)
+    return tensors if config.slab is None else to_slab_cells(tensors, config.slab)
 
 
 def dataset_statistics(data: CrystalTensors, config: CDVAEConfig, sample: int = 256) -> dict[str, Any]:
     """Scalers and graph statistics of the data in use: lattice feature mean/std, property mean/std, largest
-    cell, elements present, mean atom count and mean degree of the periodic radius graph."""
+    cell, elements present, mean atom count and mean degree of the periodic radius graph; for a semi-periodic
+    config first the slab geometry, on whose cells the rest is computed."""
+    slab: dict[str, float] = {}
+    if config.semi_periodic:
+        geometry = slab_geometry(data, config.cutoff)
+        data = to_slab_cells(data, geometry)
+        slab = {"slab_c": geometry.c, "slab_half_width": geometry.half_width}
     feats = lattice_features(data.lattice.double(), data.num_atoms).float()
     std = feats.std(dim=0) if len(feats) > 1 else torch.ones(6)
     stats: dict[str, Any] = {
@@ -52,6 +61,7 @@ def dataset_statistics(data: CrystalTensors, config: CDVAEConfig, sample: int = 
         "max_atoms": int(data.num_atoms.max()),
         "elements": tuple(sorted(set(data.atom_types.tolist()))),
         "mean_num_atoms": float(data.num_atoms.float().mean()),
+        **slab,
     }
     props = {}
     for i, name in enumerate(config.scalar_conditions):
@@ -94,6 +104,7 @@ def train_cdvae(
     if model is None:
         config = replace(config, **dataset_statistics(data, config))
         model = ConditionCDVAE(config)
+    data = as_tensors(data, model.config)
     too_big = int(data.num_atoms.max()) > model.config.max_atoms
     if too_big:
         raise InputError(f"a training crystal has more than the model's {model.config.max_atoms} atoms")
@@ -192,11 +203,17 @@ def finetune_cdvae(model: ConditionCDVAE, records: Iterable[Any], new_conditions
                    epochs: int = 5, gan_epochs: int = 0, gan_config: GANConfig | None = None,
                    **train_kwargs: Any) -> tuple[ConditionCDVAE, LatentGAN | None]:  # fmt: skip
     """Continue training ``model`` on new labelled crystals, adding ``new_conditions`` (label names) as numeric
-    conditions; its scalers and vocabulary are kept. The latent GAN is retrained when ``gan_epochs`` > 0."""
+    conditions; its scalers and vocabulary are kept (a semi-periodic model also its slab geometry, and it skips
+    crystals that are not slabs fitting it). The latent GAN is retrained when ``gan_epochs`` > 0."""
     names = list(model.config.scalar_conditions) + [n for n in new_conditions if n not in model.config.conditions]
     from crysloop.models.diffcsp.training import records_to_tensors
 
     data = records_to_tensors(records, names)
+    if model.config.slab is not None:  # a semi-periodic model learns from the slabs that fit its slab region only
+        keep = fits_slab(data, model.config.slab, model.config.cutoff)
+        if not keep.any():
+            raise InputError(f"none of the {len(keep)} crystals is a slab that fits this semi-periodic model")
+        data = data.select(keep.nonzero().squeeze(1))
     model = with_conditions(model, names, data)
     return train_cdvae(data, model.config, epochs=epochs, model=model, gan_epochs=gan_epochs,
                        gan_config=gan_config, **train_kwargs)  # fmt: skip

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from crysloop.errors import InputError
+from crysloop.models.slab import SlabGeometry
 
 Mode = Literal["csp", "abinitio"]
 DropMode = Literal["joint", "independent"]
@@ -27,6 +28,8 @@ class DiffCSPConfig:
     Classifier-free guidance: ``property_drop_mode="joint"`` (CrysVCD) drops all conditions of a crystal together
     with probability ``property_drop_prob``, so the unconditional branch is trained on that share of crystals;
     ``"independent"`` drops each condition on its own coin (crysloop's earlier behaviour).
+    ``semi_periodic`` (layered data): c stays fixed at ``slab_c`` and the atoms inside the slab region
+    (``slab_half_width``, both taken from the training data), see ``crysloop.models.slab``.
     ``cost_type`` 20 and ``grad_clip`` 0.5 per gradient value (``grad_clip_mode="value"``) are DiffCSP's ab initio
     settings; ``cost_type=1`` and ``grad_clip_mode="norm"`` (clip the global norm) are the earlier ones.
     ``self_edges`` keeps DiffCSP's i -> i messages in the denoiser's graph (False: the earlier graph without them).
@@ -51,6 +54,9 @@ class DiffCSPConfig:
     property_stats: dict[str, tuple[float, float]] = field(default_factory=dict)
     property_drop_prob: float = 0.25
     property_drop_mode: DropMode = "joint"
+    semi_periodic: bool = False
+    slab_c: float = 0.0
+    slab_half_width: float = 0.0
     # training
     batch_size: int = 256
     lr: float = 1e-3
@@ -61,6 +67,13 @@ class DiffCSPConfig:
     plateau_patience: int = 30
     plateau_factor: float = 0.6
     min_lr: float = 1e-4
+
+    @property
+    def slab(self) -> SlabGeometry | None:
+        """The fixed slab geometry of a semi-periodic model (None if 3D-periodic or not yet fitted to data)."""
+        if not self.semi_periodic or self.slab_c <= 0:
+            return None
+        return SlabGeometry(self.slab_c, self.slab_half_width)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DiffCSPConfig:

@@ -13,6 +13,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from crysloop.models.slab import SlabGeometry, confine, fix_out_of_plane, in_plane_mask
+
 
 def cosine_alphas_cumprod(timesteps: int, s: float = 0.008) -> torch.Tensor:
     """alpha-bar_t for t = 0..T of the cosine schedule (Nichol & Dhariwal), betas clipped to [1e-4, 0.9999]."""
@@ -72,11 +74,16 @@ class NoiseSchedule(nn.Module):
         return torch.randint(1, self.timesteps + 1, (n,), device=device, generator=generator)
 
 
-def noise_lattice(lattice: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedule) -> tuple[torch.Tensor, torch.Tensor]:
-    """DDPM-noised lattices (B, 3, 3) at timesteps t and the noise (the target)."""
+def noise_lattice(lattice: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedule,
+                  slab: SlabGeometry | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """DDPM-noised lattices (B, 3, 3) at timesteps t and the noise (the target); for a ``slab`` only the in-plane
+    block diffuses (zero noise elsewhere) and c stays fixed."""
     abar = schedule.alphas_cumprod[t][:, None, None]
     eps = torch.randn_like(lattice)
-    return abar.sqrt() * lattice + (1 - abar).sqrt() * eps, eps
+    if slab is None:
+        return abar.sqrt() * lattice + (1 - abar).sqrt() * eps, eps
+    eps = eps * in_plane_mask(lattice.device)
+    return fix_out_of_plane(abar.sqrt() * lattice + (1 - abar).sqrt() * eps, slab), eps
 
 
 def noise_types(onehot: torch.Tensor, t_atom: torch.Tensor, schedule: NoiseSchedule) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,10 +94,19 @@ def noise_types(onehot: torch.Tensor, t_atom: torch.Tensor, schedule: NoiseSched
 
 
 def noise_frac_coords(
-    frac_coords: torch.Tensor, t_atom: torch.Tensor, schedule: NoiseSchedule
+    frac_coords: torch.Tensor, t_atom: torch.Tensor, schedule: NoiseSchedule, slab: SlabGeometry | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Wrapped-normal-noised fractional coordinates and the normalised score target at per-atom timesteps."""
+    """Wrapped-normal-noised fractional coordinates and the normalised score target at per-atom timesteps.
+
+    For a ``slab`` z is reflected at the slab bounds instead of wrapped, and its target is the normal score of
+    the displacement that remains after the reflection (no periodic images along c).
+    """
     sigma = schedule.sigmas[t_atom][:, None]
     displacement = sigma * torch.randn_like(frac_coords)
-    target = wrapped_normal_score(displacement, sigma) / schedule.sigmas_norm[t_atom][:, None].sqrt()
-    return (frac_coords + displacement) % 1.0, target
+    norm = schedule.sigmas_norm[t_atom][:, None].sqrt()
+    if slab is None:
+        return (frac_coords + displacement) % 1.0, wrapped_normal_score(displacement, sigma) / norm
+    noisy = confine(frac_coords + displacement, slab)
+    score = wrapped_normal_score(displacement, sigma)
+    score = torch.cat([score[:, :2], -(noisy[:, 2:] - frac_coords[:, 2:]) / sigma**2], dim=1)
+    return noisy, score / norm

@@ -11,6 +11,7 @@ from torch import nn
 from crysloop.models.diffcsp.config import DiffCSPConfig
 from crysloop.models.diffcsp.corruption import NoiseSchedule, noise_frac_coords, noise_lattice, noise_types
 from crysloop.models.diffcsp.denoiser import CSPNet, sinusoidal_embedding
+from crysloop.models.slab import in_plane_mask
 
 MAX_ATOMS = 256
 
@@ -122,8 +123,8 @@ class DiffCSP(nn.Module):
         n = len(batch.num_atoms)
         t = schedule.sample_t(n, batch.lattice.device)
         t_atom = torch.repeat_interleave(t, batch.num_atoms)
-        noisy_lattice, eps_lattice = noise_lattice(batch.lattice, t, schedule)
-        noisy_coords, score_target = noise_frac_coords(batch.frac_coords, t_atom, schedule)
+        noisy_lattice, eps_lattice = noise_lattice(batch.lattice, t, schedule, config.slab)
+        noisy_coords, score_target = noise_frac_coords(batch.frac_coords, t_atom, schedule, config.slab)
         keep = condition_mask(batch.properties, config.property_drop_prob, config.property_drop_mode)
         types = self.type_features(batch.atom_types)
         types_given = None
@@ -134,8 +135,9 @@ class DiffCSP(nn.Module):
             types = torch.where(given_atom[:, None], types, noisy_types)
         latent = self.latent(t, batch.properties, keep.float(), types_given)
         pred_lattice, pred_score, pred_types = self(types, noisy_coords, noisy_lattice, batch.num_atoms, latent)
-        losses = {
-            "lattice": F.mse_loss(pred_lattice.float(), eps_lattice),
+        lattice_error = (pred_lattice.float() - eps_lattice) ** 2
+        losses = {  # a semi-periodic model learns the in-plane block only (c is fixed)
+            "lattice": lattice_error.mean() if config.slab is None else lattice_error[:, in_plane_mask(t.device)].mean(),
             "coord": F.mse_loss(pred_score.float(), score_target),
         }
         total = config.cost_lattice * losses["lattice"] + config.cost_coord * losses["coord"]

@@ -18,6 +18,12 @@ from tqdm.auto import tqdm
 from crysloop.errors import InputError
 from crysloop.infra.settings import resolve_device
 from crysloop.models.diffcsp.model import CrystalTensors, DiffCSP
+from crysloop.models.slab import (
+    confine,
+    fix_out_of_plane,
+    in_plane_mask,
+    random_slab_coords,
+)
 
 if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
@@ -106,6 +112,7 @@ def sample_tensors(
     lattice_clip: LatticeClip = "auto",
 ) -> CrystalTensors:
     """Sample crystals with the given atom counts; ``atom_types`` (N,) given = CSP, None = ab initio generation.
+    A semi-periodic model keeps c fixed and the atoms inside its slab region.
 
     ``lattice_clip`` (Angstrom) bounds each step's clean-lattice estimate; None leaves it free, as DiffCSP does;
     ``"auto"`` clips at ``DEFAULT_LATTICE_CLIP`` (see the note there).
@@ -123,8 +130,16 @@ def sample_tensors(
     def randn(*shape):
         return torch.randn(*shape, device=device, generator=generator)
 
-    x = torch.rand(n_atoms, 3, device=device, generator=generator)
-    lattice = randn(b, 3, 3)
+    slab = config.slab
+    if slab is None:
+        x = torch.rand(n_atoms, 3, device=device, generator=generator)
+        lattice = randn(b, 3, 3)
+    else:  # c fixed, atoms inside the slab region; z is reflected at its bounds instead of wrapped
+        x = random_slab_coords(n_atoms, slab, device, generator)
+        lattice = fix_out_of_plane(randn(b, 3, 3) * in_plane_mask(device), slab)
+
+    def into_cell(frac: torch.Tensor) -> torch.Tensor:
+        return frac % 1.0 if slab is None else confine(frac, slab)
     if atom_types is not None:
         types = model.type_features(atom_types.to(device))
     else:
@@ -141,13 +156,15 @@ def sample_tensors(
         if step_lr > 0:
             _, score, _ = denoise(t, types, x, lattice)
             step = step_lr * (sigma / config.sigma_begin) ** 2
-            x = (x + step * score * score_scale + (0.0 if last else (2 * step).sqrt() * randn(n_atoms, 3))) % 1.0
+            x = into_cell(x + step * score * score_scale + (0.0 if last else (2 * step).sqrt() * randn(n_atoms, 3)))
         eps_lattice, score, eps_types = denoise(t, types, x, lattice)
         step = sigma**2 - sigma_next**2
         std = (sigma_next**2 * step / sigma**2).sqrt()
-        x = (x + step * score * score_scale + std * randn(n_atoms, 3)) % 1.0
+        x = into_cell(x + step * score * score_scale + std * randn(n_atoms, 3))
         abar_t, abar_next = schedule.alphas_cumprod[t], schedule.alphas_cumprod[t_next]
         lattice = _ddpm_step(lattice, eps_lattice, abar_t, abar_next, randn(b, 3, 3), lattice_clip)
+        if slab is not None:
+            lattice = fix_out_of_plane(lattice, slab)
         if atom_types is None:
             types = _ddpm_step(types, eps_types, abar_t, abar_next, randn(*types.shape))
     final_types = atom_types.to(device) if atom_types is not None else types.argmax(-1) + 1

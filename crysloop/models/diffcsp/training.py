@@ -38,6 +38,7 @@ from crysloop.infra.settings import resolve_device
 from crysloop.models.diffcsp.checkpoints import read_checkpoint, save_checkpoint
 from crysloop.models.diffcsp.config import DiffCSPConfig
 from crysloop.models.diffcsp.model import MAX_ATOMS, CrystalTensors, DiffCSP
+from crysloop.models.slab import slab_geometry, to_slab_cells
 
 FinetuneScope = Literal["all", "conditions"]
 
@@ -166,7 +167,14 @@ def train_diffcsp(
     if missing:
         stats = property_statistics(data, config.properties, missing)
         config = replace(config, property_stats={**config.property_stats, **stats})
-    val = _as_tensors(val_records, config.properties).to(device) if val_records is not None else None
+    if config.semi_periodic and config.slab is None:
+        geometry = slab_geometry(data)
+        config = replace(config, slab_c=geometry.c, slab_half_width=geometry.half_width)
+    val = _as_tensors(val_records, config.properties) if val_records is not None else None
+    if config.slab is not None:  # slab cells: the model's fixed c, slabs centred
+        data = to_slab_cells(data, config.slab)
+        val = to_slab_cells(val, config.slab) if val is not None else None
+    val = val.to(device) if val is not None else None
     data = data.to(device)
     if model is None:
         model = DiffCSP(config)
