@@ -67,6 +67,8 @@ class ScreeningConfig(_Strict):
     steps: int = Field(300, ge=1)
     phonons: bool = True
     phonon_min_length: float = Field(8.0, gt=0)
+    phonon_tolerance_thz: float = Field(0.5, ge=0, description="A mode below -this (THz) flags a candidate "
+                                        "phonon-unstable (crysloop.screening.phonons.DEFAULT_TOLERANCE_THZ).")
     batch_size: int = Field(16, ge=1)
     hull: Literal["mp", "mlip"] = Field(
         "mp", description="Hull references: Materials Project phases (MP2020-corrected energies) or MLIP-relaxed ones."

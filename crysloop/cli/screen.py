@@ -25,6 +25,7 @@ def screen(
     steps: int = typer.Option(500, min=0, help="Step limit of the relaxation."),
     batch_size: int = typer.Option(16, min=1, help="Structures per forward pass."),
     phonon_min_length: float = typer.Option(10.0, callback=positive, help="Minimum plane spacing of the phonon supercell (A)."),
+    phonon_tolerance: float = typer.Option(0.5, callback=positive, help="A mode below -this (THz) is imaginary."),
     concurrency: int = typer.Option(2, min=1, help="Relaxation parts and phonon checks running at once."),
     processes: bool = typer.Option(False, "--processes", help="Run them in worker processes (CPU) instead of threads."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Screen again candidates that failed before."),
@@ -45,7 +46,7 @@ def screen(
         summary = screen_flow.with_options(task_runner=task_runner(executor))(
             campaign=campaign, mlip=mlip, phonons=phonons, ehull_threshold=ehull_threshold,
             max_candidates=max_candidates, fmax=fmax, steps=steps, batch_size=batch_size,
-            phonon_min_length=phonon_min_length, concurrency=concurrency, retry_failed=retry_failed,
+            phonon_min_length=phonon_min_length, phonon_tolerance_thz=phonon_tolerance, concurrency=concurrency, retry_failed=retry_failed,
             materials_project=materials_project, hull=hull,
         )  # fmt: skip
     table = Table(title=f"screened with {summary.mlip}")

@@ -187,7 +187,7 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
             ehull_threshold=config.labels.ehull_stable, fmax=screening.fmax,
             reference_structures=references_for(store.round_candidates(config.name, index), reference),
             steps=screening.steps, batch_size=screening.batch_size, phonon_min_length=screening.phonon_min_length,
-            concurrency=config.executor.workers, hull=screening.hull,
+            phonon_tolerance_thz=screening.phonon_tolerance_thz, concurrency=config.executor.workers, hull=screening.hull,
         )  # fmt: skip
         store.mark_stage(round_, "screen")
     if config.kappa.enabled and "kappa" not in done:

@@ -27,7 +27,7 @@ from crysloop.infra.db import database
 from crysloop.errors import InputError
 from crysloop.screening.hull import chemical_subsystems, chemsys_of, energy_above_hull, materials_project_structures
 from crysloop.screening.mp_references import SOURCE_MLIP, corrected_energy
-from crysloop.screening.phonons import PhononConfig
+from crysloop.screening.phonons import DEFAULT_TOLERANCE_THZ, PhononConfig
 from crysloop.screening.potentials import check_mlip_name
 from crysloop.screening.relax import RelaxConfig, RelaxResult
 from crysloop.tasks.screen import (
@@ -84,6 +84,7 @@ def screen_flow(
     steps: int = 500,
     batch_size: int = 16,
     phonon_min_length: float = 10.0,
+    phonon_tolerance_thz: float = DEFAULT_TOLERANCE_THZ,
     concurrency: int = 2,
     retry_failed: bool = False,
     materials_project: bool = False,
@@ -103,7 +104,7 @@ def screen_flow(
         raise InputError(f"hull must be 'mp' (Materials Project references) or 'mlip', not {hull!r}")
     logger = get_run_logger()
     relax_config = RelaxConfig(fmax=fmax, steps=steps)
-    phonon_config = PhononConfig(min_length=phonon_min_length)
+    phonon_config = PhononConfig(min_length=phonon_min_length, tolerance_thz=phonon_tolerance_thz)
     extra = _reference_structures_by_chemsys(reference_structures or [])
     summary = ScreenSummary(mlip=mlip)
     references: dict[str, list[ComputedStructureEntry]] = {}
