@@ -12,7 +12,8 @@ from covalent radii, relaxed with the symmetry fixed (ASE FixSymmetry), and its 
 crysloop's kappa stage; the symmetric relative error 2|k_ML - k_DFT| / (k_ML + k_DFT), 2 for a failure or imaginary
 modes, is averaged (mSRE). Settings follow Matbench Discovery where ours differ: 0.03 A displacements, isotope
 scattering, symmetry-constrained relaxation.
-Usage: python benchmarks/kappa.py --mlip sevenn-l3i5 --part trio|phonondb|all [--n 21]
+Usage: python benchmarks/kappa.py --mlip sevenn-0 --part trio|phonondb|all [--n 21] [--start K]
+       python benchmarks/kappa.py --mlip sevenn-0 --merge run1.log run2.log   (summary of split phonondb runs)
 """
 
 from __future__ import annotations
@@ -154,6 +155,11 @@ def run_phonondb(calculator, name: str, config: KappaConfig, relax: RelaxConfig,
         results.append({"formula": row["formula"], "spacegroup": int(row["spacegroup_number"]), "kappa_dft": k_dft,
                         "kappa_ml": None if k_ml is None else round(k_ml, 3), "sre": round(error, 3), **out})  # fmt: skip
         print(json.dumps(results[-1]), flush=True)
+    return phonondb_summary(results)
+
+
+def phonondb_summary(results: list[dict]) -> dict:
+    """mSRE, failures and time per compound over per-compound result rows (one run's or several split runs')."""
     errors = [r["sre"] for r in results]
     return {
         "n_compounds": len(results),
@@ -177,7 +183,19 @@ def main() -> None:
     parser.add_argument("--displacement", type=float, default=0.03)
     parser.add_argument("--no-isotope", action="store_true")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="LOG",
+                        help="Only summarise the per-compound lines of the logs of split phonondb runs (--start).")
     args = parser.parse_args()
+    if args.merge:
+        rows = {}
+        for log in args.merge:
+            for line in log.read_text().splitlines():
+                if line.startswith('{"formula"'):
+                    row = json.loads(line)
+                    rows[(row["formula"], row["spacegroup"])] = row  # a compound two split runs both did counts once
+        print(json.dumps({"benchmark": "kappa", "mlip": args.mlip, "merged_logs": [str(p) for p in args.merge],
+                          "phonondb": phonondb_summary(list(rows.values()))}))  # fmt: skip
+        return
     config = KappaConfig(fc3_min_length=args.fc3_min_length, fc2_min_length=args.fc2_min_length,
                          displacement=args.displacement, mesh=(args.mesh,) * 3, temperatures=(300.0,),
                          is_isotope=not args.no_isotope)  # fmt: skip
