@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 from pymatgen.core import Structure
@@ -234,7 +235,7 @@ def _neighbour_shells(structure: Structure, cutoff: float) -> list[tuple[np.ndar
     coords = structure.lattice.get_cartesian_coords(structure.frac_coords[others] + images)
     order = np.lexsort((dist, centres))  # by centre, then nearest first (the centre itself at distance 0)
     bounds = np.searchsorted(centres[order], np.arange(len(structure) + 1))
-    return [(coords[order[a:b]], others[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [(coords[order[a:b]], others[order[a:b]]) for a, b in pairwise(bounds)]
 
 
 def _nearest_cell(centre: np.ndarray, points: np.ndarray):
