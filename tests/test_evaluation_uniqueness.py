@@ -146,7 +146,11 @@ def test_unique_mask_equals_all_pairs_on_one_composition():
 
 def test_lattice_test_is_necessary_and_prunes():
     """Where pymatgen finds a unimodular lattice mapping the vectorised test allows the pair; it rejects others."""
-    structures = _one_composition(np.random.default_rng(5), kinds=25, n=25)
+    rng = np.random.default_rng(5)
+    structures = _one_composition(rng, kinds=25, n=25)
+    for c in (30.0, 32.0, 60.0):  # long cells: their windows reach past the lattice points the test looks at
+        long = Structure(Lattice.from_parameters(3.0, 3.1, c, 90, 90, 91), ["Li", "Fe"] * 4, rng.random((8, 3)))
+        structures += [long, long.copy()]
     matcher = PYMATGEN_TOLERANCES.matcher()
     prepared = [_prepare(s, matcher) for s in structures]
     mapped = rejected = 0

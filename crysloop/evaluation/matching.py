@@ -84,8 +84,8 @@ def reconstruction(
     return {
         "match_rate": float(len(matched) / len(predicted)) if len(predicted) else float("nan"),
         "rms_dist": float(matched.mean()) if len(matched) else float("nan"),
-        "n_matched": int(len(matched)),
-        "n_pairs": int(len(predicted)),
+        "n_matched": len(matched),
+        "n_pairs": len(predicted),
     }
 
 
@@ -114,8 +114,8 @@ class _Prepared:
 
 def _prepare(structure: Structure, matcher: StructureMatcher) -> _Prepared:
     try:
-        processed = matcher._process_species([structure])[0]  # noqa: SLF001 - as pymatgen's group_structures does
-        reduced = matcher._get_reduced_structure(processed, matcher._primitive_cell, niggli=True)  # noqa: SLF001
+        processed = matcher._process_species([structure])[0]
+        reduced = matcher._get_reduced_structure(processed, matcher._primitive_cell, niggli=True)
     except Exception:  # noqa: BLE001 - fit would raise on every pair: the crystal matches nothing
         return _Prepared(None, *(np.full(3, np.nan) for _ in range(4)))
     scale = reduced.volume ** (1 / 3)
@@ -164,6 +164,8 @@ def _may_fit(candidate: _Prepared, targets: list[_Prepared], ltol: float) -> np.
 # Slack on the vectorised lattice test (relative on lengths, degrees on angles): it only ever lets more pairs through.
 _LATTICE_SLACK = 1e-6
 _LATTICE_CHUNK = 4_000_000  # (targets x points x points) booleans per step
+_LATTICE_POINTS = 400  # nearest lattice points of the candidate tested at most
+_LATTICE_REACH = 6.0  # longest lattice vector searched, in units of the cube root of the cell volume
 
 
 def _lattice_may_map(candidate: _Prepared, targets: list[_Prepared], tolerances: MatchTolerances) -> np.ndarray:
@@ -182,15 +184,20 @@ def _lattice_may_map(candidate: _Prepared, targets: list[_Prepared], tolerances:
     scale = lattice.volume ** (1 / 3)
     basis = np.array([t.basis for t in targets])  # [T, 3], each divided by its own cube root of volume
     angles = np.array([t.angles for t in targets])  # [T, 3]
-    radius = (1 + ltol) * (1 + _LATTICE_SLACK) * float(np.nanmax(basis)) * scale
-    frac, dist, _, _ = lattice.get_points_in_sphere([[0, 0, 0]], [0, 0, 0], radius, zip_results=False)
-    keep = dist > 1e-8 * scale
+    reach = min((1 + ltol) * (1 + _LATTICE_SLACK) * float(np.nanmax(basis)), _LATTICE_REACH)
+    frac, dist, _, _ = lattice.get_points_in_sphere([[0, 0, 0]], [0, 0, 0], reach * scale, zip_results=False)
+    keep = np.flatnonzero(dist > 1e-8 * scale)
+    keep = keep[np.argsort(dist[keep], kind="stable")[:_LATTICE_POINTS]]
     cart, length = lattice.get_cartesian_coords(frac[keep]), dist[keep] / scale
     unit = cart / dist[keep][:, None]
     between = np.rad2deg(np.arccos(np.clip(unit @ unit.T, -1.0, 1.0)))  # [P, P]
     lo, hi = basis / ((1 + ltol) * (1 + _LATTICE_SLACK)), basis * (1 + ltol) * (1 + _LATTICE_SLACK)
     window = (length[None, None, :] > lo[:, :, None]) & (length[None, None, :] < hi[:, :, None])  # [T, 3, P]
-    ok = window.any(axis=2).all(axis=1)
+    # only lattice points shorter than ``complete`` are all present; targets whose windows reach further (very
+    # long cells) are left to fit
+    complete = length[-1] if len(length) == _LATTICE_POINTS else reach
+    untested = hi.max(axis=1) > complete
+    ok = window.any(axis=2).all(axis=1) & ~untested
     step = max(1, _LATTICE_CHUNK // max(1, len(length) ** 2))
     for s in range(0, len(targets), step):
         rows = np.flatnonzero(ok[s : s + step]) + s
@@ -203,7 +210,7 @@ def _lattice_may_map(candidate: _Prepared, targets: list[_Prepared], tolerances:
         # a triple (u, v, w) with all three angles right: sum over w of beta(u, w) alpha(v, w), where gamma(u, v)
         closing = np.matmul(pairs[1].astype(np.float32), pairs[0].astype(np.float32).transpose(0, 2, 1))
         ok[rows] = (pairs[2] & (closing > 0.5)).any(axis=(1, 2))
-    return ok
+    return ok | untested
 
 
 def _fits(matcher: StructureMatcher, candidate: _Prepared, target: _Prepared) -> bool:
