@@ -232,7 +232,12 @@ def _neighbour_shells(structure: Structure, cutoff: float) -> list[tuple[np.ndar
     """Per site: Cartesian coordinates of every site image within ``cutoff`` (itself first, then nearest first) and
     their site indices, from one neighbour list of the whole crystal instead of a sphere search per site."""
     centres, others, images, dist = structure.get_neighbor_list(cutoff, exclude_self=False)
-    coords = structure.lattice.get_cartesian_coords(structure.frac_coords[others] + images)
+    # coordinates computed as pymatgen's sphere search computes them (wrapped site + image, one row at a time),
+    # so they agree bit for bit: bond angles near 180 degrees amplify rounding in the order parameters
+    wrapped = np.mod(structure.frac_coords, 1)
+    images = images + np.round(structure.frac_coords[others] - wrapped[others])
+    lattice = structure.lattice
+    coords = np.array([lattice.get_cartesian_coords(f) for f in wrapped[others] + images]).reshape(-1, 3)
     order = np.lexsort((dist, centres))  # by centre, then nearest first (the centre itself at distance 0)
     bounds = np.searchsorted(centres[order], np.arange(len(structure) + 1))
     return [(coords[order[a:b]], others[order[a:b]]) for a, b in pairwise(bounds)]
