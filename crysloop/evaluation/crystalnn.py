@@ -1,4 +1,4 @@
-"""CrystalNN "ops" site fingerprints as matminer defines them, vectorised (7-10x faster than matminer).
+"""CrystalNN "ops" site fingerprints as matminer defines them, vectorised (6.5-8.4x faster than matminer).
 
 matminer's ``CrystalNNFingerprint.featurize`` spends most of its time in pymatgen's ``LocalStructOrderParams``
 (a triple Python loop over neighbours, run once per motif type), in ``VoronoiNN``'s per-facet geometry and in
