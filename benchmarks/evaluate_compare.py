@@ -1,10 +1,13 @@
 """Uniqueness at scale and the suite's per-crystal cost against CDVAE's code path, for benchmarks/evaluate.py.
 
-``uniqueness``: 2,000 crystals of one composition (that of the first 6-10-atom ternary crystal of the pool): ``kinds``
-random cells (random lattice, random positions), each repeated as rotated, site-shuffled copies with every site
-moved 0.02 A, so the true answer is about ``kinds`` unique crystals. crysloop's ``unique_mask`` runs on all of them;
-the all-pairs loop (every crystal fitted against each earlier unique one, crysloop's earlier code) on a prefix,
-with the two answers compared on that prefix.
+``uniqueness``: 2,000 crystals of one composition, three ways. "duplicates" and "random": the composition of the first
+6-10-atom ternary crystal of the pool, ``kinds`` random cells (random lattice of one shape family, random positions,
+all P1 with one site count: the worst case, no key separates them), drawn ``n`` times as rotated, site-shuffled
+copies with every site moved 0.02 A, so the answer is the number of distinct cells drawn; "duplicates" draws from
+200 cells, "random" from ``n``. "mp20": real crystals, the first ``n`` ABC2 crystals of the pool relabelled as LiFeO2
+(A and B by electronegativity), so the answer is the number of distinct ABC2 prototypes among them. crysloop's
+``unique_mask`` runs on all of them; the all-pairs loop (every crystal fitted against each earlier unique one, with
+no shortcut) on a prefix, with the two answers compared on that prefix.
 
 ``per_crystal``: one process, no cache. CDVAE's code path per generated crystal and its ground truth (CDVAE builds
 a ``Crystal`` of both): SMACT validity, the distance-matrix structure check, matminer's CrystalNNFingerprint ("ops")
@@ -14,11 +17,12 @@ work (validity, fingerprints of generated crystals, reconstruction) in ``evaluat
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 
 import numpy as np
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Element, Lattice, Structure
 from pymatgen.core.operations import SymmOp
 
 
@@ -61,29 +65,50 @@ def all_pairs_unique(structures, tolerances) -> np.ndarray:
     return np.array(flags)
 
 
-def uniqueness(pool, n: int, kinds: int, prefix: int, seed: int) -> dict:
+def relabelled_prototypes(pool, n: int) -> list[Structure]:
+    """The first ``n`` ABC2 crystals of ``pool`` as LiFeO2: A (less electronegative) -> Li, B -> Fe, C -> O."""
+    out = []
+    for s in pool:
+        amounts = s.composition.element_composition.reduced_composition.get_el_amt_dict()
+        if sorted(amounts.values()) != [1.0, 1.0, 2.0]:
+            continue
+        singles = sorted((e for e, a in amounts.items() if a == 1.0), key=lambda e: Element(e).X)
+        double = next(e for e, a in amounts.items() if a == 2.0)
+        mapping = {singles[0]: "Li", singles[1]: "Fe", double: "O"}
+        out.append(Structure(s.lattice, [mapping[site.specie.symbol] for site in s], s.frac_coords))
+        if len(out) == n:
+            break
+    return out
+
+
+def uniqueness(pool, n: int, kinds: int, prefix: int, seed: int) -> list[dict]:
     """Wall times of crysloop's uniqueness on ``n`` crystals of one composition and of all pairs on a prefix."""
     from crysloop.evaluation.matching import PYMATGEN_TOLERANCES, unique_mask
 
     base = next(s for s in pool if 6 <= len(s) <= 10 and len(s.composition) == 3)
-    structures = one_composition_set(base, n, kinds, seed)
+    sets = {"duplicates": one_composition_set(base, n, kinds, seed), "random": one_composition_set(base, n, n, seed),
+            "mp20": relabelled_prototypes(pool, n)}  # fmt: skip
     warnings.filterwarnings("ignore")
-    t0 = time.perf_counter()
-    fast = unique_mask(structures, n_jobs=1)
-    fast_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fast_prefix = unique_mask(structures[:prefix], n_jobs=1)
-    fast_prefix_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    slow_prefix = all_pairs_unique(structures[:prefix], PYMATGEN_TOLERANCES)
-    slow_prefix_s = time.perf_counter() - t0
-    return {
-        "formula": base.composition.formula, "n": n, "kinds": kinds,
-        "unique_s": round(fast_s, 1), "n_unique": int(fast.sum()),
-        "prefix": prefix, "unique_prefix_s": round(fast_prefix_s, 1), "all_pairs_prefix_s": round(slow_prefix_s, 1),
-        "prefix_speedup": round(slow_prefix_s / fast_prefix_s, 2) if fast_prefix_s else None,
-        "prefix_identical": bool((fast_prefix == slow_prefix).all()), "n_unique_prefix": int(slow_prefix.sum()),
-    }  # fmt: skip
+    figures = []
+    for label, structures in sets.items():
+        t0 = time.perf_counter()
+        fast = unique_mask(structures, n_jobs=1)
+        fast_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        slow_prefix = all_pairs_unique(structures[:prefix], PYMATGEN_TOLERANCES)
+        slow_prefix_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fast_prefix = unique_mask(structures[:prefix], n_jobs=1)
+        fast_prefix_s = time.perf_counter() - t0
+        figures.append({
+            "set": label, "formula": structures[0].composition.reduced_formula, "n": len(structures),
+            "unique_s": round(fast_s, 1), "n_unique": int(fast.sum()),
+            "prefix": prefix, "unique_prefix_s": round(fast_prefix_s, 1), "all_pairs_prefix_s": round(slow_prefix_s, 1),
+            "prefix_speedup": round(slow_prefix_s / fast_prefix_s, 2) if fast_prefix_s else None,
+            "prefix_identical": bool((fast_prefix == slow_prefix).all()), "n_unique_prefix": int(slow_prefix.sum()),
+        })  # fmt: skip
+        print(json.dumps(figures[-1]), flush=True)
+    return figures
 
 
 def cdvae_per_crystal(generated, truth) -> tuple[float, list]:

@@ -1,10 +1,14 @@
 """StructureMatcher metrics: reconstruction match rate and RMSE, uniqueness and novelty.
 
-StructureMatcher only matches crystals with the same reduced composition, so comparisons are bucketed by
-reduced formula first; the buckets are matched in worker processes. Uniqueness and novelty give exactly
-``fit``'s all-pairs answers but reduce each crystal once (not twice per pair) and skip pairs that two necessary
-conditions of ``fit`` rule out (see ``_may_fit``). Keys such as the space group or the density are not used:
-with ``scale=True`` and stol 0.3, matching crystals can differ in both, so bucketing by them changes results.
+Uniqueness and novelty give exactly ``fit``'s all-pairs answers at a fraction of the cost. Each crystal is reduced
+once (not twice per pair), crystals are bucketed by two keys that any two matching crystals share under the
+matcher's settings (the reduced composition and the number of sites of the reduced, primitive cell), and within a
+bucket ``fit`` runs only on pairs that pass two necessary conditions of it (``_may_fit``: successive minima, and
+``_lattice_may_map``: a basis of the candidate's lattice within ltol / angle_tol of the target's, the first step
+of ``fit``). Keys such as the space group or the density are not used: with ``scale=True`` and stol 0.3,
+matching crystals can differ in both, so bucketing by them would change results. The cost is linear in the
+number of buckets and near-linear for crystals of distinct lattices; crystals of one composition and site count
+whose lattices all map onto each other (random P1 cells of one shape family) still need a ``fit`` per pair.
 """
 
 from __future__ import annotations
@@ -80,8 +84,8 @@ def reconstruction(
     return {
         "match_rate": float(len(matched) / len(predicted)) if len(predicted) else float("nan"),
         "rms_dist": float(matched.mean()) if len(matched) else float("nan"),
-        "n_matched": int(len(matched)),
-        "n_pairs": int(len(predicted)),
+        "n_matched": len(matched),
+        "n_pairs": len(predicted),
     }
 
 
@@ -92,23 +96,49 @@ class _Prepared:
     ``structure``: the matcher's own reduction (species processed, Niggli, primitive cell; what ``fit`` builds
     for every pair), None if that reduction fails (then every ``fit`` with it raises: it matches nothing).
     ``minima``: successive minima of its lattice, ``lengths``: its basis lengths (the matcher's target lattice),
-    both sorted and divided by the cube root of the cell volume (``fit`` rescales both cells to one volume).
+    both sorted and divided by the cube root of the cell volume (``fit`` rescales both cells to one volume);
+    ``basis``: the basis lengths in a, b, c order, so divided, and ``angles``: alpha, beta, gamma in degrees.
     """
 
     structure: Structure | None
     minima: np.ndarray
     lengths: np.ndarray
+    basis: np.ndarray
+    angles: np.ndarray
+
+    @property
+    def key(self) -> int:
+        """Sites of the reduced cell: ``fit`` needs equal counts (-1 where the reduction failed)."""
+        return -1 if self.structure is None else len(self.structure)
 
 
 def _prepare(structure: Structure, matcher: StructureMatcher) -> _Prepared:
     try:
-        processed = matcher._process_species([structure])[0]  # noqa: SLF001 - as pymatgen's group_structures does
-        reduced = matcher._get_reduced_structure(processed, matcher._primitive_cell, niggli=True)  # noqa: SLF001
+        processed = matcher._process_species([structure])[0]
+        reduced = matcher._get_reduced_structure(processed, matcher._primitive_cell, niggli=True)
     except Exception:  # noqa: BLE001 - fit would raise on every pair: the crystal matches nothing
-        return _Prepared(None, np.full(3, np.nan), np.full(3, np.nan))
+        return _Prepared(None, *(np.full(3, np.nan) for _ in range(4)))
     scale = reduced.volume ** (1 / 3)
     minima = np.sort(reduced.lattice.get_niggli_reduced_lattice().abc) / scale
-    return _Prepared(reduced, minima, np.sort(reduced.lattice.abc) / scale)
+    basis = np.asarray(reduced.lattice.abc) / scale
+    return _Prepared(reduced, minima, np.sort(basis), basis, np.asarray(reduced.lattice.angles))
+
+
+def _prepare_all(args: tuple[list[Structure], MatchTolerances]) -> list[_Prepared]:
+    structures, tolerances = args
+    matcher = tolerances.matcher()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [_prepare(s, matcher) for s in structures]
+
+
+def _prepared(structures: Sequence[Structure], tolerances: MatchTolerances, n_jobs: int | None,
+              progress: bool) -> list[_Prepared]:
+    """``_prepare`` of every structure, in worker processes (chunks of 16 keep the transfers few)."""
+    chunks = [list(structures[i : i + 16]) for i in range(0, len(structures), 16)]
+    done = parallel_map(_prepare_all, [(chunk, tolerances) for chunk in chunks], n_jobs=n_jobs, progress=progress,
+                        description="reducing cells")  # fmt: skip
+    return [p for chunk in done for p in chunk]
 
 
 # Successive minima from a Niggli reduction are exact up to its 1e-5 tolerance; the bound keeps a wide margin.
@@ -131,6 +161,58 @@ def _may_fit(candidate: _Prepared, targets: list[_Prepared], ltol: float) -> np.
     return (sizes == len(candidate.structure)) & np.all(candidate.minima[None, :] < bound, axis=1)
 
 
+# Slack on the vectorised lattice test (relative on lengths, degrees on angles): it only ever lets more pairs through.
+_LATTICE_SLACK = 1e-6
+_LATTICE_CHUNK = 4_000_000  # (targets x points x points) booleans per step
+_LATTICE_POINTS = 400  # nearest lattice points of the candidate tested at most
+_LATTICE_REACH = 6.0  # longest lattice vector searched, in units of the cube root of the cell volume
+
+
+def _lattice_may_map(candidate: _Prepared, targets: list[_Prepared], tolerances: MatchTolerances) -> np.ndarray:
+    """False where ``fit(candidate, target)`` certainly finds no lattice mapping, for many targets at once.
+
+    ``fit`` (``Lattice.find_all_mappings`` after both cells are scaled to one volume) needs lattice vectors u, v, w
+    of the candidate with |u|, |v|, |w| within a factor (1 + ltol) of the target's a, b, c and the angles (v, w),
+    (u, w), (u, v) within angle_tol of alpha, beta, gamma. Checked here for all targets at once on the candidate's
+    lattice points (computed once), with a small slack and without fit's unimodularity test: a necessary
+    condition, never stricter than fit.
+    """
+    if candidate.structure is None or not targets:
+        return np.zeros(len(targets), dtype=bool)
+    ltol, atol = tolerances.ltol, tolerances.angle_tol
+    lattice = candidate.structure.lattice
+    scale = lattice.volume ** (1 / 3)
+    basis = np.array([t.basis for t in targets])  # [T, 3], each divided by its own cube root of volume
+    angles = np.array([t.angles for t in targets])  # [T, 3]
+    reach = min((1 + ltol) * (1 + _LATTICE_SLACK) * float(np.nanmax(basis)), _LATTICE_REACH)
+    frac, dist, _, _ = lattice.get_points_in_sphere([[0, 0, 0]], [0, 0, 0], reach * scale, zip_results=False)
+    keep = np.flatnonzero(dist > 1e-8 * scale)
+    keep = keep[np.argsort(dist[keep], kind="stable")[:_LATTICE_POINTS]]
+    cart, length = lattice.get_cartesian_coords(frac[keep]), dist[keep] / scale
+    unit = cart / dist[keep][:, None]
+    between = np.rad2deg(np.arccos(np.clip(unit @ unit.T, -1.0, 1.0)))  # [P, P]
+    lo, hi = basis / ((1 + ltol) * (1 + _LATTICE_SLACK)), basis * (1 + ltol) * (1 + _LATTICE_SLACK)
+    window = (length[None, None, :] > lo[:, :, None]) & (length[None, None, :] < hi[:, :, None])  # [T, 3, P]
+    # only lattice points shorter than ``complete`` are all present; targets whose windows reach further (very
+    # long cells) are left to fit
+    complete = length[-1] if len(length) == _LATTICE_POINTS else reach
+    untested = hi.max(axis=1) > complete
+    ok = window.any(axis=2).all(axis=1) & ~untested
+    step = max(1, _LATTICE_CHUNK // max(1, len(length) ** 2))
+    for s in range(0, len(targets), step):
+        rows = np.flatnonzero(ok[s : s + step]) + s
+        if not len(rows):
+            continue
+        pairs = {}
+        for first, second, angle in ((0, 1, 2), (0, 2, 1), (1, 2, 0)):  # gamma: (a, b), beta: (a, c), alpha: (b, c)
+            close = np.abs(between[None, :, :] - angles[rows, angle, None, None]) <= atol + _LATTICE_SLACK
+            pairs[angle] = close & window[rows, first, :, None] & window[rows, second, None, :]  # [rows, P, P]
+        # a triple (u, v, w) with all three angles right: sum over w of beta(u, w) alpha(v, w), where gamma(u, v)
+        closing = np.matmul(pairs[1].astype(np.float32), pairs[0].astype(np.float32).transpose(0, 2, 1))
+        ok[rows] = (pairs[2] & (closing > 0.5)).any(axis=(1, 2))
+    return ok | untested
+
+
 def _fits(matcher: StructureMatcher, candidate: _Prepared, target: _Prepared) -> bool:
     """``matcher.fit(candidate, target)`` on the prepared structures (identical result, no repeated reduction)."""
     try:
@@ -139,31 +221,46 @@ def _fits(matcher: StructureMatcher, candidate: _Prepared, target: _Prepared) ->
         return False
 
 
-def _first_of_kind(args: tuple[list[Structure], MatchTolerances]) -> list[bool]:
-    """Within one composition bucket: True for each structure that matches no earlier one.
+def _candidates(candidate: _Prepared, targets: list[_Prepared], tolerances: MatchTolerances) -> np.ndarray:
+    """Indices of the targets that ``candidate`` may fit (both necessary conditions), nearest lattice first."""
+    found = np.flatnonzero(_may_fit(candidate, targets, tolerances.ltol))
+    if len(found):
+        found = found[_lattice_may_map(candidate, [targets[i] for i in found], tolerances)]
+    if len(found) > 1:
+        gaps = [np.abs(targets[i].minima - candidate.minima).sum() for i in found]
+        found = found[np.argsort(gaps, kind="stable")]
+    return found
 
-    Each structure is compared with the representatives (earlier structures that matched none before them) as
-    ``fit(structure, representative)``; pairs that cannot fit are skipped without calling ``fit``, and the others
+
+def _first_of_kind(args: tuple[list[_Prepared], MatchTolerances]) -> list[bool]:
+    """Within one bucket: True for each crystal that matches no earlier one.
+
+    Each crystal is compared with the representatives (earlier crystals that matched none before them) as
+    ``fit(crystal, representative)``; pairs that cannot fit are skipped without calling ``fit``, and the others
     are tried nearest first (by the successive minima of the lattices), so a duplicate is usually found by its
-    first ``fit``. Whether a structure matches any representative does not depend on the order they are tried in.
+    first ``fit``. Whether a crystal matches any representative does not depend on the order they are tried in.
     """
-    structures, tolerances = args
+    prepared, tolerances = args
     matcher = tolerances.matcher()
     representatives: list[_Prepared] = []
     flags = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for structure in structures:
-            prepared = _prepare(structure, matcher)
-            candidates = np.flatnonzero(_may_fit(prepared, representatives, tolerances.ltol))
-            if len(candidates) > 1:
-                gaps = [np.abs(representatives[i].minima - prepared.minima).sum() for i in candidates]
-                candidates = candidates[np.argsort(gaps, kind="stable")]
-            duplicate = any(_fits(matcher, prepared, representatives[i]) for i in candidates)
+        for candidate in prepared:
+            duplicate = any(_fits(matcher, candidate, representatives[i])
+                            for i in _candidates(candidate, representatives, tolerances))  # fmt: skip
             flags.append(not duplicate)
             if not duplicate:
-                representatives.append(prepared)
+                representatives.append(candidate)
     return flags
+
+
+def _buckets(structures: Sequence[Structure], prepared: list[_Prepared]) -> dict[tuple[str, int], list[int]]:
+    """Indices per (reduced formula, sites of the reduced cell): only crystals of one bucket can match."""
+    buckets: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for i, (s, p) in enumerate(zip(structures, prepared, strict=True)):
+        buckets[(reduced_formula(s), p.key)].append(i)
+    return buckets
 
 
 def unique_mask(
@@ -174,16 +271,16 @@ def unique_mask(
 ) -> np.ndarray:
     """True for each structure that matches no earlier structure of the list (the first of each kind is unique).
 
-    Exactly the all-pairs result of ``StructureMatcher.fit`` in list order: comparisons are bucketed by reduced
-    formula, each crystal is reduced once, and pairs that provably cannot fit are skipped.
+    Exactly the all-pairs result of ``StructureMatcher.fit`` in list order: each crystal is reduced once,
+    comparisons are bucketed by reduced formula and reduced site count, and pairs that provably cannot fit are
+    skipped.
     """
-    buckets: dict[str, list[int]] = defaultdict(list)
-    for i, s in enumerate(structures):
-        buckets[reduced_formula(s)].append(i)
-    groups = [indices for indices in buckets.values()]
+    structures = list(structures)
+    prepared = _prepared(structures, tolerances, n_jobs, progress)
+    groups = list(_buckets(structures, prepared).values())
     flags = parallel_map(
         _first_of_kind,
-        [([structures[i] for i in g], tolerances) for g in groups],
+        [([prepared[i] for i in g], tolerances) for g in groups],
         n_jobs=n_jobs,
         progress=progress,
         description="uniqueness",
@@ -194,14 +291,12 @@ def unique_mask(
     return mask
 
 
-def _matches_any(args: tuple[Structure, list[Structure], MatchTolerances]) -> bool:
-    structure, candidates, tolerances = args
+def _matches_any(args: tuple[_Prepared, list[_Prepared], MatchTolerances]) -> bool:
+    candidate, targets, tolerances = args
     matcher = tolerances.matcher()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prepared = _prepare(structure, matcher)
-        targets = [_prepare(candidate, matcher) for candidate in candidates]
-        return any(_fits(matcher, prepared, targets[i]) for i in np.flatnonzero(_may_fit(prepared, targets, tolerances.ltol)))
+        return any(_fits(matcher, candidate, targets[i]) for i in _candidates(candidate, targets, tolerances))
 
 
 def novel_mask(
@@ -211,15 +306,17 @@ def novel_mask(
     n_jobs: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """True for each structure that matches no training structure of the same reduced composition."""
-    index: dict[str, list[Structure]] = defaultdict(list)
-    for s in train:
-        index[reduced_formula(s)].append(s)
-    keys = [reduced_formula(s) for s in structures]
-    need = [i for i, k in enumerate(keys) if k in index]
+    """True for each structure that matches no training structure (``fit(structure, training structure)``), with
+    the buckets and necessary conditions of :func:`unique_mask` (identical to comparing every pair)."""
+    structures, train = list(structures), list(train)
+    prepared = _prepared(structures, tolerances, n_jobs, progress)
+    train_prepared = _prepared(train, tolerances, n_jobs, progress)
+    index = _buckets(train, train_prepared)
+    keys = [(reduced_formula(s), p.key) for s, p in zip(structures, prepared, strict=True)]
+    need = [i for i, k in enumerate(keys) if k in index and k[1] > 0]
     seen = parallel_map(
         _matches_any,
-        [(structures[i], index[keys[i]], tolerances) for i in need],
+        [(prepared[i], [train_prepared[j] for j in index[keys[i]]], tolerances) for i in need],
         n_jobs=n_jobs,
         progress=progress,
         description="novelty",
