@@ -63,3 +63,5 @@ def test_conditions_scope_trains_the_embedding_and_keeps_the_denoiser(base, labe
     with pytest.raises(InputError):
         finetune_diffcsp(base, labelled, new_properties=["stable"], steps=1, device="cpu", progress=False,
                          scope="denoiser")  # fmt: skip
+    with pytest.raises(InputError, match="needs a condition"):
+        finetune_diffcsp(base, labelled, steps=1, device="cpu", progress=False, scope="conditions")

@@ -308,6 +308,8 @@ def finetune_diffcsp(
     if scope not in ("all", "conditions"):
         raise InputError(f"fine-tuning scope must be 'all' or 'conditions', not {scope!r}")
     if scope == "conditions":
+        if not config.properties:
+            raise InputError("fine-tuning scope 'conditions' needs a condition to train; this model has none")
         for name, parameter in new_model.named_parameters():
             parameter.requires_grad_(name.startswith("property_embeddings."))
     if epochs is None and steps is None:
