@@ -8,7 +8,15 @@ from pymatgen.core import Lattice, Structure
 
 from crysloop.kappa.cache import force_set_key, load_force_set
 from crysloop.kappa.cells import standard_primitive, supercell_diagonal
-from crysloop.kappa.conductivity import KappaConfig, build_phono3py, compute_kappa, displaced_supercells, relax_for_kappa
+from crysloop.kappa.conductivity import (
+    KappaConfig,
+    build_phono3py,
+    compute_kappa,
+    displaced_supercells,
+    displacement_count,
+    relax_for_kappa,
+)
+from crysloop.kappa.cost import displacement_skip_reason
 from crysloop.kappa.dft import _config_dict, kappa_from_dft_forces
 
 # Small but real: 2x2x2 primitive supercells (16 atoms) for fc3 and fc2, an 11^3 q-mesh.
@@ -74,6 +82,21 @@ def test_separate_fc2_supercell_adds_its_displacements():
     fc3, fc2 = displaced_supercells(ph3)
     assert (len(fc3), len(fc3[0])) == (57, 16)
     assert (len(fc2), len(fc2[0])) == (1, 128)  # one symmetry-distinct displacement in diamond
+
+
+def test_displacement_budget_skips_low_symmetry_cells_before_any_force():
+    config = KappaConfig(fc3_min_length=6.0, fc2_min_length=12.0)
+    fc3, fc2 = displaced_supercells(build_phono3py(diamond_si(), config))
+    assert displacement_count(diamond_si(), config) == len(fc3) + len(fc2) == 58
+    # The same four atoms in a distorted P1 cell: every atom and pair is symmetry-distinct.
+    p1 = Structure(Lattice.from_parameters(4.1, 4.3, 4.6, 84, 95, 101), ["Na", "Cl", "Na", "Cl"],
+                   [[0, 0, 0], [0.52, 0.47, 0.51], [0.49, 0.03, 0.55], [0.02, 0.51, 0.46]])  # fmt: skip
+    count = displacement_count(p1, config)
+    assert count > 10 * 58
+    assert displacement_skip_reason(diamond_si(), config, 500) is None
+    reason = displacement_skip_reason(p1, config, 500)
+    assert reason and f"needs {count} displaced supercells" in reason
+    assert displacement_skip_reason(p1, config, None) is None
 
 
 class CountingModel:

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crysloop.errors import InputError
+from crysloop.kappa.cost import DEFAULT_MAX_DISPLACEMENTS
 from crysloop.screening.potentials import DEFAULT_KAPPA_MLIP
 
 FINETUNE_LABELS = ("stable", "phonon_stable", "log10_kappa")  # conditions a round's fine-tuning teaches the models
@@ -105,6 +106,8 @@ class KappaStageConfig(_Strict):
                       "the phono3py forces (SevenNet-0: the offline potential that passes benchmarks/kappa.py).")
     top_n: int = Field(3, ge=1)
     temperatures: list[float] = Field(default_factory=lambda: [300.0])
+    max_displacements: int = Field(DEFAULT_MAX_DISPLACEMENTS, ge=1, description="Skip candidates whose phono3py "
+                                   "setup needs more displaced supercells (low-symmetry cells cost hours on CPU).")
 
     @field_validator("mlip")
     @classmethod

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from crysloop.cli.options import finite, positive
 from crysloop.errors import InputError
+from crysloop.kappa.cost import DEFAULT_MAX_DISPLACEMENTS
 
 app = typer.Typer(help="Lattice thermal conductivity (phono3py): run on screened candidates, show, verify with DFT.",
                   no_args_is_help=True)  # fmt: skip
@@ -80,6 +81,8 @@ def run(
     top_n: int = typer.Option(5, min=1, help="Compute kappa for at most this many candidates."),
     max_e_above_hull: float = typer.Option(0.1, callback=finite, help="Largest energy above hull (eV/atom) considered."),
     max_atoms: int = typer.Option(20, min=1, help="Skip primitive cells with more atoms."),
+    max_displacements: int = typer.Option(DEFAULT_MAX_DISPLACEMENTS, min=1,
+                                          help="Skip candidates needing more displaced supercells (low symmetry)."),
     mesh: str = MESH,
     fc3_min_length: float = FC3,
     fc2_min_length: float = FC2,
@@ -95,7 +98,7 @@ def run(
     labels = {**{key: False for key in nonmetal}, **{key: True for key in metal}}
     summary = kappa_flow(
         campaign=campaign, mlip=mlip, screening_mlip=screening_mlip, temperatures=config.temperatures, top_n=top_n,
-        max_e_above_hull=max_e_above_hull, max_atoms=max_atoms, mesh=config.mesh, fc3_min_length=fc3_min_length,
+        max_e_above_hull=max_e_above_hull, max_atoms=max_atoms, max_displacements=max_displacements, mesh=config.mesh, fc3_min_length=fc3_min_length,
         fc2_min_length=fc2_min_length, lbte=lbte, metal_labels=labels or None, recompute=recompute,
     )  # fmt: skip
     table = Table(title=f"kappa ({summary.mlip}, W/m/K)")

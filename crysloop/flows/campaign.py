@@ -195,7 +195,8 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
 
         faults.enter("kappa", index)
         kappa_flow(campaign=config.name, mlip=config.kappa.mlip, screening_mlip=config.mlip, temperatures=config.kappa.temperatures,
-                   top_n=config.kappa.top_n, max_e_above_hull=config.labels.ehull_stable)  # fmt: skip
+                   top_n=config.kappa.top_n, max_e_above_hull=config.labels.ehull_stable,
+                   max_displacements=config.kappa.max_displacements)  # fmt: skip
         store.mark_stage(round_, "kappa")
     if config.finetune and index < config.rounds - 1 and "finetune" not in done:
         faults.enter("finetune", index)

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 
 from crysloop.infra.db import database
 from crysloop.kappa.conductivity import KappaConfig
+from crysloop.kappa.cost import DEFAULT_MAX_DISPLACEMENTS
 from crysloop.screening.potentials import DEFAULT_KAPPA_MLIP, check_mlip_name
 from crysloop.tasks.kappa import (
     compute_kappa_task,
@@ -38,6 +39,7 @@ def kappa_flow(
     top_n: int = 5,
     max_e_above_hull: float = 0.1,
     max_atoms: int = 20,
+    max_displacements: int | None = DEFAULT_MAX_DISPLACEMENTS,
     mesh: Sequence[int] | float = 40.0,
     fc3_min_length: float = 6.0,
     fc2_min_length: float = 12.0,
@@ -49,7 +51,8 @@ def kappa_flow(
 
     ``mlip`` (default SevenNet-0, see ``DEFAULT_KAPPA_MLIP``) relaxes each candidate again and gives the forces;
     ``screening_mlip`` (default: the settings' potential) names the screening results candidates are taken from.
-    Metals and primitive cells above ``max_atoms`` are stored as skipped and do not use a slot; ``metal_labels``
+    Metals, primitive cells above ``max_atoms`` and cells needing more than ``max_displacements`` displaced supercells
+    (None: no limit) are stored as skipped and do not use a slot; ``metal_labels``
     (candidate id, structure hash or formula -> is metal) override the band gap and composition proxy.
     """
     mlip = check_mlip_name(mlip or DEFAULT_KAPPA_MLIP)
@@ -68,7 +71,7 @@ def kappa_flow(
         for item in queue:
             if summary.computed >= top_n:
                 break
-            reason = kappa_skip_reason(item, max_atoms, metal_labels)
+            reason = kappa_skip_reason(item, max_atoms, metal_labels, config, max_displacements)
             if reason:
                 save_kappa_result_task(item, mlip, config, status="skipped", error=reason)
                 summary.skipped += 1

@@ -101,6 +101,14 @@ def _has_phonon_set(ph3: Phono3py) -> bool:
     return ph3.phonon_supercell_matrix is not None and ph3.phonon_dataset is not None
 
 
+def displacement_count(structure: Structure, config: KappaConfig) -> int:
+    """How many displaced supercells kappa of ``structure`` needs under ``config`` (fc3 plus any separate fc2 set):
+    its cost, known before any force is evaluated."""
+    ph3 = build_phono3py(structure, config)
+    fc2 = len(ph3.phonon_supercells_with_displacements) if _has_phonon_set(ph3) else 0
+    return len(ph3.supercells_with_displacements) + fc2
+
+
 def displaced_supercells(ph3: Phono3py) -> tuple[list, list]:
     """The displaced fc3 supercells and (when a separate fc2 supercell is used) the fc2 ones, as ASE Atoms."""
     fc3 = [to_ase(cell) for cell in ph3.supercells_with_displacements]

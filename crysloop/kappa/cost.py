@@ -1,8 +1,15 @@
-"""Cost control before a kappa calculation: skip metals (band gap or a composition proxy) and cells that are too big."""
+"""Cost control before a kappa calculation: skip metals (band gap or a composition proxy), cells that are too big and
+low-symmetry cells that need too many displaced supercells."""
 
 from __future__ import annotations
 
 from pymatgen.core import Composition, Structure
+
+from crysloop.kappa.conductivity import KappaConfig, displacement_count
+
+DEFAULT_MAX_DISPLACEMENTS = 1500
+"""Displaced supercells allowed per candidate. A zincblende or wurtzite at 6 A needs 116-364; a 5-atom P1 cell needs
+3,820, about 20 CPU-minutes of forces and a phono3py solve over the whole q-mesh."""
 
 
 def looks_metallic(composition: Composition) -> bool:
@@ -43,3 +50,13 @@ def skip_reason(
     else:
         source = "user label"
     return f"metal ({source})" if is_metal else None
+
+
+def displacement_skip_reason(structure: Structure, config: KappaConfig, max_displacements: int | None) -> str | None:
+    """Why kappa of ``structure`` is too costly (more displaced supercells than ``max_displacements``), or None."""
+    if max_displacements is None:
+        return None
+    count = displacement_count(structure, config)
+    if count > max_displacements:
+        return f"needs {count} displaced supercells > max_displacements={max_displacements} (low symmetry)"
+    return None

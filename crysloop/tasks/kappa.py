@@ -11,7 +11,7 @@ from pymatgen.core import Structure
 from crysloop.infra.documents import Candidate, KappaResult, ScreeningResult, utcnow
 from crysloop.infra.settings import get_settings
 from crysloop.kappa.conductivity import KappaConfig, KappaOutcome, compute_kappa, relax_for_kappa
-from crysloop.kappa.cost import skip_reason
+from crysloop.kappa.cost import displacement_skip_reason, skip_reason
 from crysloop.screening.potentials import get_calculator
 
 
@@ -114,9 +114,17 @@ def save_kappa_result(
     return result
 
 
-def kappa_skip_reason(item: KappaCandidate, max_atoms: int, labels: dict[str, bool] | None = None) -> str | None:
-    """Cost control for one queued candidate (cell size, metal by label, band gap or composition)."""
-    return skip_reason(item.structure, max_atoms=max_atoms, band_gap=item.band_gap, is_metal=metal_label(item, labels))
+def kappa_skip_reason(
+    item: KappaCandidate,
+    max_atoms: int,
+    labels: dict[str, bool] | None = None,
+    config: KappaConfig | None = None,
+    max_displacements: int | None = None,
+) -> str | None:
+    """Cost control for one queued candidate (cell size, metal by label, band gap or composition, then the
+    displaced-supercell count under ``config``)."""
+    reason = skip_reason(item.structure, max_atoms=max_atoms, band_gap=item.band_gap, is_metal=metal_label(item, labels))
+    return reason or displacement_skip_reason(item.structure, config or KappaConfig(), max_displacements)
 
 
 @task(name="select-kappa-candidates", tags=["db"], cache_policy=NO_CACHE)
