@@ -12,7 +12,7 @@ from covalent radii, relaxed with the symmetry fixed (ASE FixSymmetry), and its 
 crysloop's kappa stage; the symmetric relative error 2|k_ML - k_DFT| / (k_ML + k_DFT), 2 for a failure or imaginary
 modes, is averaged (mSRE). Settings follow Matbench Discovery where ours differ: 0.03 A displacements, isotope
 scattering, symmetry-constrained relaxation.
-Usage: python benchmarks/kappa.py --mlip sevenn-0 --part trio|phonondb|all [--n 21] [--start K]
+Usage: python benchmarks/kappa.py --mlip sevenn-0 --part trio|phonondb|all [--n 21] [--start K] [--stop K]
        python benchmarks/kappa.py --mlip sevenn-0 --merge run1.log run2.log   (summary of split phonondb runs)
 """
 
@@ -138,9 +138,10 @@ def run_trio(calculator, name: str, config: KappaConfig, relax: RelaxConfig) -> 
     }
 
 
-def run_phonondb(calculator, name: str, config: KappaConfig, relax: RelaxConfig, n: int, start: int = 0) -> dict:
+def run_phonondb(calculator, name: str, config: KappaConfig, relax: RelaxConfig, n: int, start: int = 0,
+                 stop: int | None = None) -> dict:  # fmt: skip
     with PHONONDB.open() as handle:
-        rows = stratified(list(csv.DictReader(handle)), n)[start:]
+        rows = stratified(list(csv.DictReader(handle)), n)[start:stop]
     results = []
     for row in rows:
         k_dft = float(row["kappa_dft_300K"])
@@ -177,6 +178,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("trio", "phonondb", "all"), default="all")
     parser.add_argument("--n", type=int, default=21, help="phononDB compounds (stratified by prototype and kappa)")
     parser.add_argument("--start", type=int, default=0, help="skip the first compounds of the subset (to split a run)")
+    parser.add_argument("--stop", type=int, default=None, help="end before this compound of the subset")
     parser.add_argument("--mesh", type=int, default=19, help="q-mesh n (n x n x n)")
     parser.add_argument("--fc3-min-length", type=float, default=6.0)
     parser.add_argument("--fc2-min-length", type=float, default=12.0)
@@ -209,7 +211,7 @@ def main() -> None:
     if args.part in ("trio", "all"):
         summary["trio"] = run_trio(calculator, args.mlip, config, relax)
     if args.part in ("phonondb", "all"):
-        summary["phonondb"] = run_phonondb(calculator, args.mlip, config, relax, args.n, args.start)
+        summary["phonondb"] = run_phonondb(calculator, args.mlip, config, relax, args.n, args.start, args.stop)
     print(json.dumps(summary))
 
 

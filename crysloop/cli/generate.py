@@ -19,7 +19,8 @@ def generate(
     campaign: str = typer.Option(None, "--campaign", help="Store the candidates under this campaign."),
     composition_checkpoint: str = typer.Option("shipped", help="Stage I checkpoint path, or 'shipped'."),
     structure_checkpoint: str = typer.Option("shipped", help="Stage II checkpoint path, or 'shipped'."),
-    guidance: float = typer.Option(1.0, min=0.0, callback=finite, help="Classifier-free guidance weight w."),
+    guidance: float = typer.Option(None, min=0.0, callback=finite,
+                                   help="Classifier-free guidance weight w (default 2, as CrysVCD and campaigns)."),
     steps: int = typer.Option(None, min=1, help="Diffusion steps (default: the model's)."),
     rescale_volume: bool = typer.Option(
         True, help="Scale each sampled cell to its composition's expected volume (additive element volumes)."),
@@ -39,8 +40,8 @@ def generate(
         n=n, conditions=conditions, campaign=campaign,
         composition_checkpoint=composition_checkpoint, structure_checkpoint=structure_checkpoint,
         composition_config=CompositionModelConfig(checkpoint=composition_checkpoint),
-        structure_config=StructureModelConfig(checkpoint=structure_checkpoint, guidance=guidance, steps=steps,
-                                              rescale_volume=rescale_volume),
+        structure_config=StructureModelConfig(checkpoint=structure_checkpoint, steps=steps, rescale_volume=rescale_volume,
+                                              **({} if guidance is None else {"guidance": guidance})),
         seed=seed, device=device,
     )  # fmt: skip
     console.print(f"generated {summary.generated} crystals ({summary.invalid} structurally invalid, discarded): "
