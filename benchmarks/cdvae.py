@@ -55,11 +55,40 @@ def _held_out_losses(model, records: list, seed: int) -> dict:
     return {k: round(float(v), 4) for k, v in losses.items() if k != "kl"}
 
 
-def reconstruction_part(args) -> dict:
-    """Train each encoder for the same budget on each dataset, then reconstruct the same test crystals."""
-    from crysloop.data.datasets import read_structures
+def _decode_diagnostics(predicted: list, truth: list) -> dict:
+    """Where a reconstruction goes wrong: atom count, reduced formula, volume per atom and the sorted cell lengths
+    of each decoded crystal against its truth (medians of the relative errors)."""
+    import numpy as np
+
+    same_count = [len(p) == len(t) for p, t in zip(predicted, truth, strict=True)]
+    same_formula = [p.composition.reduced_formula == t.composition.reduced_formula
+                    for p, t in zip(predicted, truth, strict=True)]  # fmt: skip
+    volume = [abs(p.volume / len(p) / (t.volume / len(t)) - 1) for p, t in zip(predicted, truth, strict=True)]
+    lengths = [float(np.abs(np.sort(p.lattice.abc) / np.sort(t.lattice.abc) - 1).max())
+               for p, t in zip(predicted, truth, strict=True)]  # fmt: skip
+    return {"natom_accuracy": round(float(np.mean(same_count)), 3),
+            "formula_accuracy": round(float(np.mean(same_formula)), 3),
+            "median_volume_rel_error": round(float(np.nanmedian(volume)), 3),
+            "median_max_length_rel_error": round(float(np.nanmedian(lengths)), 3)}  # fmt: skip
+
+
+def _match(predicted: list, truth: list) -> dict:
     from crysloop.evaluation.matching import reconstruction
     from crysloop.evaluation.validity import validity
+
+    valid = [validity(s).valid for s in predicted]
+    figures = reconstruction(predicted, truth, valid, [validity(s).valid for s in truth], n_jobs=1)
+    return {"match_rate_percent": round(100 * figures["match_rate"], 2),
+            "rmse": None if figures["n_matched"] == 0 else round(figures["rms_dist"], 4),
+            "n_matched": figures["n_matched"], "n_test": figures["n_pairs"],
+            "valid_percent": round(100 * sum(valid) / len(valid), 1), **_decode_diagnostics(predicted, truth)}
+
+
+def reconstruction_part(args) -> dict:
+    """Train each encoder for the same budget on each dataset, then reconstruct the same test crystals, freely
+    and (a diagnostic) with each crystal's true atoms held fixed. ``--models`` keeps the trained models: a rerun
+    finds them there and only decodes."""
+    from crysloop.data.datasets import read_structures
     from crysloop.models.cdvae.sampling import reconstruct_structures
 
     data = Path(args.data_dir)
@@ -72,25 +101,29 @@ def reconstruction_part(args) -> dict:
         train = _subset(list(train), args.n_train, args.seed) if args.n_train else list(train)
         test = _subset(list(read_structures(test_path, progress=False)), args.n_test, args.seed)
         for encoder in args.encoders:
-            config = CDVAEConfig.preset(args.preset, encoder=encoder, batch_size=args.batch_size)
-            start = time.monotonic()
-            model, _ = train_cdvae(train, config, device=args.device, steps=args.steps, seed=args.seed, progress=False)
-            train_s = time.monotonic() - start
-            held_out = _held_out_losses(model, test, args.seed)
-            start = time.monotonic()
-            predicted, truth = reconstruct_structures(model, test, args.recon_steps_per_level, seed=args.seed)
-            decode_s = time.monotonic() - start
-            figures = reconstruction(predicted, truth, [validity(s).valid for s in predicted],
-                                     [validity(s).valid for s in truth], n_jobs=1)  # fmt: skip
-            results[f"{name}_{encoder}"] = {
-                "match_rate_percent": round(100 * figures["match_rate"], 2),
-                "rmse": None if figures["n_matched"] == 0 else round(figures["rms_dist"], 4),
-                "n_matched": figures["n_matched"], "n_test": figures["n_pairs"], "train_crystals": len(train),
-                "train_steps": args.steps, "batch_size": args.batch_size, "train_seconds": round(train_s, 1),
-                "decode_seconds": round(decode_s, 1), "parameters": sum(p.numel() for p in model.parameters()),
-                "test_losses": held_out,
-            }  # fmt: skip
-            print(json.dumps({f"{name}_{encoder}": results[f"{name}_{encoder}"]}), file=sys.stderr, flush=True)
+            key = f"{name}_{encoder}"
+            path = args.models / f"{key}_{args.steps}steps.pt"
+            if path.exists():
+                model, _ = load_checkpoint(path, device=args.device)
+                from crysloop.models.cdvae.checkpoints import read_checkpoint
+
+                train_s = read_checkpoint(path)["metadata"].get("vae_seconds")
+            else:
+                config = CDVAEConfig.preset(args.preset, encoder=encoder, batch_size=args.batch_size)
+                start = time.monotonic()
+                model, _ = train_cdvae(train, config, device=args.device, steps=args.steps, seed=args.seed,
+                                       progress=False, checkpoint_path=path, log_path=args.models / f"{key}.log")
+                train_s = round(time.monotonic() - start, 1)
+            results[key] = {"train_crystals": len(train), "train_steps": args.steps, "batch_size": args.batch_size,
+                            "train_seconds": train_s, "parameters": sum(p.numel() for p in model.parameters()),
+                            "langevin_steps_per_level": args.recon_steps_per_level,
+                            "test_losses": _held_out_losses(model, test, args.seed)}  # fmt: skip
+            for mode, fixed in (("free", False), ("true_composition", True)):
+                start = time.monotonic()
+                predicted, truth = reconstruct_structures(model, test, args.recon_steps_per_level, seed=args.seed,
+                                                          fixed_composition=fixed)  # fmt: skip
+                results[key][mode] = {**_match(predicted, truth), "decode_seconds": round(time.monotonic() - start, 1)}
+            print(json.dumps({key: results[key]}), file=sys.stderr, flush=True)
     return results
 
 
@@ -244,6 +277,8 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=0, help="Training crystals (0: all).")
     parser.add_argument("--n-test", type=int, default=16)
     parser.add_argument("--recon-steps-per-level", type=int, default=2)
+    parser.add_argument("--models", type=Path, default=Path("/tmp/crysloop-cdvae-bench/models"),
+                        help="Where the reconstruction part keeps (and finds) its trained models.")
     parser.add_argument("--checkpoint", default=None, help="For throughput/formula/latent (default: shipped).")
     parser.add_argument("--throughput-batch", type=int, default=16)
     parser.add_argument("--throughput-levels", type=int, default=1)
