@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -215,26 +216,32 @@ def latent_part(args) -> dict:
     return {"png": str(path), "crystals": len(mu)}
 
 
-def _formation_energies(structures: list, mlip: str, fmax: float, steps: int, mu: dict) -> list[float]:
-    """Formation energy per atom after relaxation with the screening MLIP, against relaxed elemental references
-    (``mu`` caches eV/atom per element); failed relaxations are left out."""
+def _formation_energies(structures: list, mlip: str, fmax: float, steps: int, mu: dict) -> tuple[list[float], int]:
+    """Formation energy per atom after relaxation with the screening MLIP (converged, or at the step limit),
+    against relaxed elemental references (``mu`` caches eV/atom per element), and how many relaxations converged;
+    invalid structures and failed relaxations are left out."""
     from crysloop.evaluation.validity import structure_validity
     from crysloop.screening.hull import elemental_reference_structures
     from crysloop.screening.relax import relax_structures
 
-    elements = sorted({el.symbol for s in structures for el in s.composition.elements} - set(mu))
-    for element in elements:
-        refs = relax_structures(elemental_reference_structures(element), mlip, fmax=fmax, steps=steps)
-        mu[element] = min(r.energy / len(r.structure) for r in refs if r.energy is not None)
     valid = [s for s in structures if structure_validity(s)]
-    energies = []
+    missing = sorted({el.symbol for s in valid for el in s.composition.elements} - set(mu))
+    starts = [(el, start) for el in missing for start in elemental_reference_structures(el)]
+    for (element, _), result in zip(starts, relax_structures([s for _, s in starts], mlip, fmax=fmax, steps=steps),
+                                    strict=True):  # fmt: skip
+        if result.energy is not None:
+            mu[element] = min(mu.get(element, float("inf")), result.energy / len(result.structure))
+    energies, converged = [], 0
     for result in relax_structures(valid, mlip, fmax=fmax, steps=steps):
-        if result.energy is None or result.status != "ok":
+        if result.energy is None or result.status == "failed":
             continue
         comp = result.structure.composition
+        if any(el.symbol not in mu for el in comp.elements):
+            continue
         reference = sum(mu[el.symbol] * amount for el, amount in comp.element_composition.items())
         energies.append((result.energy - reference) / comp.num_atoms)
-    return energies
+        converged += result.converged
+    return energies, converged
 
 
 def adherence_part(args) -> dict:
@@ -249,12 +256,16 @@ def adherence_part(args) -> dict:
     targets = {"-0.2": -0.2, "0.0": 0.0, "low_tail": round(mean - 2 * std, 3), "high_tail": round(mean + 2 * std, 3)}
     mu: dict = {}
     runs = {"unconditional": {}} | {name: {"formation_energy_per_atom": value} for name, value in targets.items()}
-    out: dict = {"mlip": args.mlip, "n_per_target": args.n_adherence, "targets": targets}
+    out: dict = {"mlip": args.mlip, "n_per_target": args.n_adherence, "targets": targets, "gan": gan is not None,
+                 "langevin_steps_per_level": args.sample_steps_per_level, "relax_fmax": 0.1,
+                 "relax_steps": args.relax_steps, "train_mean_std": [round(mean, 3), round(std, 3)]}  # fmt: skip
     for name, conditions in runs.items():
         structures = sample_structures(model, gan, n=args.n_adherence, conditions=conditions,
                                        steps_per_level=args.sample_steps_per_level, seed=args.seed)  # fmt: skip
-        energies = _formation_energies(structures, args.mlip, 0.1, args.relax_steps, mu)
-        out[name] = {"n_relaxed": len(energies), "median": round(statistics.median(energies), 4) if energies else None}
+        energies, converged = _formation_energies(structures, args.mlip, 0.1, args.relax_steps, mu)
+        out[name] = {"n_sampled": len(structures), "n_labelled": len(energies), "n_converged": converged,
+                     "median": round(statistics.median(energies), 4) if energies else None,
+                     "energies": [round(e, 3) for e in energies]}  # fmt: skip
         print(json.dumps({name: out[name]}), file=sys.stderr, flush=True)
     base = out["unconditional"]["median"]
     for name, target in targets.items():
@@ -263,6 +274,37 @@ def adherence_part(args) -> dict:
             out[name]["shift_vs_unconditional"] = round(median - base, 4)
             out[name]["moved_toward_target"] = abs(median - target) < abs(base - target)
     return out
+
+
+def generation_part(args) -> dict:
+    """Unconditional samples of the checkpoint scored by ``crysloop evaluate`` (validity, COV-R/P, density and
+    element-count distances, uniqueness, novelty) against the MP-20 test sample, with its train sample for novelty."""
+    import subprocess
+
+    from crysloop.models.cdvae import sample_structures
+
+    model, gan = load_checkpoint(args.checkpoint, device=args.device)
+    start = time.monotonic()
+    structures = sample_structures(model, gan, n=args.n_generation, steps_per_level=args.sample_steps_per_level,
+                                   seed=args.seed)  # fmt: skip
+    sample_s = time.monotonic() - start
+    folder = args.out / "generation"
+    cifs = folder / "cifs"
+    cifs.mkdir(parents=True, exist_ok=True)
+    for i, structure in enumerate(structures):
+        structure.to(filename=str(cifs / f"{i:04d}.cif"))
+    data = Path(args.data_dir) / "mp_20_sample"
+    command = [sys.executable, "-m", "crysloop", "evaluate", "--generated", str(cifs),
+               "--reference", str(data / "test.csv.gz"), "--train", str(data / "train.csv.gz"), "--dataset", "mp20",
+               "--out", str(folder / "report"), "--jobs", str(args.threads)]  # fmt: skip
+    start = time.monotonic()
+    subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    report = json.loads((folder / "report" / "report.json").read_text())
+    return {"n_generated": len(structures), "langevin_steps_per_level": args.sample_steps_per_level,
+            "sample_seconds": round(sample_s, 1), "evaluate_seconds": round(time.monotonic() - start, 1),
+            "reference": "mp_20_sample test (142), train (847) for novelty", "command": " ".join(command[1:]),
+            "counts": report["counts"], "metrics": report["metrics"]}  # fmt: skip
 
 
 def main() -> None:
@@ -286,7 +328,8 @@ def main() -> None:
     parser.add_argument("--n-formula", type=int, default=8)
     parser.add_argument("--sample-steps-per-level", type=int, default=2)
     parser.add_argument("--n-adherence", type=int, default=8, help="Samples per formation-energy target.")
-    parser.add_argument("--mlip", default="chgnet")
+    parser.add_argument("--mlip", default="sevenn-l3i5", help="Screening MLIP for the adherence part.")
+    parser.add_argument("--n-generation", type=int, default=100, help="Unconditional samples for --part generation.")
     parser.add_argument("--relax-steps", type=int, default=100)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -296,7 +339,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     result: dict = {"benchmark": "cdvae", "preset": args.preset, "device": args.device, "published": PUBLISHED}
     parts = {"recon": reconstruction_part, "throughput": throughput_part, "formula": formula_part,
-             "latent": latent_part, "adherence": adherence_part}  # fmt: skip
+             "latent": latent_part, "adherence": adherence_part, "generation": generation_part}  # fmt: skip
     for part in args.part:
         start = time.monotonic()
         result[part] = parts[part](args)
