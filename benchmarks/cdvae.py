@@ -7,17 +7,23 @@ trains from scratch for the same number of optimiser steps and batch size on the
 EquiformerV2-style decoder (``cpu-small`` presets); only the encoder differs. perov-5 trains on its val split
 (the train split is not in ../shared/data), MP-20 on the 847-row sample; both test on a seeded subset of test.
 On CPU the decoding uses ``--recon-steps-per-level`` Langevin steps per noise level instead of the paper's 100.
+Each test crystal is decoded twice: freely (the CDVAE figure) and, as a diagnostic, with its true atoms held fixed
+(only the lattice from the head and the coordinates decoded), with per-crystal atom-count, formula and cell errors.
+
+Generation (``--part generation``): unconditional samples of the checkpoint scored by ``crysloop evaluate``
+(validity, COV-R/P, density and element-count Wasserstein distances) against the MP-20 test sample.
 
 Condition adherence (``--part adherence``): formation energy per atom of crystals sampled toward -0.2, 0.0 and
 mean -/+ 2 std eV/atom, relaxed with the screening MLIP, against relaxed elemental references; medians and their
-shift relative to unconditional samples.
+shift relative to unconditional samples, and how many crystals were labelled.
 
 Throughput: samples per second of annealed Langevin decoding at the paper's settings (50 levels x 100 steps,
 step 1e-4 (sigma/sigma_min)^2) with the given checkpoint, timed over ``--throughput-levels`` full noise levels
 and extrapolated to all 50 (every step costs the same: one decoder pass on the same batch).
 
 Published reconstruction figures (CDVAE, Xie et al. 2022): perov-5 97.52 % / 0.0156, MP-20 45.43 % / 0.0356;
-ConditionCDVAE+ on its heterostructure set: 25.35 % / 0.1842. The last line printed is one JSON object.
+ConditionCDVAE+ on its heterostructure set: 25.35 % / 0.1842. The last line printed is one JSON object, holding
+every part recorded in ``--results`` by this and earlier runs (each with its command line).
 """
 
 from __future__ import annotations
@@ -335,17 +341,27 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/crysloop-cdvae-bench"))
+    parser.add_argument("--results", type=Path, default=None,
+                        help="JSON file the parts of every run are merged into (default: OUT/cdvae_results.json); "
+                             "the printed line holds all parts recorded there.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result: dict = {"benchmark": "cdvae", "preset": args.preset, "device": args.device, "published": PUBLISHED}
+    results_path = args.results or args.out / "cdvae_results.json"
+    result: dict = json.loads(results_path.read_text()) if results_path.exists() else {}
+    result.update(benchmark="cdvae", preset=args.preset, device=args.device, published=PUBLISHED)
     parts = {"recon": reconstruction_part, "throughput": throughput_part, "formula": formula_part,
              "latent": latent_part, "adherence": adherence_part, "generation": generation_part}  # fmt: skip
     for part in args.part:
         start = time.monotonic()
-        result[part] = parts[part](args)
+        figures = parts[part](args)
+        # reconstruction results are per dataset and encoder: a run on one dataset keeps the other's
+        result[part] = {**result.get(part, {}), **figures} if part == "recon" else figures
+        result.setdefault("commands", {})[part] = "python benchmarks/cdvae.py " + " ".join(sys.argv[1:])
         result[f"{part}_seconds"] = round(time.monotonic() - start, 1)
     if "throughput" in args.part and not torch.cuda.is_available():
         result["gpu_note"] = "no GPU was available; throughput is CPU only"
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
 
 
