@@ -62,6 +62,26 @@ def _held_out_losses(model, records: list, seed: int) -> dict:
     return {k: round(float(v), 4) for k, v in losses.items() if k != "kl"}
 
 
+@torch.no_grad()
+def _composition_head_accuracy(model, records: list) -> float:
+    """Fraction of crystals whose k distinct elements are the k most probable of the composition head (on z_c
+    from mu): whether the latent carries the chemistry at all, before any sampling."""
+    from crysloop.models.cdvae.conditions import composition_fractions
+    from crysloop.models.cdvae.training import as_tensors
+
+    data = as_tensors(records, model.config).to(model.device)
+    mu, _ = model.encode(data)
+    config = model.config
+    compositions = composition_fractions(data.atom_types, data.num_atoms, config.num_species)
+    keep = torch.ones(len(mu), len(config.conditions), dtype=torch.bool, device=mu.device)
+    logits = model.heads(model.fuse(mu, model.conditions(data.properties, compositions, keep)))[2]
+    hits = []
+    for atoms, row in zip(data.atom_types.split(data.num_atoms.tolist()), logits, strict=True):
+        true = set((atoms - 1).tolist())
+        hits.append(set(row.topk(len(true)).indices.tolist()) == true)
+    return round(sum(hits) / len(hits), 3)
+
+
 def _decode_diagnostics(predicted: list, truth: list) -> dict:
     """Where a reconstruction goes wrong: atom count, reduced formula, volume per atom and the sorted cell lengths
     of each decoded crystal against its truth (medians of the relative errors)."""
@@ -124,7 +144,8 @@ def reconstruction_part(args) -> dict:
             results[key] = {"train_crystals": len(train), "train_steps": args.steps, "batch_size": args.batch_size,
                             "train_seconds": train_s, "parameters": sum(p.numel() for p in model.parameters()),
                             "langevin_steps_per_level": args.recon_steps_per_level,
-                            "test_losses": _held_out_losses(model, test, args.seed)}  # fmt: skip
+                            "test_losses": _held_out_losses(model, test, args.seed),
+                            "composition_head_element_accuracy": _composition_head_accuracy(model, test)}  # fmt: skip
             for mode, fixed in (("free", False), ("true_composition", True)):
                 start = time.monotonic()
                 predicted, truth = reconstruct_structures(model, test, args.recon_steps_per_level, seed=args.seed,
