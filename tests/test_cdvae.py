@@ -283,3 +283,15 @@ def test_an_unconditional_model_gains_a_condition_without_changing_z_c():
     z = torch.randn(3, model.config.latent_dim)
     fused = extended.fuse(z, extended.conditions(torch.ones(3, 1), None, torch.ones(3, 1, dtype=torch.bool)))
     assert model.fusion is None and torch.allclose(fused, z)
+
+
+def test_reconstruction_with_true_atoms_keeps_each_crystal_atoms():
+    """The diagnostic decode (``fixed_composition``) keeps every crystal's atom count and types in order."""
+    from crysloop.models.cdvae.sampling import reconstruct
+
+    model = _model(_config(num_noise_levels=2)).eval()
+    crystals = [_structure(1), Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])]
+    batch = records_to_tensors([(s, {"band_gap": 1.0}) for s in crystals], ("band_gap",))
+    out = reconstruct(model, batch, steps_per_level=2, fixed_composition=True)
+    assert torch.equal(out["num_atoms"], batch.num_atoms) and torch.equal(out["atom_types"], batch.atom_types)
+    assert out["frac_coords"].shape == batch.frac_coords.shape and out["lattice"].shape == (2, 3, 3)

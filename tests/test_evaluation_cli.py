@@ -50,3 +50,25 @@ def test_cli_unknown_dataset_is_one_error_line(tmp_path, settings, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "error:" in err and "coverage thresholds" in err and "Traceback" not in err
+
+
+def test_cli_counts_overlapping_and_exploded_samples_as_invalid(tmp_path, settings):
+    """Generated crystals with overlapping atoms or an exploded cell are samples of a generator: evaluated as
+    structurally invalid, not refused as input (the reference set still refuses them)."""
+    folder = tmp_path / "generated"
+    folder.mkdir()
+    good = _records("gen", [0.0, 0.0, 0.0])
+    overlapping = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0.1, 0.1, 0.1], [0.15, 0.1, 0.1]])  # 0.25 A
+    exploded = Structure(Lattice.from_parameters(1312.7, 1108.7, 9115.3, 87.8, 91.0, 10.6), ["Na", "Cl"],
+                         [[0.46, 0.55, 0.77], [0.9, 0.74, 0.06]])
+    for i, structure in enumerate([good[0].structure, good[1].structure, overlapping, exploded]):
+        structure.to(filename=str(folder / f"{i}.cif"))
+    write_records_csv(good, tmp_path / "ref.csv")
+    out = tmp_path / "report"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--generated", str(folder), "--reference", str(tmp_path / "ref.csv"), "--dataset", "mp20",
+              "--out", str(out), "--jobs", "1", "--no-cache"])
+    assert exit_info.value.code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["counts"]["generated"] == 4 and report["counts"]["valid"] == 2
+    assert report["metrics"]["struct_valid"] == 0.5

@@ -67,7 +67,7 @@ def evaluate_command(
         if len(cutoffs) != 2:
             raise InputError(f"--coverage-cutoffs: expected two numbers like 0.4,10, got {coverage_cutoffs!r}")
     resolve_cutoffs(dataset, cutoffs)  # fail on an unknown dataset before reading any file
-    gen = read_structures(generated)
+    gen = read_structures(generated, keep_overlaps=True)  # overlapping atoms: structurally invalid samples
     ref = read_structures(reference)
     train_records = read_structures(train) if train else None
     truth = read_structures(ground_truth) if ground_truth else None

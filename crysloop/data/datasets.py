@@ -17,6 +17,7 @@ import urllib.request
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +70,11 @@ MIN_DISTANCE = 0.5  # A; closer atoms are one site written twice or a broken cel
 MAX_VOLUME_PER_ATOM = 1000.0  # A^3; MP-20 spans 8-93, so a larger cell is almost surely a unit or format error
 
 
-def structure_problem(structure: Structure) -> str | None:
-    """Why ``structure`` cannot be used as one crystal (no sites, partial occupancy, overlapping atoms), or None."""
+def structure_problem(structure: Structure, keep_overlaps: bool = False) -> str | None:
+    """Why ``structure`` cannot be used as one crystal (no sites, partial occupancy, overlapping atoms), or None.
+
+    ``keep_overlaps`` accepts overlapping atoms: in a generated set they are a sample to count as structurally
+    invalid, not an input error."""
     if len(structure) == 0:
         return "no sites"
     unknown = sorted({sp.symbol for sp in structure.composition if isinstance(sp, DummySpecies)})
@@ -80,6 +84,8 @@ def structure_problem(structure: Structure) -> str | None:
         site = next(s for s in structure if not s.is_ordered)
         return (f"partial occupancy ({site.species.formula} on one site): a disordered structure is not one crystal; "
                 f"order it first (e.g. pymatgen's OrderDisorderedStructureTransformation)")  # fmt: skip
+    if keep_overlaps:
+        return None
     if min(structure.lattice.abc) < MIN_DISTANCE:
         return f"a cell vector is shorter than {MIN_DISTANCE} A, so atoms overlap their own images"
     distances = structure.distance_matrix + np.diag(np.full(len(structure), np.inf))
@@ -99,12 +105,12 @@ def cell_warning(structure: Structure) -> str | None:
     return None
 
 
-def _checked(structure: Structure) -> Structure | str:
-    problem = structure_problem(structure)
+def _checked(structure: Structure, keep_overlaps: bool = False) -> Structure | str:
+    problem = structure_problem(structure, keep_overlaps)
     return structure if problem is None else problem
 
 
-def _parse_cif(item: tuple[str, str]) -> Structure | str:
+def _parse_cif(item: tuple[str, str], keep_overlaps: bool = False) -> Structure | str:
     where, text = item
     try:
         with warnings.catch_warnings():
@@ -112,17 +118,17 @@ def _parse_cif(item: tuple[str, str]) -> Structure | str:
             structure = Structure.from_str(text, fmt="cif")
     except Exception as exc:  # noqa: BLE001 - any parser failure is reported with its location
         return f"cannot parse structure ({type(exc).__name__}: {exc})".strip()
-    return _checked(structure)
+    return _checked(structure, keep_overlaps)
 
 
-def _parse_file(path: str) -> Structure | str:
+def _parse_file(path: str, keep_overlaps: bool = False) -> Structure | str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             structure = Structure.from_file(path)
     except Exception as exc:  # noqa: BLE001
         return f"cannot parse structure ({type(exc).__name__}: {exc})".strip()
-    return _checked(structure)
+    return _checked(structure, keep_overlaps)
 
 
 def _parallel(fn, items: list, desc: str, workers: int | None, progress: bool) -> list:
@@ -155,7 +161,8 @@ def _clean(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def read_csv(path: Path, skip_bad: bool = False, workers: int | None = None, progress: bool = True) -> CrystalDataset:
+def read_csv(path: Path, skip_bad: bool = False, workers: int | None = None, progress: bool = True,
+             keep_overlaps: bool = False) -> CrystalDataset:  # fmt: skip
     """Read a CDVAE-format CSV (plain or gzipped): a ``cif`` column, ``material_id`` and property columns."""
     try:
         frame = pd.read_csv(path, dtype={"material_id": str})
@@ -169,13 +176,14 @@ def read_csv(path: Path, skip_bad: bool = False, workers: int | None = None, pro
     ids = frame["material_id"].astype(str).tolist() if "material_id" in frame else [str(i) for i in frame.index]
     wheres = [f"{path}, row {i + 1} ({mid})" for i, mid in enumerate(ids)]
     cifs = ["" if isinstance(c, float) else c for c in frame["cif"].tolist()]
-    parsed = _parallel(_parse_cif, list(zip(wheres, cifs, strict=True)), f"parsing {Path(path).name}", workers, progress)
+    parse = partial(_parse_cif, keep_overlaps=keep_overlaps)
+    parsed = _parallel(parse, list(zip(wheres, cifs, strict=True)), f"parsing {Path(path).name}", workers, progress)
     values = frame[prop_columns].to_numpy(dtype=object)  # one row per CSV row, even with no property columns
     props = [{c: _clean(v) for c, v in zip(prop_columns, row, strict=True)} for row in values]
     return _collect(wheres, ids, parsed, props, skip_bad, Path(path).name)
 
 
-def read_extxyz(path: Path, skip_bad: bool = False) -> CrystalDataset:
+def read_extxyz(path: Path, skip_bad: bool = False, keep_overlaps: bool = False) -> CrystalDataset:
     """Read every frame of an (ext)xyz file; ``atoms.info`` entries become properties."""
     from ase.io import read
     from pymatgen.io.ase import AseAtomsAdaptor
@@ -195,7 +203,7 @@ def read_extxyz(path: Path, skip_bad: bool = False) -> CrystalDataset:
         if not atoms.pbc.all() or atoms.cell.volume <= 0:
             parsed.append("frame is not a periodic crystal (pbc and a cell are required)")
             continue
-        parsed.append(_checked(AseAtomsAdaptor.get_structure(atoms)))
+        parsed.append(_checked(AseAtomsAdaptor.get_structure(atoms), keep_overlaps))
     return _collect(wheres, ids, parsed, props, skip_bad, Path(path).name)
 
 
@@ -204,31 +212,34 @@ def _is_structure_file(path: Path) -> bool:
     return name.lower().endswith(STRUCTURE_SUFFIXES) or name.startswith(STRUCTURE_PREFIXES)
 
 
-def read_folder(path: Path, skip_bad: bool = False, workers: int | None = None, progress: bool = True) -> CrystalDataset:
+def read_folder(path: Path, skip_bad: bool = False, workers: int | None = None, progress: bool = True,
+                keep_overlaps: bool = False) -> CrystalDataset:  # fmt: skip
     """Read every CIF and POSCAR/CONTCAR/.vasp file in a folder (not recursive)."""
     files = sorted(p for p in Path(path).iterdir() if p.is_file() and _is_structure_file(p))
     if not files:
         raise InputError(f"{path}: no CIF or POSCAR files in this folder")
-    parsed = _parallel(_parse_file, [str(f) for f in files], f"parsing {Path(path).name}/", workers, progress)
+    parse = partial(_parse_file, keep_overlaps=keep_overlaps)
+    parsed = _parallel(parse, [str(f) for f in files], f"parsing {Path(path).name}/", workers, progress)
     ids = [f.name.removesuffix(".gz").rsplit(".", 1)[0] if "." in f.name else f.name for f in files]
     return _collect([str(f) for f in files], ids, parsed, [{} for _ in files], skip_bad, Path(path).name)
 
 
 def read_structures(path: str | Path, skip_bad: bool = False, workers: int | None = None,
-                    progress: bool = True) -> CrystalDataset:  # fmt: skip
-    """Read crystals from a CSV(.gz), an (ext)xyz file, a single CIF/POSCAR, or a folder of them."""
+                    progress: bool = True, keep_overlaps: bool = False) -> CrystalDataset:  # fmt: skip
+    """Read crystals from a CSV(.gz), an (ext)xyz file, a single CIF/POSCAR, or a folder of them
+    (``keep_overlaps``: see :func:`structure_problem`)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        return read_folder(path, skip_bad, workers, progress)
+        return read_folder(path, skip_bad, workers, progress, keep_overlaps)
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".csv"):
-        return read_csv(path, skip_bad, workers, progress)
+        return read_csv(path, skip_bad, workers, progress, keep_overlaps)
     if name.endswith((".xyz", ".extxyz")):
-        return read_extxyz(path, skip_bad)
+        return read_extxyz(path, skip_bad, keep_overlaps)
     if _is_structure_file(path):
-        parsed = _parse_file(str(path))
+        parsed = _parse_file(str(path), keep_overlaps)
         return _collect([str(path)], [path.stem], [parsed], [{}], skip_bad, path.name)
     raise InputError(f"{path}: unknown format (expected .csv[.gz], .extxyz/.xyz, .cif, POSCAR or a folder)")
 

@@ -25,7 +25,7 @@ from pymatgen.core import Structure
 
 from crysloop.evaluation.crystalnn import site_fingerprints
 from crysloop.evaluation.parallel import parallel_map
-from crysloop.evaluation.validity import MIN_VOLUME
+from crysloop.evaluation.validity import plausible_cell
 
 CACHE_VERSION = "cdvae-fp-v2"  # bump when the fingerprint definition changes; the mode is part of each key
 N_STRUCTURE_FEATURES = 61
@@ -70,9 +70,8 @@ def crystalnn_fingerprint(structure: Structure, symmetry_reduced: bool = False) 
 
     ``symmetry_reduced`` featurises one site per symmetry orbit, weighted by orbit size (fast, not bit-exact).
     """
-    lattice = structure.lattice
-    if not (np.all(np.isfinite(lattice.matrix)) and lattice.volume >= MIN_VOLUME):
-        return None  # CDVAE never builds such a cell, so it has no fingerprint
+    if not plausible_cell(structure):
+        return None  # no crystal, so no fingerprint; CrystalNN's Voronoi search would grow with the cell
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -173,7 +172,7 @@ def compute_fingerprints(
     for i, key in enumerate(keys):
         s, c = known[key]
         comp[i] = c
-        if s is not None:
+        if s is not None and plausible_cell(structures[i]):  # a cache written before the plausibility rule
             struct[i] = s
             ok[i] = True
     return Fingerprints(structure=struct, composition=comp, ok=ok)

@@ -21,6 +21,10 @@ from crysloop.data.graph import radius_graph_pbc
 
 MIN_DISTANCE = 0.5  # A, CDVAE's structure_validity cutoff
 MIN_VOLUME = 0.1  # A^3, CDVAE's "unrealistically small lattice"
+# Beyond these a cell holds no crystal: >10x the sparsest MP-20 crystal (93 A^3/atom) and 5x its longest cell
+# vector (41 A); an untrained generator emits cells of 10^9 A^3/atom, on which neighbour searches exhaust memory
+MAX_VOLUME_PER_ATOM = 1000.0  # A^3
+MAX_LATTICE_LENGTH = 200.0  # A
 
 
 @dataclass(frozen=True)
@@ -35,19 +39,30 @@ class Validity:
         return self.composition and self.structure
 
 
+def plausible_cell(structure: Structure, min_volume: float = MIN_VOLUME) -> bool:
+    """True when the cell can hold a crystal: finite entries, volume between ``min_volume`` and
+    ``MAX_VOLUME_PER_ATOM`` per atom, no cell vector longer than ``MAX_LATTICE_LENGTH``.
+
+    Cheap (no neighbour search): checked before every step whose cost grows with the cell (neighbour lists,
+    CrystalNN's Voronoi search, StructureMatcher), which on an exploded cell can take tens of GB.
+    """
+    lattice = structure.lattice
+    if not np.all(np.isfinite(lattice.matrix)) or not np.all(np.isfinite(structure.frac_coords)):
+        return False
+    volume = lattice.volume
+    return min_volume <= volume <= MAX_VOLUME_PER_ATOM * len(structure) and max(lattice.abc) <= MAX_LATTICE_LENGTH
+
+
 def structure_validity(structure: Structure, cutoff: float = MIN_DISTANCE, min_volume: float = MIN_VOLUME) -> bool:
-    """True when the cell volume is at least ``min_volume`` and no two atoms sit closer than ``cutoff``.
+    """True when the cell is plausible (:func:`plausible_cell`) and no two atoms sit closer than ``cutoff``.
 
     Every pair distance counts, periodic images included (an atom and its own image too), found with a neighbour
     list. CDVAE's ``distance_matrix`` check looks only at minimum images between distinct sites; both agree on
     ordinary cells, this one is also right for very skewed cells and lattice vectors shorter than ``cutoff``.
     """
-    lattice = structure.lattice
-    if not np.all(np.isfinite(lattice.matrix)) or not np.all(np.isfinite(structure.frac_coords)):
+    if not plausible_cell(structure, min_volume):
         return False
-    if not lattice.volume >= min_volume:
-        return False
-    reduced = lattice.get_lll_reduced_lattice()
+    reduced = structure.lattice.get_lll_reduced_lattice()
     if min(reduced.abc) < cutoff:
         return False  # an atom and its own periodic image are closer than the cutoff
     spacings = reduced.volume / np.linalg.norm(np.cross(reduced.matrix[[1, 2, 0]], reduced.matrix[[2, 0, 1]]), axis=1)

@@ -129,21 +129,27 @@ def sample_structures(
 
 @torch.no_grad()
 def reconstruct(model: ConditionCDVAE, batch, steps_per_level: int | None = None, step_lr: float | None = None,
-                seed: int = 0) -> dict[str, torch.Tensor]:  # fmt: skip
-    """CDVAE reconstruction: encode (mu, no sampling), fuse with the crystal's own conditions, decode."""
+                seed: int = 0, fixed_composition: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
+    """CDVAE reconstruction: encode (mu, no sampling), fuse with the crystal's own conditions, decode;
+    ``fixed_composition`` keeps each crystal's true atoms (a diagnostic: only lattice and coordinates decoded)."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
     mu, _ = model.encode(batch)
     config = model.config
     compositions = composition_fractions(batch.atom_types, batch.num_atoms, config.num_species)
     keep = torch.ones(len(mu), len(config.conditions), dtype=torch.bool, device=mu.device)
     z_c = model.fuse(mu, model.conditions(batch.properties, compositions, keep))
-    return decode(model, z_c, None, steps_per_level, step_lr, generator)
+    atom_lists = None
+    if fixed_composition:
+        atom_lists = [atoms.tolist() for atoms in batch.atom_types.split(batch.num_atoms.tolist())]
+    return decode(model, z_c, atom_lists, steps_per_level, step_lr, generator)
 
 
 def reconstruct_structures(model: ConditionCDVAE, records, steps_per_level: int | None = None,
                            step_lr: float | None = None, batch_size: int = 32, seed: int = 0,
-                           progress: bool = False) -> tuple[list[Structure], list[Structure]]:  # fmt: skip
-    """Reconstructions of ``records`` (crystals with properties) and the Niggli-reduced originals, pairwise."""
+                           progress: bool = False, fixed_composition: bool = False,
+                           ) -> tuple[list[Structure], list[Structure]]:  # fmt: skip
+    """Reconstructions of ``records`` (crystals with properties) and the Niggli-reduced originals, pairwise
+    (``fixed_composition``: see :func:`reconstruct`)."""
     from crysloop.data.tensors import batch_to_structures
     from crysloop.models.cdvae.training import as_tensors
 
@@ -153,7 +159,8 @@ def reconstruct_structures(model: ConditionCDVAE, records, steps_per_level: int 
     predicted, truth = [], []
     for start in tqdm(range(0, len(data.num_atoms), batch_size), desc="reconstructing", disable=not progress):
         batch = data.select(torch.arange(start, min(start + batch_size, len(data.num_atoms)), device=model.device))
-        predicted += batch_to_structures(reconstruct(model, batch, steps_per_level, step_lr, seed + start))
+        predicted += batch_to_structures(reconstruct(model, batch, steps_per_level, step_lr, seed + start,
+                                                     fixed_composition))
         truth += batch_to_structures({"atom_types": batch.atom_types, "frac_coords": batch.frac_coords,
                                       "lattice": batch.lattice, "num_atoms": batch.num_atoms})  # fmt: skip
     return predicted, truth
