@@ -14,12 +14,17 @@ angle_tol 10, ltol 0.3; the paper: 25.35 % / 0.1842), the layer categories of ``
 adherence: ``--per-target`` samples per target and unconditional, relaxed (positions and in-plane cell, c fixed)
 with the subset's own potential (manifest: MLIP + D3) and labelled against its elemental references; medians.
 Langevin runs ``--steps-per-level`` steps per noise level (the paper: 100).
+With ``--diffcsp LABEL=CHECKPOINT`` (repeatable) it judges ab initio DiffCSP models trained on the subset the same
+way: the layer categories of ``--samples`` unconditional samples (``--diffcsp-steps`` predictor-corrector steps,
+default all of the model's timesteps), for semi-periodic against 3D-periodic training.
 The last line printed is one JSON object.
 
     nice -n 10 .venv/bin/python benchmarks/vdw.py --time 3
     nice -n 10 .venv/bin/python benchmarks/vdw.py --time 0 --no-count --cdvae periodic=periodic.pt \
         --cdvae semi_periodic=crysloop/assets/checkpoints/vdw-cdvae.pt --steps-per-level 10 --samples 32 \
         --targets=-0.80,-0.62 --per-target 8
+    nice -n 10 .venv/bin/python benchmarks/vdw.py --time 0 --no-count --diffcsp periodic=diffcsp-periodic.pt \
+        --diffcsp semi_periodic=diffcsp-semi.pt --samples 64
 """
 
 from __future__ import annotations
@@ -181,6 +186,23 @@ def _cdvae_figures(checkpoint: Path, records: dict, manifest: dict, args: argpar
     return out
 
 
+def _diffcsp_figures(checkpoint: Path, args: argparse.Namespace) -> dict:
+    """Layer categories of unconditional ab initio samples of one DiffCSP model, and its training budget."""
+    from crysloop.models.diffcsp import load_checkpoint, sample_structures
+
+    model = load_checkpoint(checkpoint, device="cpu")
+    started = time.perf_counter()
+    samples = sample_structures(model, n=args.samples, steps=args.diffcsp_steps, device="cpu", seed=args.seed)
+    counts = Counter(analyse_layers(s).category for s in samples)
+    metadata = torch.load(checkpoint, map_location="cpu", weights_only=True).get("metadata", {})
+    return {
+        "semi_periodic": model.config.semi_periodic, "properties": list(model.config.properties),
+        "unconditional": {"n": len(samples), "seconds": round(time.perf_counter() - started, 1),
+                          **{c: round(counts.get(c, 0) / len(samples), 4) for c in CATEGORIES}},
+        "train_steps": metadata.get("steps"), "train_seconds": metadata.get("train_seconds"),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subset", type=Path, default=SUBSET)
@@ -188,6 +210,10 @@ def main() -> None:
     parser.add_argument("--no-count", action="store_true", help="Skip counting the distinct bilayers of all pairs.")
     parser.add_argument("--cdvae", action="append", default=[], metavar="LABEL=CHECKPOINT",
                         help="A ConditionCDVAE+ model trained on the subset, to judge (repeatable).")  # fmt: skip
+    parser.add_argument("--diffcsp", action="append", default=[], metavar="LABEL=CHECKPOINT",
+                        help="An ab initio DiffCSP model trained on the subset, to judge (repeatable).")  # fmt: skip
+    parser.add_argument("--diffcsp-steps", type=int, default=None,
+                        help="DiffCSP sampling steps (default: the model's timesteps).")  # fmt: skip
     parser.add_argument("--steps-per-level", type=int, default=10, help="Langevin steps per noise level.")
     parser.add_argument("--samples", type=int, default=32, help="Unconditional samples per model (0: none).")
     parser.add_argument("--reconstruct", type=int, default=10**6,
@@ -231,6 +257,11 @@ def main() -> None:
         for item in args.cdvae:
             label, _, path = item.partition("=")
             result["cdvae"][label] = _cdvae_figures(Path(path), splits, manifest, args)
+    if args.diffcsp:
+        result["diffcsp"] = {"steps": args.diffcsp_steps, "seed": args.seed}
+        for item in args.diffcsp:
+            label, _, path = item.partition("=")
+            result["diffcsp"][label] = _diffcsp_figures(Path(path), args)
     print(json.dumps(result))
 
 
