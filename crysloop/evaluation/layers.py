@@ -64,9 +64,15 @@ class LayerAnalysis:
         return tuple(sorted(min(layer, "|".join(reversed(layer.split("|")))) for layer in self.layers))
 
 
+def covalent_radius(symbol: str) -> float:
+    """Cordero covalent radius (A); Cordero's table ends at Cm, so Bk-Fm (which ab initio generators over Z <= 100
+    can emit) take Cm's."""
+    return CovalentRadius.radius.get(symbol, CovalentRadius.radius["Cm"])
+
+
 def _bonds(structure: Structure, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, image) of every bonded pair under the covalent-radius criterion."""
-    radii = np.array([CovalentRadius.radius[site.specie.symbol] for site in structure])
+    radii = np.array([covalent_radius(site.specie.symbol) for site in structure])
     r_max = 2 * scale * radii.max()
     i, j, images, distances = structure.get_neighbor_list(r_max)
     bonded = distances < scale * (radii[i] + radii[j])
