@@ -14,12 +14,18 @@ angle_tol 10, ltol 0.3; the paper: 25.35 % / 0.1842), the layer categories of ``
 adherence: ``--per-target`` samples per target and unconditional, relaxed (positions and in-plane cell, c fixed)
 with the subset's own potential (manifest: MLIP + D3) and labelled against its elemental references; medians.
 Langevin runs ``--steps-per-level`` steps per noise level (the paper: 100).
+With ``--diffcsp LABEL=CHECKPOINT`` (repeatable) it judges ab initio DiffCSP models trained on the subset the same
+way: the layer categories of ``--samples`` unconditional samples and of its structure predictions for the test
+split's compositions (``--diffcsp-csp``; ``--diffcsp-steps`` predictor-corrector steps, default all of the model's
+timesteps), for semi-periodic against 3D-periodic training.
 The last line printed is one JSON object.
 
     nice -n 10 .venv/bin/python benchmarks/vdw.py --time 3
     nice -n 10 .venv/bin/python benchmarks/vdw.py --time 0 --no-count --cdvae periodic=periodic.pt \
         --cdvae semi_periodic=crysloop/assets/checkpoints/vdw-cdvae.pt --steps-per-level 10 --samples 32 \
         --targets=-0.80,-0.62 --per-target 8
+    nice -n 10 .venv/bin/python benchmarks/vdw.py --time 0 --no-count --diffcsp periodic=diffcsp-periodic.pt \
+        --diffcsp semi_periodic=diffcsp-semi.pt --samples 64
 """
 
 from __future__ import annotations
@@ -181,6 +187,33 @@ def _cdvae_figures(checkpoint: Path, records: dict, manifest: dict, args: argpar
     return out
 
 
+def _categories(structures: list, started: float) -> dict:
+    counts = Counter(analyse_layers(s).category for s in structures)
+    return {"n": len(structures), "seconds": round(time.perf_counter() - started, 1),
+            **{c: round(counts.get(c, 0) / len(structures), 4) for c in CATEGORIES}}  # fmt: skip
+
+
+def _diffcsp_figures(checkpoint: Path, records: dict, args: argparse.Namespace) -> dict:
+    """Layer categories of one DiffCSP model's unconditional ab initio samples and of its structure predictions
+    for the test split's compositions (one each), and its training budget."""
+    from crysloop.models.diffcsp import load_checkpoint, sample_structures
+
+    model = load_checkpoint(checkpoint, device="cpu")
+    metadata = torch.load(checkpoint, map_location="cpu", weights_only=True).get("metadata", {})
+    out = {"semi_periodic": model.config.semi_periodic, "properties": list(model.config.properties),
+           "train_steps": metadata.get("steps"), "train_seconds": metadata.get("train_seconds")}  # fmt: skip
+    if args.samples:
+        started = time.perf_counter()
+        samples = sample_structures(model, n=args.samples, steps=args.diffcsp_steps, device="cpu", seed=args.seed)
+        out["unconditional"] = _categories(samples, started)
+    if args.diffcsp_csp:
+        started = time.perf_counter()
+        compositions = [r.structure.composition for r in records["test"][: args.diffcsp_csp]]
+        predicted = sample_structures(model, compositions, steps=args.diffcsp_steps, device="cpu", seed=args.seed)
+        out["csp_test"] = _categories(predicted, started)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subset", type=Path, default=SUBSET)
@@ -188,6 +221,12 @@ def main() -> None:
     parser.add_argument("--no-count", action="store_true", help="Skip counting the distinct bilayers of all pairs.")
     parser.add_argument("--cdvae", action="append", default=[], metavar="LABEL=CHECKPOINT",
                         help="A ConditionCDVAE+ model trained on the subset, to judge (repeatable).")  # fmt: skip
+    parser.add_argument("--diffcsp", action="append", default=[], metavar="LABEL=CHECKPOINT",
+                        help="An ab initio DiffCSP model trained on the subset, to judge (repeatable).")  # fmt: skip
+    parser.add_argument("--diffcsp-steps", type=int, default=None,
+                        help="DiffCSP sampling steps (default: the model's timesteps).")  # fmt: skip
+    parser.add_argument("--diffcsp-csp", type=int, default=10**6,
+                        help="Test compositions DiffCSP predicts structures for (default: all; 0: none).")  # fmt: skip
     parser.add_argument("--steps-per-level", type=int, default=10, help="Langevin steps per noise level.")
     parser.add_argument("--samples", type=int, default=32, help="Unconditional samples per model (0: none).")
     parser.add_argument("--reconstruct", type=int, default=10**6,
@@ -231,6 +270,11 @@ def main() -> None:
         for item in args.cdvae:
             label, _, path = item.partition("=")
             result["cdvae"][label] = _cdvae_figures(Path(path), splits, manifest, args)
+    if args.diffcsp:
+        result["diffcsp"] = {"steps": args.diffcsp_steps, "seed": args.seed}
+        for item in args.diffcsp:
+            label, _, path = item.partition("=")
+            result["diffcsp"][label] = _diffcsp_figures(Path(path), splits, args)
     print(json.dumps(result))
 
 

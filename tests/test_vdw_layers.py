@@ -45,6 +45,21 @@ def test_separated_bonded_across_and_bulk_are_told_apart():
         require_layered([bilayer(), SILICON], "reference")
 
 
+def test_heavy_actinides_outside_cordero_do_not_stop_the_analysis():
+    # ab initio samples may hold any Z <= 100; Cordero's radii end at Cm
+    structure = bilayer()
+    structure.replace(0, "Cf")
+    assert analyse_layers(structure).category == "proper_bilayer"
+
+
+def test_a_collapsed_cell_is_other_not_an_error():
+    structure = bilayer()
+    flat = Structure(Lattice([structure.lattice.matrix[0], structure.lattice.matrix[1], structure.lattice.matrix[0]]),
+                     structure.species, structure.frac_coords)  # c along a: zero volume
+    analysis = analyse_layers(flat)
+    assert analysis.category == "other" and not analysis.layered
+
+
 def test_stacking_descriptor_sees_registry_rotation_and_flip():
     base = analyse_layers(bilayer()).stacking
     assert base is not None

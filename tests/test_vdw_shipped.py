@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from importlib.resources import files
 from pathlib import Path
 
@@ -49,3 +50,18 @@ def test_every_bilayer_is_labelled_and_a_proper_bilayer(manifest, splits):
             analysis = analyse_layers(record.structure)
             assert analysis.category == "proper_bilayer"
             assert analysis.gaps[0] == pytest.approx(props["interlayer_distance"], abs=1e-3)
+
+
+def test_the_subset_spreads_over_many_pairs_families_and_stackings(manifest, splits):
+    layers = {m.name: m for m in all_monolayers()}
+    props = [record.properties for records in splits.values() for record in records]
+    per_pair = Counter(frozenset((p["lower"], p["upper"])) for p in props)
+    assert manifest["monolayer_pairs"] == len(per_pair) >= 50
+    assert max(per_pair.values()) <= manifest["config"]["per_pair"]
+    used = [layers[name] for name in {n for p in props for n in (p["lower"], p["upper"])}]
+    assert manifest["monolayers_in_bilayers"] == len(used)
+    assert {m.family for m in used} == {"MX", "MM'X2", "M2XX'", "MM'XX'"}
+    assert any(m.janus for m in used) and any(not m.janus for m in used)
+    assert {el for m in used for half in (m.bottom, m.top) for el in half} == {"Al", "Ga", "In", "S", "Se", "Te"}
+    assert {p["registry"] for p in props} == {"AA", "AB", "BA"} and {p["rotation"] for p in props} == {0, 60}
+    assert {p["lower_flipped"] for p in props} == {True, False} == {p["upper_flipped"] for p in props}

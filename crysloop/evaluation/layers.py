@@ -26,6 +26,7 @@ from crysloop.evaluation.matching import PYMATGEN_TOLERANCES, MatchTolerances
 
 CATEGORIES = ("proper_bilayer", "drifted_apart", "too_close", "bonded_across", "vacuum_lost", "other")
 _SITES = {(0, 0): "A", (1, 2): "B", (2, 1): "C"}  # in-plane positions of a hexagonal 1x1 cell, in thirds
+MIN_VOLUME_PER_ATOM = 1.0  # A^3; the densest solids hold about 5 (diamond 5.7)
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,15 @@ class LayerAnalysis:
         return tuple(sorted(min(layer, "|".join(reversed(layer.split("|")))) for layer in self.layers))
 
 
+def covalent_radius(symbol: str) -> float:
+    """Cordero covalent radius (A); Cordero's table ends at Cm, so Bk-Fm (which ab initio generators over Z <= 100
+    can emit) take Cm's."""
+    return CovalentRadius.radius.get(symbol, CovalentRadius.radius["Cm"])
+
+
 def _bonds(structure: Structure, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, image) of every bonded pair under the covalent-radius criterion."""
-    radii = np.array([CovalentRadius.radius[site.specie.symbol] for site in structure])
+    radii = np.array([covalent_radius(site.specie.symbol) for site in structure])
     r_max = 2 * scale * radii.max()
     i, j, images, distances = structure.get_neighbor_list(r_max)
     bonded = distances < scale * (radii[i] + radii[j])
@@ -149,7 +156,11 @@ def _stacking(structure: Structure, planes: list[list[list[int]]], tol: float) -
 
 
 def analyse_layers(structure: Structure, criteria: LayerCriteria = LayerCriteria()) -> LayerAnalysis:
-    """Find the layers of ``structure`` along c, its gaps and vacuum, and classify it as a bilayer."""
+    """Find the layers of ``structure`` along c, its gaps and vacuum, and classify it as a bilayer.
+
+    A collapsed cell (below ``MIN_VOLUME_PER_ATOM``, as generators sometimes emit) has no layers: ``other``."""
+    if structure.volume < MIN_VOLUME_PER_ATOM * len(structure):
+        return LayerAnalysis(0, [], 0.0, False, "other")
     components, periodic, unwrapped = _components(structure, criteria.bond_scale)
     normal = np.cross(structure.lattice.matrix[0], structure.lattice.matrix[1])
     normal /= np.linalg.norm(normal)

@@ -333,6 +333,8 @@ def build_dataset(config: BuildConfig, out_dir: str | Path, progress: bool = Tru
         "command": command,
         "config": asdict(config) | {"key": config.key, "executor": config.executor.model_dump()},
         "bilayers": summary.bilayers, "failed": summary.failed, "monolayers": len(monolayers),
+        "monolayer_pairs": len({frozenset((r["lower"], r["upper"])) for r in rows}),
+        "monolayers_in_bilayers": len({name for r in rows for name in (r["lower"], r["upper"])}),
         "chemical_potentials_eV_per_atom": mu,
         "label_units": {"formation_energy_per_atom": "eV/atom", "binding_energy": "meV/A^2 (< 0 bound)",
                         "interlayer_distance": "A", "strain_lower": "fraction", "strain_upper": "fraction"},
