@@ -189,13 +189,15 @@ def main() -> None:
                         help="Only summarise the per-compound lines of the logs of split phonondb runs (--start).")
     args = parser.parse_args()
     if args.merge:
-        rows = {}
+        rows, mlips = {}, set()
         for log in args.merge:
             for line in log.read_text().splitlines():
                 if line.startswith('{"formula"'):
                     row = json.loads(line)
                     rows[(row["formula"], row["spacegroup"])] = row  # a compound two split runs both did counts once
-        print(json.dumps({"benchmark": "kappa", "mlip": args.mlip, "merged_logs": [str(p) for p in args.merge],
+                elif line.startswith('{"benchmark"'):
+                    mlips.add(json.loads(line)["mlip"])  # runs stopped early have no summary line to say
+        print(json.dumps({"benchmark": "kappa", "mlip": sorted(mlips), "merged_logs": [str(p) for p in args.merge],
                           "phonondb": phonondb_summary(list(rows.values()))}))  # fmt: skip
         return
     config = KappaConfig(fc3_min_length=args.fc3_min_length, fc2_min_length=args.fc2_min_length,
