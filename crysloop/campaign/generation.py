@@ -9,7 +9,7 @@ from functools import lru_cache
 from crysloop.chemistry.valence import ValenceAssignment
 from crysloop.chemistry.volume import rescale_to_expected_volume
 from crysloop.errors import InputError
-from crysloop.evaluation.validity import structure_validity
+from crysloop.evaluation.validity import MAX_VOLUME_PER_ATOM, structure_validity
 from crysloop.infra.store import NewCandidate
 from crysloop.models.composition import CompositionLM, sample_compositions
 from crysloop.models.diffcsp import DiffCSP, sample_structures
@@ -114,7 +114,7 @@ def cdvae_structures_for(assignments: list[ValenceAssignment], model, gan, condi
             for assignment, structure in zip(usable, structures)]  # fmt: skip
 
 
-MIN_VOLUME_PER_ATOM, MAX_VOLUME_PER_ATOM = 4.0, 1000.0  # A^3; MP-20 spans 8-93, diamond has 5.7
+MIN_VOLUME_PER_ATOM = 4.0  # A^3; MP-20 spans 8-93, diamond has 5.7
 
 
 def valid_flags(items: Sequence[NewCandidate]) -> list[bool]:

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from pymatgen.core import Composition, Element, Structure
 
+from crysloop.data.datasets import MAX_VOLUME_PER_ATOM
 from crysloop.data.graph import radius_graph_pbc
 
 MIN_DISTANCE = 0.5  # A, CDVAE's structure_validity cutoff
 MIN_VOLUME = 0.1  # A^3, CDVAE's "unrealistically small lattice"
-# Beyond these a cell holds no crystal: >10x the sparsest MP-20 crystal (93 A^3/atom) and 5x its longest cell
-# vector (41 A); an untrained generator emits cells of 10^9 A^3/atom, on which neighbour searches exhaust memory
-MAX_VOLUME_PER_ATOM = 1000.0  # A^3
+# Beyond these a cell holds no crystal: >10x the sparsest MP-20 crystal (93 A^3/atom, the data readers' limit) and
+# 5x its longest cell vector (41 A); an untrained generator emits cells of 10^9 A^3/atom, on which neighbour searches
+# exhaust memory
 MAX_LATTICE_LENGTH = 200.0  # A
 
 
