@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from crysloop.data.datasets import read_structures
-from crysloop.flows.runners import limit_threads
+from crysloop.infra.executors import limit_threads
 from crysloop.screening.phonons import PhononConfig, phonon_stability
 from crysloop.screening.potentials import get_calculator
 from crysloop.screening.relax import RelaxConfig, relax_structures

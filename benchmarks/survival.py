@@ -193,7 +193,7 @@ def main() -> None:
 
     import crysloop
     from crysloop.campaign.config import load_config
-    from crysloop.campaign.generation import sample_valid_compositions
+    from crysloop.models.composition import sample_valid_compositions
     from crysloop.models import composition
 
     config = load_config(DEMO)

@@ -31,7 +31,7 @@ def shared_data() -> Path:
 @pytest.fixture
 def settings(tmp_path, monkeypatch):
     """Settings pointing at a fresh data dir with the embedded database, CHGNet and the CPU."""
-    from crysloop.infra.settings import Settings, get_settings
+    from crysloop.settings import Settings, get_settings
 
     monkeypatch.setenv("CRYSLOOP_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CRYSLOOP_MLIP", "chgnet")
@@ -46,7 +46,7 @@ def settings(tmp_path, monkeypatch):
 def db(request, settings, monkeypatch):
     """A connected, empty results database: embedded, and also a real MongoDB when one is configured."""
     from crysloop.infra import db as dbmod
-    from crysloop.infra.settings import Settings, get_settings
+    from crysloop.settings import Settings, get_settings
 
     if request.param == "mongodb":
         monkeypatch.setenv("CRYSLOOP_MONGODB_URI", os.environ["CRYSLOOP_TEST_MONGODB_URI"])

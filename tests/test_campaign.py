@@ -197,7 +197,8 @@ def test_deployment_is_scheduled_and_runs_through_a_runner(tiny_models, settings
 
 def test_generation_runs_on_a_local_dask_cluster(settings, prefect_harness):
     """The same generate flow with its Stage II chunks on a Dask cluster of two worker processes."""
-    from crysloop.campaign.config import ExecutorConfig, StructureModelConfig
+    from crysloop.campaign.config import StructureModelConfig
+    from crysloop.infra.executors import ExecutorConfig
     from crysloop.flows.generate import generate_flow
     from crysloop.flows.runners import task_runner
     from crysloop.infra.db import database

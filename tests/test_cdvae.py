@@ -22,7 +22,7 @@ from crysloop.models.cdvae.gan import Critic, Generator, gradient_penalty
 from crysloop.models.cdvae.langevin import annealed_langevin, step_sizes
 from crysloop.models.cdvae.model import minimum_image
 from crysloop.models.cdvae.training import as_tensors, dataset_statistics
-from crysloop.models.diffcsp.training import records_to_tensors
+from crysloop.data.tensors import records_to_tensors
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cdvae_standin import TinyEquivariantNet  # noqa: E402
@@ -188,7 +188,7 @@ def test_loss_has_every_term_and_trains():
 
 
 def _tensors(structure: Structure):
-    from crysloop.models.diffcsp.model import CrystalTensors
+    from crysloop.data.tensors import CrystalTensors
 
     lattice = torch.tensor(structure.lattice.matrix, dtype=torch.float32)[None]
     return CrystalTensors(torch.tensor([s.specie.Z for s in structure]), torch.tensor(structure.frac_coords % 1.0,

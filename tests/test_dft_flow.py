@@ -105,7 +105,7 @@ def test_dft_flow_fails_then_resumes_to_completion(prefect_harness, screened, tm
 def test_cli_resume_and_report(prefect_harness, screened, tmp_path, shared_data, settings, monkeypatch, capsys):
     from crysloop.cli import main
     from crysloop.flows.dft import dft_flow
-    from crysloop.infra.settings import get_settings
+    from crysloop.settings import get_settings
 
     recorded = shared_data / "vasp" / RELAX_1
     fake = write_fake_vasp(tmp_path, recorded, failures=99, message="ZBRENT: fatal error in bracketing")

@@ -79,7 +79,7 @@ def test_unknown_and_non_finite_conditions_are_errors_listing_known_names():
 
 
 def test_device_setting_reaches_the_cli_and_unknown_devices_name_the_available(settings, monkeypatch, capsys):
-    from crysloop.infra.settings import available_devices, get_settings, resolve_device
+    from crysloop.settings import available_devices, get_settings, resolve_device
 
     assert resolve_device("cpu") == "cpu" and "cpu" in available_devices()
     with pytest.raises(InputError, match=r"device 'tpu' is not available on this machine; available: auto, cpu"):

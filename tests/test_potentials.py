@@ -61,7 +61,7 @@ def test_d3_suffix_adds_dispersion_and_names_stay_apart():
 
 
 def test_mattersim_default_without_weights_falls_back_in_one_line(monkeypatch, tmp_path, capsys):
-    from crysloop.infra.settings import get_settings
+    from crysloop.settings import get_settings
 
     monkeypatch.setenv("CRYSLOOP_MLIP", "mattersim-1m")
     monkeypatch.setattr(potentials, "MATTERSIM_CACHE", tmp_path / "empty")

@@ -65,7 +65,7 @@ def test_screen_cli_runs_the_flow(db, prefect_harness, capsys):
 
 def test_screen_flow_relaxes_in_worker_processes(db, prefect_harness):
     """The campaign's `processes` executor: relaxations and phonon checks run in a pool of worker processes."""
-    from crysloop.campaign.config import ExecutorConfig
+    from crysloop.infra.executors import ExecutorConfig
     from crysloop.flows.runners import task_runner
     from crysloop.flows.screen import screen_flow
 

@@ -24,7 +24,7 @@ from crysloop.models.cdvae import (
     save_checkpoint,
 )
 from crysloop.models.cdvae.training import as_tensors, dataset_statistics
-from crysloop.models.diffcsp.training import records_to_tensors
+from crysloop.data.tensors import records_to_tensors
 from crysloop.models.slab import (
     SlabGeometry,
     confine,

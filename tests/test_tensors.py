@@ -12,10 +12,9 @@ from crysloop.data.datasets import read_structures
 from crysloop.data.tensors import (
     batch_to_structures,
     canonical_structure,
-    collate,
     lattice_params_to_matrix,
     matrix_to_lattice_params,
-    structure_to_data,
+    records_to_tensors,
 )
 from crysloop.errors import InputError
 
@@ -30,26 +29,28 @@ def mp20_records():
 
 def test_structure_tensor_structure_round_trip_on_mp20(mp20_records):
     structures = [r.structure for r in mp20_records]
-    batch = collate([structure_to_data(s, {"band_gap": r.properties["band_gap"]}) for s, r in
-                     zip(structures, mp20_records)])
-    assert batch.num_graphs == len(structures)
+    batch = records_to_tensors(mp20_records, ["band_gap"])
+    assert len(batch.num_atoms) == len(structures)
     assert batch.lattice.shape == (len(structures), 3, 3)
-    assert batch.properties["band_gap"].shape == (len(structures),)
+    assert batch.properties.shape == (len(structures), 1)
+    assert batch.properties[:, 0].tolist() == pytest.approx([r.properties["band_gap"] for r in mp20_records])
     back = batch_to_structures(batch)
     matcher = StructureMatcher()
     for original, rebuilt in zip(structures, back):
-        assert [site.specie.symbol for site in rebuilt] == [site.specie.symbol for site in original]
-        assert np.allclose(rebuilt.lattice.abc, original.lattice.abc, atol=1e-4)
-        assert np.allclose(rebuilt.lattice.angles, original.lattice.angles, atol=1e-3)
+        reduced = original.get_reduced_structure("niggli")  # the tensors hold the Niggli cell
+        assert [site.specie.symbol for site in rebuilt] == [site.specie.symbol for site in reduced]
+        assert np.allclose(rebuilt.lattice.abc, reduced.lattice.abc, atol=1e-4)
+        assert np.allclose(rebuilt.lattice.angles, reduced.lattice.angles, atol=1e-3)
         assert matcher.fit(original, rebuilt)
         assert ((rebuilt.frac_coords >= 0) & (rebuilt.frac_coords < 1)).all()
 
 
 def test_batch_to_structures_from_lengths_and_angles(mp20_records):
     structure = mp20_records[0].structure
-    data = structure_to_data(structure)
+    data = records_to_tensors([structure])
+    lengths, angles = matrix_to_lattice_params(data.lattice)
     tensors = {"atom_types": data.atom_types, "frac_coords": data.frac_coords, "num_atoms": data.num_atoms,
-               "lengths": data.lengths, "angles": data.angles}
+               "lengths": lengths, "angles": angles}
     (rebuilt,) = batch_to_structures(tensors)
     assert StructureMatcher().fit(structure, rebuilt)
     with pytest.raises(ValueError):
@@ -97,4 +98,4 @@ def test_canonical_structure_is_primitive_niggli_and_wrapped(mp20_records):
 def test_disordered_structure_rejected():
     disordered = Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]])
     with pytest.raises(InputError):
-        structure_to_data(disordered)
+        records_to_tensors([disordered])

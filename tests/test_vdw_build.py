@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from crysloop.campaign.config import ExecutorConfig
+from crysloop.infra.executors import ExecutorConfig
 from crysloop.cli import main
 from crysloop.data.datasets import read_structures
 from crysloop.screening.potentials import get_calculator, predict_batch

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crysloop.errors import InputError
+from crysloop.infra.executors import ExecutorConfig
 from crysloop.kappa.cost import DEFAULT_MAX_DISPLACEMENTS
 from crysloop.screening.potentials import DEFAULT_KAPPA_MLIP
 
@@ -113,15 +114,6 @@ class KappaStageConfig(_Strict):
     @classmethod
     def _mlip(cls, value: str) -> str:
         return _checked_mlip(value)
-
-
-class ExecutorConfig(_Strict):
-    """Where tasks run: threads of the flow's process, local worker processes (CPU screening in parallel), or a
-    Dask cluster (local processes or a scheduler address)."""
-
-    kind: Literal["threads", "processes", "dask"] = "threads"
-    address: str | None = Field(None, description="tcp://host:8786 of a running Dask scheduler; None = local cluster.")
-    workers: int = Field(2, ge=1, description="Worker processes (kind processes, or a local Dask cluster).")
 
 
 class CampaignConfig(_Strict):

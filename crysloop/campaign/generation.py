@@ -11,7 +11,7 @@ from crysloop.chemistry.volume import rescale_to_expected_volume
 from crysloop.errors import InputError
 from crysloop.evaluation.validity import MAX_VOLUME_PER_ATOM, structure_validity
 from crysloop.infra.store import NewCandidate
-from crysloop.models.composition import CompositionLM, sample_compositions
+from crysloop.models.composition import sample_valid_compositions
 from crysloop.models.diffcsp import DiffCSP, sample_structures
 
 
@@ -44,22 +44,6 @@ def check_conditions(conditions: Mapping[str, float], known: Mapping[str, Sequen
 def known_conditions(conditions: Mapping[str, float] | None, names) -> dict[str, float]:
     """The subset of target conditions a model was trained on (others cannot steer it yet)."""
     return {k: float(v) for k, v in (conditions or {}).items() if k in set(names)}
-
-
-def sample_valid_compositions(model: CompositionLM, n: int, conditions: Mapping[str, float] | None = None,
-                              max_atoms: int = 20, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                              device: str = "cpu", max_tries: int = 20) -> list[ValenceAssignment]:  # fmt: skip
-    """``n`` charge-neutral compositions with at most ``max_atoms`` atoms per cell (constrained decoding)."""
-    wanted = known_conditions(conditions, model.condition_names)
-    chosen: list[ValenceAssignment] = []
-    for attempt in range(max_tries):
-        batch = sample_compositions(model, max(n, 16), conditions=wanted or None, temperature=temperature, top_k=top_k,
-                                    constrained=True, seed=seed + attempt, device=device)  # fmt: skip
-        chosen += [a for a in batch if 0 < a.composition.num_atoms <= max_atoms]
-        if len(chosen) >= n:
-            return chosen[:n]
-    raise InputError(f"the composition model produced only {len(chosen)} compositions of at most {max_atoms} atoms "
-                     f"in {max_tries} batches; raise composition_model.max_atoms")  # fmt: skip
 
 
 def structures_for(assignments: list[ValenceAssignment], model: DiffCSP, conditions: Mapping[str, float] | None = None,

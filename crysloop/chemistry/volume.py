@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Composition, Structure
 
-VOLUMES_PATH = Path(__file__).resolve().parents[1] / "assets" / "chemistry" / "element_volumes.json"
+from crysloop.resources import asset_path
+
+VOLUMES_PATH = asset_path("chemistry", "element_volumes.json")
 
 
 @lru_cache(maxsize=1)

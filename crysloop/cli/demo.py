@@ -8,17 +8,18 @@ of generate -> screen -> label -> fine-tune -> generate.
 from __future__ import annotations
 
 import time
-from importlib.resources import files
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from crysloop.resources import asset_path
+
 console = Console()
 
 
 def demo_config_path() -> Path:
-    return Path(str(files("crysloop") / "assets" / "campaigns" / "demo.yaml"))
+    return asset_path("campaigns", "demo.yaml")
 
 
 def demo(
@@ -28,7 +29,7 @@ def demo(
     from crysloop.campaign.config import load_config
     from crysloop.cli.campaign import print_rounds
     from crysloop.flows.campaign import campaign_dir, campaign_flow
-    from crysloop.infra.settings import get_settings
+    from crysloop.settings import get_settings
 
     config = load_config(demo_config_path()).model_copy(update={"name": name})
     console.print(f"[bold]crysloop demo[/]: campaign {name!r}, {config.rounds} rounds x {config.candidates_per_round} "

@@ -12,7 +12,7 @@ from crysloop.dft.metrics import DFTMetrics, dft_metrics
 from crysloop.dft.presets import PRESETS, RunSettings, check_vasp_setup
 from crysloop.errors import InputError
 from crysloop.infra.db import database
-from crysloop.infra.settings import get_settings
+from crysloop.settings import get_settings
 
 app = typer.Typer(help="DFT verification with VASP (atomate2 + custodian): run, resume, report.", no_args_is_help=True)
 console = Console()

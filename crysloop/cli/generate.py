@@ -31,7 +31,7 @@ def generate(
     from crysloop.campaign.config import CompositionModelConfig, StructureModelConfig
     from crysloop.campaign.generation import check_conditions, model_condition_names
     from crysloop.flows.generate import generate_flow
-    from crysloop.infra.settings import resolve_device
+    from crysloop.settings import resolve_device
 
     device = resolve_device(device)
     conditions = parse_conditions(condition)

@@ -149,7 +149,7 @@ def structure(
     lbte: bool = LBTE,
 ) -> None:
     """Kappa of one structure file, without the database (force sets cached for resuming)."""
-    from crysloop.infra.settings import get_settings
+    from crysloop.settings import get_settings
     from crysloop.kappa.conductivity import compute_kappa
     from crysloop.screening.potentials import with_d3_name
 

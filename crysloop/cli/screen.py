@@ -35,7 +35,7 @@ def screen(
                                            help="With --hull mlip: add MP structures (mp-api, MP_API_KEY)."),
 ) -> None:
     """Screen the unscreened candidates; finished ones are skipped, so an interrupted run resumes."""
-    from crysloop.campaign.config import ExecutorConfig
+    from crysloop.infra.executors import ExecutorConfig
     from crysloop.flows.runners import task_runner
     from crysloop.flows.screen import screen_flow
     from crysloop.screening.potentials import with_d3_name

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from crysloop.cli.options import parse_conditions
 from crysloop.errors import InputError
-from crysloop.infra.settings import resolve_device
+from crysloop.settings import resolve_device
 
 app = typer.Typer(help="Crystal structures with DiffCSP: train, sample.", no_args_is_help=True)
 console = Console()

@@ -41,7 +41,7 @@ def build_vdw(
     """
     from pydantic import ValidationError
 
-    from crysloop.campaign.config import ExecutorConfig
+    from crysloop.infra.executors import ExecutorConfig
     from crysloop.errors import InputError
     from crysloop.screening.potentials import check_mlip_name
     from crysloop.vdw.build import BuildConfig, build_dataset

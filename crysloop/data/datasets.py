@@ -27,7 +27,8 @@ from pymatgen.core.periodic_table import DummySpecies
 from tqdm.auto import tqdm
 
 from crysloop.errors import InputError, OfflineError
-from crysloop.infra.settings import get_settings
+from crysloop.resources import asset_path
+from crysloop.settings import get_settings
 
 CDVAE_BASE_URL = "https://raw.githubusercontent.com/txie-93/cdvae/main/data"
 SPLITS = ("train", "val", "test")
@@ -37,6 +38,7 @@ KNOWN_DATASETS: dict[str, dict] = {
     "carbon_24": {"folder": "carbon_24", "properties": ["energy_per_atom"]},
     "mpts_52": {"folder": "mpts_52", "properties": ["formation_energy_per_atom", "band_gap", "e_above_hull"]},
 }
+SHIPPED_DATASETS = {"embedded:mp_20_mini": ("datasets", "mp_20_mini.csv.gz")}  # 847 MP-20 training rows, CC BY 4.0
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
 STRUCTURE_PREFIXES = ("POSCAR", "CONTCAR")
 _ID_COLUMNS = ("material_id", "cif", "", "Unnamed: 0")
@@ -296,7 +298,10 @@ def fetch_dataset(name: str, split: str = "train", cache_dir: Path | None = None
 
 def load_dataset(name_or_path: str | Path, split: str = "train", skip_bad: bool = False, cache_dir: Path | None = None,
                  progress: bool = True) -> CrystalDataset:  # fmt: skip
-    """A known dataset by name (``mp_20``, ``perov_5``, ...; downloaded once) or any readable path."""
+    """A known dataset by name (``mp_20``, ``perov_5``, ...; downloaded once), a dataset shipped in the package
+    (``embedded:mp_20_mini``) or any readable path."""
+    if str(name_or_path) in SHIPPED_DATASETS:
+        name_or_path = asset_path(*SHIPPED_DATASETS[str(name_or_path)])
     path = Path(name_or_path).expanduser()
     if path.exists():
         return read_structures(path, skip_bad=skip_bad, progress=progress)

@@ -1,23 +1,60 @@
-"""Crystal structures as tensors: pymatgen Structure <-> (Z, frac_coords, lattice) and torch-geometric batches.
+"""Crystal structures as tensors: pymatgen Structures <-> ``CrystalTensors`` (Z, frac_coords, lattice, counts).
 
 A lattice is a 3x3 matrix whose rows are the lattice vectors (pymatgen's convention), or equivalently its
 lengths (a, b, c in Angstrom) and angles (alpha, beta, gamma in degrees). Both conversions are batched torch
-code. ``structure_to_data`` stores the lattice in the canonical orientation of its lengths and angles (c along
-z, a in the xz plane, as pymatgen's Lattice.from_parameters), so that matrix and parameters always agree;
-fractional coordinates do not depend on the orientation.
+code. ``records_to_tensors`` stores each Niggli-reduced lattice in the canonical orientation of its lengths and
+angles (c along z, a in the xz plane, as pymatgen's Lattice.from_parameters), so that matrix and parameters always
+agree; fractional coordinates do not depend on the orientation. Every generative model trains on these tensors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch_geometric.data import Batch, Data
+
+from crysloop.errors import InputError
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
+
+
+@dataclass
+class CrystalTensors:
+    """A batch of crystals as flat tensors (what the models consume; no torch-geometric or pymatgen needed).
+
+    ``properties`` (B, P) follows the model's property order, NaN where a value is missing.
+    """
+
+    atom_types: torch.Tensor  # (N,) atomic numbers
+    frac_coords: torch.Tensor  # (N, 3)
+    lattice: torch.Tensor  # (B, 3, 3), rows are lattice vectors
+    num_atoms: torch.Tensor  # (B,)
+    properties: torch.Tensor  # (B, P)
+
+    @property
+    def atom_crystal(self) -> torch.Tensor:
+        """Index of each atom's crystal."""
+        return torch.repeat_interleave(torch.arange(len(self.num_atoms), device=self.num_atoms.device), self.num_atoms)
+
+    def to(self, device: torch.device | str) -> CrystalTensors:
+        """The same batch on another device."""
+        return CrystalTensors(*(getattr(self, k).to(device) for k in self.__dataclass_fields__))
+
+    def select(self, indices: torch.Tensor) -> CrystalTensors:
+        """The sub-batch of the crystals at ``indices`` (in that order)."""
+        first = torch.cumsum(self.num_atoms, 0) - self.num_atoms
+        counts = self.num_atoms[indices]
+        starts = torch.repeat_interleave(first[indices], counts)
+        offsets = torch.arange(int(counts.sum()), device=counts.device) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts
+        )
+        atoms = starts + offsets
+        return CrystalTensors(self.atom_types[atoms], self.frac_coords[atoms], self.lattice[indices], counts,
+                              self.properties[indices])  # fmt: skip
 
 
 def lattice_params_to_matrix(lengths: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
@@ -68,38 +105,39 @@ def canonical_structure(structure: Structure) -> Structure:
     )
 
 
-def structure_to_data(structure: Structure, properties: Mapping[str, float] | None = None) -> Data:
-    """One crystal as a torch-geometric ``Data``: atom_types (Z), frac_coords, lattice (1, 3, 3), lengths, angles.
+def _structure_and_properties(record: Any) -> tuple[Structure, dict]:
+    if hasattr(record, "structure"):
+        return record.structure, dict(getattr(record, "properties", None) or {})
+    if isinstance(record, tuple):
+        return record[0], dict(record[1] or {})
+    return record, {}
 
-    ``properties`` become ``data.properties``, a dict of one-element float tensors (NaN for a missing value),
-    which ``Batch`` collates into per-crystal vectors when every crystal carries the same names.
-    """
-    if structure.is_ordered is False:
-        from crysloop.errors import InputError
 
-        raise InputError(f"{structure.composition.reduced_formula}: disordered structures cannot become tensors")
-    lengths = torch.tensor([structure.lattice.abc], dtype=torch.float32)
-    angles = torch.tensor([structure.lattice.angles], dtype=torch.float32)
-    data = Data(
-        atom_types=torch.tensor([site.specie.Z for site in structure], dtype=torch.long),
-        frac_coords=torch.tensor(wrap_frac_coords(structure.frac_coords), dtype=torch.float32),
-        lattice=lattice_params_to_matrix(lengths.double(), angles.double()).float(),
-        lengths=lengths,
-        angles=angles,
-        num_atoms=torch.tensor([len(structure)], dtype=torch.long),
-        num_nodes=len(structure),
+def records_to_tensors(records: Iterable[Any], properties: Sequence[str] = (),
+                       max_atoms: int | None = None) -> CrystalTensors:  # fmt: skip
+    """Niggli-reduced crystals as flat tensors; ``records`` hold CrystalRecords, (Structure, dict) pairs or
+    Structures. Missing property values become NaN (and are never used as conditions)."""
+    types, coords, params, counts, values = [], [], [], [], []
+    for record in records:
+        structure, props = _structure_and_properties(record)
+        if not structure.is_ordered:
+            raise InputError(f"{structure.composition.reduced_formula}: disordered structures cannot be trained on")
+        if max_atoms is not None and len(structure) > max_atoms:
+            raise InputError(f"{structure.composition.reduced_formula}: more than {max_atoms} atoms in the cell")
+        reduced = structure.get_reduced_structure("niggli")
+        types += [site.specie.Z for site in reduced]
+        coords.append(torch.tensor(wrap_frac_coords(reduced.frac_coords), dtype=torch.float32))
+        params.append(list(reduced.lattice.abc) + list(reduced.lattice.angles))
+        counts.append(len(reduced))
+        values.append([float("nan") if props.get(name) is None else float(props[name]) for name in properties])
+    if not counts:
+        raise InputError("no crystals to train on")
+    params_t = torch.tensor(params, dtype=torch.float64)
+    lattice = lattice_params_to_matrix(params_t[:, :3], params_t[:, 3:]).float()
+    return CrystalTensors(
+        torch.tensor(types, dtype=torch.long), torch.cat(coords), lattice, torch.tensor(counts, dtype=torch.long),
+        torch.tensor(values, dtype=torch.float32).reshape(len(counts), len(properties)),
     )
-    if properties:
-        data.properties = {
-            name: torch.tensor([float("nan") if value is None else float(value)], dtype=torch.float32)
-            for name, value in properties.items()
-        }
-    return data
-
-
-def collate(datas: Sequence[Data]) -> Batch:
-    """A ``Batch`` of crystals; ``batch.batch`` maps each atom to its crystal."""
-    return Batch.from_data_list(list(datas))
 
 
 def _field(source: Any, name: str) -> Any:
@@ -108,8 +146,8 @@ def _field(source: Any, name: str) -> Any:
     return getattr(source, name, None)
 
 
-def batch_to_structures(batch: Batch | Data | Mapping[str, torch.Tensor]) -> list[Structure]:
-    """Split a batch (``Batch``, ``Data`` or a dict of tensors) into pymatgen Structures.
+def batch_to_structures(batch: CrystalTensors | Mapping[str, torch.Tensor]) -> list[Structure]:
+    """Split a batch (``CrystalTensors`` or a dict of tensors) into pymatgen Structures.
 
     Needs ``atom_types`` (Z), ``frac_coords``, ``num_atoms`` and either ``lattice`` (B, 3, 3) or ``lengths`` and
     ``angles`` (B, 3).

@@ -122,7 +122,7 @@ class FingerprintCache:
     @classmethod
     def default(cls) -> FingerprintCache:
         """The cache under the settings' cache folder."""
-        from crysloop.infra.settings import get_settings
+        from crysloop.settings import get_settings
 
         return cls(get_settings().cache_dir / "evaluation" / f"{CACHE_VERSION}.sqlite")
 

@@ -19,14 +19,13 @@ from crysloop.campaign.labels import stability_class, stability_labels
 from crysloop.campaign.report import best_candidates_markdown, ehull_plot, png_markdown
 from crysloop.campaign.statistics import round_statistics
 from crysloop.data.datasets import load_dataset
-from crysloop.data.embedded import mp20_mini_path
 from crysloop.flows.generate import generate_flow
 from crysloop.flows.runners import task_runner
 from crysloop.flows.screen import screen_flow
 from crysloop.infra import campaigns as store
 from crysloop.infra import faults
 from crysloop.infra.db import database
-from crysloop.infra.settings import get_settings
+from crysloop.settings import get_settings
 from crysloop.tasks.train import finetune_cdvae_task, finetune_composition_task, finetune_structure_task
 
 STAGES = ("generate", "screen", "kappa", "finetune", "dft", "statistics")
@@ -35,8 +34,7 @@ STAGES = ("generate", "screen", "kappa", "finetune", "dft", "statistics")
 @lru_cache(maxsize=4)
 def reference_structures(source: str) -> tuple[Structure, ...]:
     """Known crystals for novelty and hull references: ``embedded:mp_20_mini``, a dataset name or a path."""
-    path = mp20_mini_path() if source == "embedded:mp_20_mini" else source
-    return tuple(record.structure for record in load_dataset(path, progress=False))
+    return tuple(record.structure for record in load_dataset(source, progress=False))
 
 
 def references_for(candidates, reference: tuple[Structure, ...]) -> list[Structure]:

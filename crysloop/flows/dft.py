@@ -10,7 +10,7 @@ from crysloop.dft.metrics import DFTMetrics, dft_metrics
 from crysloop.dft.presets import PRESETS, RunSettings, check_vasp_setup
 from crysloop.errors import InputError
 from crysloop.infra.db import database
-from crysloop.infra.settings import get_settings
+from crysloop.settings import get_settings
 from crysloop.tasks.dft import queue_dft_jobs, recover_dead_jobs, relax_dft_job, requeue_failed_jobs
 
 

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import os
 
-from crysloop.campaign.config import ExecutorConfig
-
-
-def limit_threads(threads: int) -> None:
-    """Give a worker process its share of the cores (torch and BLAS), so parallel MLIP tasks do not oversubscribe."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
+from crysloop.infra.executors import ExecutorConfig, limit_threads
 
 
 def task_runner(config: ExecutorConfig):

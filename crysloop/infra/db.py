@@ -10,7 +10,7 @@ import mongoengine as me
 
 from crysloop.infra import embedded
 from crysloop.infra.documents import ALL_DOCUMENTS
-from crysloop.infra.settings import Settings, get_settings
+from crysloop.settings import Settings, get_settings
 
 DatabaseLockedError = embedded.DatabaseLockedError
 ReadOnlyDatabaseError = embedded.ReadOnlyDatabaseError

@@ -17,7 +17,7 @@ import torch
 from crysloop.errors import InputError
 
 if TYPE_CHECKING:
-    from crysloop.models.diffcsp.model import CrystalTensors
+    from crysloop.data.tensors import CrystalTensors
 
 SLAB_MARGIN = 1.0  # A added on each side of the thickest training slab: room for the layers to move apart
 MIN_VACUUM = 7.0  # A of vacuum a slab needs at least, for models without a graph cut-off (crysloop's usual 7 A)

@@ -11,7 +11,7 @@ from ase.calculators.mixing import SumCalculator
 from ase.units import Bohr
 
 from crysloop.errors import InputError
-from crysloop.infra.settings import resolve_device
+from crysloop.settings import resolve_device
 
 D3_DAMPINGS = ("zero", "bj", "zerom", "bjm")
 

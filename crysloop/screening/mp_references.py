@@ -16,13 +16,13 @@ import gzip
 import io
 from collections.abc import Iterable
 from functools import lru_cache
-from importlib.resources import files
 
 from pymatgen.core import Composition, Structure
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
 from crysloop.errors import CrysloopError
+from crysloop.resources import asset_path
 from crysloop.screening.hull import chemical_subsystems
 
 TABLE = "mp_phases.csv.gz"
@@ -81,7 +81,7 @@ def table_entry(material_id: str, formula: str, energy_per_atom: float) -> Compu
 @lru_cache(maxsize=1)
 def _table() -> dict[str, list[ComputedEntry]]:
     """The shipped table as entries grouped by exact chemical system."""
-    raw = (files("crysloop") / "assets" / "hull" / TABLE).read_bytes()
+    raw = asset_path("hull", TABLE).read_bytes()
     with io.TextIOWrapper(gzip.GzipFile(fileobj=io.BytesIO(raw)), encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     grouped: dict[str, list[ComputedEntry]] = {}

@@ -27,7 +27,7 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from crysloop.errors import CrysloopError, InputError, OfflineError
-from crysloop.infra.settings import get_settings, resolve_device
+from crysloop.settings import get_settings, resolve_device
 
 if TYPE_CHECKING:
     import torch

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from pymatgen.core import Structure
 
 from crysloop.infra.documents import Candidate, KappaResult, ScreeningResult, utcnow
-from crysloop.infra.settings import get_settings
+from crysloop.settings import get_settings
 from crysloop.kappa.conductivity import KappaConfig, KappaOutcome, compute_kappa, relax_for_kappa
 from crysloop.kappa.cost import displacement_skip_reason, skip_reason
 from crysloop.screening.potentials import get_calculator

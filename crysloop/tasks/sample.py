@@ -6,12 +6,13 @@ from prefect import task
 
 from crysloop.campaign.config import CDVAEModelConfig, CompositionModelConfig, StructureModelConfig
 from crysloop.campaign.generation import (
-    cdvae_structures_for, known_conditions, sample_valid_compositions, structures_for,
+    cdvae_structures_for, known_conditions, structures_for,
 )  # fmt: skip
 from crysloop.chemistry.valence import ValenceAssignment
-from crysloop.infra.settings import resolve_device
+from crysloop.settings import resolve_device
 from crysloop.infra.store import NewCandidate
 from crysloop.models import cdvae, composition, diffcsp
+from crysloop.models.composition import sample_valid_compositions
 
 
 def composition_checkpoint(path: str) -> str:

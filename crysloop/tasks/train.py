@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import task
 from pymatgen.core import Composition, Structure
 
-from crysloop.infra.settings import resolve_device
+from crysloop.settings import resolve_device
 from crysloop.models import cdvae, composition, diffcsp
 from crysloop.tasks.sample import cdvae_checkpoint, composition_checkpoint, structure_checkpoint
 

@@ -27,7 +27,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.cif import CifWriter
 from tqdm.auto import tqdm
 
-from crysloop.campaign.config import ExecutorConfig
+from crysloop.infra.executors import ExecutorConfig, limit_threads
 from crysloop.errors import CrysloopError, InputError
 from crysloop.screening.dispersion import D3_DAMPINGS, with_d3
 from crysloop.screening.potentials import check_mlip_name, get_calculator, predict_batch
@@ -159,8 +159,6 @@ def open_executor(config: ExecutorConfig) -> Iterator[Executor | None]:
         yield None
         return
     if config.kind == "processes":
-        from crysloop.flows.runners import limit_threads
-
         with ProcessPoolExecutor(max_workers=config.workers, initializer=limit_threads, initargs=(1,)) as pool:
             yield pool
         return

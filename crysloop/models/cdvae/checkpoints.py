@@ -8,34 +8,27 @@ from typing import Any
 import torch
 
 from crysloop.errors import InputError
-from crysloop.infra.settings import resolve_device
+from crysloop.settings import resolve_device
 from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.gan import GANConfig, LatentGAN
 from crysloop.models.cdvae.model import ConditionCDVAE
 from crysloop.models.checkpoint_io import save_atomically
+from crysloop.resources import asset_path
+from crysloop.resources import resolve_checkpoint as resolve_shipped
 
 FORMAT = "crysloop-cdvae"
 FORMAT_VERSION = 1
 SHIPPED_CHECKPOINT = "cdvae_mp20_small.pt"
-VDW_CHECKPOINT = "vdw-cdvae.pt"  # semi-periodic, trained on the shipped Janus III-VI bilayers (assets/campaigns/vdw.yaml)
 
 
 def shipped_checkpoint_path() -> Path:
     """Path of the small ConditionCDVAE+ model shipped inside the package."""
-    return Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / SHIPPED_CHECKPOINT
+    return asset_path("checkpoints", SHIPPED_CHECKPOINT)
 
 
 def resolve_checkpoint(path: str | Path | None) -> Path:
-    """The file a checkpoint setting names: ``None`` or ``shipped`` = the shipped MP-20 model; a path that exists;
-    else a bare file name of a checkpoint shipped in the package (``vdw-cdvae.pt``, the bilayer model that the vdW
-    campaign names), so a campaign file works from any folder; otherwise the path as given."""
-    if path is None or str(path) == "shipped":
-        return shipped_checkpoint_path()
-    path = Path(path)
-    packaged = shipped_checkpoint_path().parent / path.name
-    if not path.exists() and path.name == str(path) and packaged.is_file():
-        return packaged
-    return path
+    """The file a ConditionCDVAE+ checkpoint setting names (``crysloop.resources.resolve_checkpoint``)."""
+    return resolve_shipped(path, SHIPPED_CHECKPOINT)
 
 
 def save_checkpoint(model: ConditionCDVAE, path: str | Path, gan: LatentGAN | None = None,

@@ -7,18 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from crysloop.models.cdvae.backbone import equiformer_config, output_sizes
 from crysloop.models.cdvae.config import CDVAEConfig
-
-
-@torch.no_grad()
-def output_sizes(network: nn.Module, num_species: int, cond_dim: int) -> tuple[int, int]:
-    """Scalar and l=1 channel counts of an EquiformerV2-interface network, read off one tiny forward pass."""
-    feats = torch.zeros(2, num_species)
-    feats[:, 0] = 1.0
-    frac = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
-    cond = torch.zeros(1, cond_dim) if cond_dim else None
-    scalars, vectors = network(feats, frac, 3.0 * torch.eye(3)[None], torch.zeros(2, dtype=torch.long), cond)
-    return scalars.shape[-1], vectors.shape[1]
 
 
 class ScoreDecoder(nn.Module):
@@ -31,7 +21,6 @@ class ScoreDecoder(nn.Module):
     def __init__(self, config: CDVAEConfig, network: nn.Module | None = None):
         super().__init__()
         if network is None:
-            from crysloop.models.cdvae.encoders import equiformer_config
             from crysloop.models.equiformer import EquiformerV2
 
             network = EquiformerV2(equiformer_config(config), num_species=config.num_species,

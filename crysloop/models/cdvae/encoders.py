@@ -4,30 +4,14 @@ latent does not change with rotation, atom order, translation or the choice of u
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
 from crysloop.data.graph import radius_graph_pbc
+from crysloop.models.cdvae.backbone import equiformer_config, output_sizes
 from crysloop.models.cdvae.config import CDVAEConfig
-
-
-def equiformer_config(config: CDVAEConfig):
-    """The EquiformerV2 preset named by ``config`` with the cut-off, neighbour cap and the dataset statistics
-    (mean degree, mean atom count) of the data in use wherever the network's config has such fields."""
-    from crysloop.models.equiformer import EquiformerConfig
-
-    net = EquiformerConfig.preset(config.equiformer_preset)
-    names = {f.name for f in dataclasses.fields(net)}
-    wanted = {"cutoff": config.cutoff, "max_neighbors": config.max_neighbors}
-    if config.mean_degree > 0:
-        wanted.update(avg_degree=config.mean_degree, avg_num_neighbors=config.mean_degree)
-    if config.mean_num_atoms > 0:
-        wanted.update(avg_num_nodes=config.mean_num_atoms, avg_num_atoms=config.mean_num_atoms)
-    return dataclasses.replace(net, **{k: v for k, v in wanted.items() if k in names})
 
 
 class EquiformerEncoder(nn.Module):
@@ -36,8 +20,6 @@ class EquiformerEncoder(nn.Module):
     def __init__(self, config: CDVAEConfig):
         super().__init__()
         from crysloop.models.equiformer import EquiformerV2
-
-        from crysloop.models.cdvae.decoder import output_sizes
 
         self.num_species = config.num_species
         self.network = EquiformerV2(equiformer_config(config), num_species=config.num_species, cond_dim=0)

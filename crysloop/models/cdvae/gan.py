@@ -13,7 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from crysloop.models.cdvae.conditions import composition_fractions
-from crysloop.models.diffcsp.model import CrystalTensors
+from crysloop.data.tensors import CrystalTensors
 
 
 @dataclass(frozen=True)

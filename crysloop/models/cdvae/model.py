@@ -15,7 +15,7 @@ from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.decoder import ScoreDecoder
 from crysloop.models.cdvae.encoders import build_encoder
 from crysloop.models.cdvae.fusion import LowRankFusion
-from crysloop.models.diffcsp.model import CrystalTensors
+from crysloop.data.tensors import CrystalTensors
 from crysloop.models.slab import confine
 
 MODEL_KIND = "condition-cdvae-plus"

@@ -84,12 +84,11 @@ def fused_latents(model: ConditionCDVAE, gan: LatentGAN | None, n: int, conditio
 def formulas_from_language_model(n: int, max_atoms: int, seed: int = 0, device: str = "cpu",
                                  checkpoint: str | None = None) -> list[str]:  # fmt: skip
     """``n`` charge-balanced formulas (one cell each) from crysloop's Stage I language model."""
-    from crysloop.campaign.generation import sample_valid_compositions
     from crysloop.models import composition
 
     lm = composition.load_checkpoint(checkpoint or composition.shipped_checkpoint_path(), device=device)
     return [a.composition.formula.replace(" ", "")
-            for a in sample_valid_compositions(lm, n, max_atoms=max_atoms, seed=seed, device=device)]
+            for a in composition.sample_valid_compositions(lm, n, max_atoms=max_atoms, seed=seed, device=device)]
 
 
 def sample_structures(

@@ -27,19 +27,19 @@ from tqdm.auto import tqdm
 
 from crysloop.data.graph import radius_graph_pbc
 from crysloop.errors import InputError
-from crysloop.infra.settings import resolve_device
+from crysloop.settings import resolve_device
 from crysloop.models.cdvae.checkpoints import save_checkpoint
 from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.gan import GANConfig, LatentGAN, train_latent_gan
 from crysloop.models.cdvae.model import ConditionCDVAE, lattice_features
-from crysloop.models.diffcsp.model import CrystalTensors
+from crysloop.data.tensors import CrystalTensors
 from crysloop.models.slab import fits_slab, slab_geometry, to_slab_cells
 
 
 def as_tensors(data: Iterable[Any] | CrystalTensors, config: CDVAEConfig) -> CrystalTensors:
     """CrystalTensors with the config's numeric conditions as property columns (records are Niggli-reduced); a
     fitted semi-periodic model gets slab cells (its fixed c, slabs centred)."""
-    from crysloop.models.diffcsp.training import records_to_tensors
+    from crysloop.data.tensors import records_to_tensors
 
     tensors = data if isinstance(data, CrystalTensors) else records_to_tensors(data, config.scalar_conditions)
     return tensors if config.slab is None else to_slab_cells(tensors, config.slab)
@@ -206,7 +206,7 @@ def finetune_cdvae(model: ConditionCDVAE, records: Iterable[Any], new_conditions
     conditions; its scalers and vocabulary are kept (a semi-periodic model also its slab geometry, and it skips
     crystals that are not slabs fitting it). The latent GAN is retrained when ``gan_epochs`` > 0."""
     names = list(model.config.scalar_conditions) + [n for n in new_conditions if n not in model.config.conditions]
-    from crysloop.models.diffcsp.training import records_to_tensors
+    from crysloop.data.tensors import records_to_tensors
 
     data = records_to_tensors(records, names)
     if model.config.slab is not None:  # a semi-periodic model learns from the slabs that fit its slab region only

@@ -2,7 +2,11 @@
 
 from crysloop.models.composition.checkpoint import load_checkpoint, save_checkpoint, shipped_checkpoint_path
 from crysloop.models.composition.model import CompositionLM, CompositionLMConfig, ConditionSpec
-from crysloop.models.composition.sampling import sample_compositions, sample_compositions_rejection
+from crysloop.models.composition.sampling import (
+    sample_compositions,
+    sample_compositions_rejection,
+    sample_valid_compositions,
+)
 from crysloop.models.composition.training import finetune_composition_lm, train_composition_lm
 from crysloop.models.composition.vocab import CompositionVocabulary
 
@@ -15,6 +19,7 @@ __all__ = [
     "load_checkpoint",
     "sample_compositions",
     "sample_compositions_rejection",
+    "sample_valid_compositions",
     "save_checkpoint",
     "shipped_checkpoint_path",
     "train_composition_lm",

@@ -9,13 +9,15 @@ import torch
 from crysloop.errors import InputError
 from crysloop.models.composition.model import CompositionLM, CompositionLMConfig
 from crysloop.models.composition.vocab import CompositionVocabulary
+from crysloop.resources import asset_path
 
 FORMAT = "crysloop.composition_lm/1"
+SHIPPED_CHECKPOINT = "composition_lm.pt"
 
 
 def shipped_checkpoint_path() -> Path:
     """Path of the checkpoint shipped with crysloop (trained on MP-20 compositions, see training.py)."""
-    return Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "composition_lm.pt"
+    return asset_path("checkpoints", SHIPPED_CHECKPOINT)
 
 
 def save_checkpoint(model: CompositionLM, path: str | Path) -> Path:

@@ -18,13 +18,14 @@ the compositions constrained decoding could produce (neutral, pairwise compatibl
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
 from crysloop.chemistry.valence import ValenceAssignment
 from crysloop.errors import InputError
-from crysloop.infra.settings import resolve_device
+from crysloop.settings import resolve_device
 from crysloop.models.composition.model import CompositionLM
 from crysloop.models.composition.vocab import BOS, EOS, N_SPECIAL, PAD
 
@@ -222,3 +223,20 @@ def sample_compositions_rejection(
         draws += size
         kept.extend(a for a in batch if admissible(model, a))
     return kept[:n], draws
+
+
+def sample_valid_compositions(model: CompositionLM, n: int, conditions: Mapping[str, float] | None = None,
+                              max_atoms: int = 20, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
+                              device: str = "cpu", max_tries: int = 20) -> list[ValenceAssignment]:  # fmt: skip
+    """``n`` charge-neutral compositions with at most ``max_atoms`` atoms per cell (constrained decoding); conditions
+    the model was not trained on are left out."""
+    wanted = {k: float(v) for k, v in (conditions or {}).items() if k in set(model.condition_names)}
+    chosen: list[ValenceAssignment] = []
+    for attempt in range(max_tries):
+        batch = sample_compositions(model, max(n, 16), conditions=wanted or None, temperature=temperature, top_k=top_k,
+                                    constrained=True, seed=seed + attempt, device=device)  # fmt: skip
+        chosen += [a for a in batch if 0 < a.composition.num_atoms <= max_atoms]
+        if len(chosen) >= n:
+            return chosen[:n]
+    raise InputError(f"the composition model produced only {len(chosen)} compositions of at most {max_atoms} atoms "
+                     f"in {max_tries} batches; raise composition_model.max_atoms")  # fmt: skip

@@ -29,7 +29,7 @@ from pymatgen.core import Composition
 
 from crysloop.chemistry.valence import ValenceAssignment, label_compositions
 from crysloop.errors import InputError
-from crysloop.infra.settings import resolve_device
+from crysloop.settings import resolve_device
 from crysloop.models.composition.model import CompositionLM, CompositionLMConfig, ConditionSpec
 from crysloop.models.composition.vocab import BOS, EOS, PAD, CompositionVocabulary
 

@@ -8,10 +8,11 @@ from typing import Any
 import torch
 
 from crysloop.errors import InputError
-from crysloop.infra.settings import resolve_device
+from crysloop.settings import resolve_device
 from crysloop.models.checkpoint_io import save_atomically
 from crysloop.models.diffcsp.config import DiffCSPConfig
 from crysloop.models.diffcsp.model import DiffCSP
+from crysloop.resources import asset_path
 
 FORMAT_VERSION = 1
 SHIPPED_CHECKPOINT = "diffcsp_mp20_small.pt"
@@ -19,7 +20,7 @@ SHIPPED_CHECKPOINT = "diffcsp_mp20_small.pt"
 
 def shipped_checkpoint_path() -> Path:
     """Path of the small DiffCSP model shipped inside the package (ab initio + CSP, band gap and formation energy)."""
-    return Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / SHIPPED_CHECKPOINT
+    return asset_path("checkpoints", SHIPPED_CHECKPOINT)
 
 
 def save_checkpoint(model: DiffCSP, path: str | Path, training_state: dict[str, Any] | None = None,

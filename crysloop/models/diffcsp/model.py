@@ -2,53 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from crysloop.data.tensors import CrystalTensors
 from crysloop.models.diffcsp.config import DiffCSPConfig
 from crysloop.models.diffcsp.corruption import NoiseSchedule, noise_frac_coords, noise_lattice, noise_types
 from crysloop.models.diffcsp.denoiser import CSPNet, sinusoidal_embedding
 from crysloop.models.slab import in_plane_mask
 
 MAX_ATOMS = 256
-
-
-@dataclass
-class CrystalTensors:
-    """A batch of crystals as flat tensors (what the model consumes; no torch-geometric or pymatgen needed).
-
-    ``properties`` (B, P) follows the model's property order, NaN where a value is missing.
-    """
-
-    atom_types: torch.Tensor  # (N,) atomic numbers
-    frac_coords: torch.Tensor  # (N, 3)
-    lattice: torch.Tensor  # (B, 3, 3), rows are lattice vectors
-    num_atoms: torch.Tensor  # (B,)
-    properties: torch.Tensor  # (B, P)
-
-    @property
-    def atom_crystal(self) -> torch.Tensor:
-        """Index of each atom's crystal."""
-        return torch.repeat_interleave(torch.arange(len(self.num_atoms), device=self.num_atoms.device), self.num_atoms)
-
-    def to(self, device: torch.device | str) -> CrystalTensors:
-        """The same batch on another device."""
-        return CrystalTensors(*(getattr(self, k).to(device) for k in self.__dataclass_fields__))
-
-    def select(self, indices: torch.Tensor) -> CrystalTensors:
-        """The sub-batch of the crystals at ``indices`` (in that order)."""
-        first = torch.cumsum(self.num_atoms, 0) - self.num_atoms
-        counts = self.num_atoms[indices]
-        starts = torch.repeat_interleave(first[indices], counts)
-        offsets = torch.arange(int(counts.sum()), device=counts.device) - torch.repeat_interleave(
-            torch.cumsum(counts, 0) - counts, counts
-        )
-        atoms = starts + offsets
-        return CrystalTensors(self.atom_types[atoms], self.frac_coords[atoms], self.lattice[indices], counts,
-                              self.properties[indices])
 
 
 def condition_mask(properties: torch.Tensor, drop_prob: float, mode: str = "joint",

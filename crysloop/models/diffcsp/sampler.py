@@ -16,8 +16,9 @@ import torch
 from tqdm.auto import tqdm
 
 from crysloop.errors import InputError
-from crysloop.infra.settings import resolve_device
-from crysloop.models.diffcsp.model import CrystalTensors, DiffCSP
+from crysloop.settings import resolve_device
+from crysloop.data.tensors import CrystalTensors
+from crysloop.models.diffcsp.model import DiffCSP
 from crysloop.models.slab import (
     confine,
     fix_out_of_plane,

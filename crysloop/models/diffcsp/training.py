@@ -33,50 +33,21 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
+from crysloop.data.tensors import CrystalTensors
+from crysloop.data.tensors import records_to_tensors as tensors_of
 from crysloop.errors import InputError
-from crysloop.infra.settings import resolve_device
+from crysloop.settings import resolve_device
 from crysloop.models.diffcsp.checkpoints import read_checkpoint, save_checkpoint
 from crysloop.models.diffcsp.config import DiffCSPConfig
-from crysloop.models.diffcsp.model import MAX_ATOMS, CrystalTensors, DiffCSP
+from crysloop.models.diffcsp.model import MAX_ATOMS, DiffCSP
 from crysloop.models.slab import slab_geometry, to_slab_cells
 
 FinetuneScope = Literal["all", "conditions"]
 
 
-def _structure_and_properties(record: Any) -> tuple[Any, dict]:
-    if hasattr(record, "structure"):
-        return record.structure, dict(getattr(record, "properties", None) or {})
-    if isinstance(record, tuple):
-        return record[0], dict(record[1] or {})
-    return record, {}
-
-
 def records_to_tensors(records: Iterable[Any], properties: Sequence[str] = ()) -> CrystalTensors:
-    """Niggli-reduced crystals as flat tensors; ``records`` hold CrystalRecords, (Structure, dict) pairs or
-    Structures. Missing property values become NaN (and are never used as conditions)."""
-    from crysloop.data.tensors import lattice_params_to_matrix, wrap_frac_coords
-
-    types, coords, params, counts, values = [], [], [], [], []
-    for record in records:
-        structure, props = _structure_and_properties(record)
-        if not structure.is_ordered:
-            raise InputError(f"{structure.composition.reduced_formula}: disordered structures cannot be trained on")
-        if len(structure) > MAX_ATOMS:
-            raise InputError(f"{structure.composition.reduced_formula}: more than {MAX_ATOMS} atoms in the cell")
-        reduced = structure.get_reduced_structure("niggli")
-        types += [site.specie.Z for site in reduced]
-        coords.append(torch.tensor(wrap_frac_coords(reduced.frac_coords), dtype=torch.float32))
-        params.append(list(reduced.lattice.abc) + list(reduced.lattice.angles))
-        counts.append(len(reduced))
-        values.append([float("nan") if props.get(name) is None else float(props[name]) for name in properties])
-    if not counts:
-        raise InputError("no crystals to train on")
-    params_t = torch.tensor(params, dtype=torch.float64)
-    lattice = lattice_params_to_matrix(params_t[:, :3], params_t[:, 3:]).float()
-    return CrystalTensors(
-        torch.tensor(types, dtype=torch.long), torch.cat(coords), lattice, torch.tensor(counts, dtype=torch.long),
-        torch.tensor(values, dtype=torch.float32).reshape(len(counts), len(properties)),
-    )
+    """Training crystals as tensors (``crysloop.data.tensors.records_to_tensors``), at most ``MAX_ATOMS`` each."""
+    return tensors_of(records, properties, max_atoms=MAX_ATOMS)
 
 
 def property_statistics(tensors: CrystalTensors, names: Sequence[str],
