@@ -34,16 +34,15 @@ def test_the_vdw_campaign_loads_its_semi_periodic_model_and_decodes_slabs():
     from crysloop.tasks.sample import sample_cdvae_structures_task
 
     config = load_config(CAMPAIGN)
-    assert config.generator == "condition-cdvae-plus"
-    model, gan = load_checkpoint(config.cdvae_model.checkpoint, device="cpu")
+    assert config.generation.generator == "condition-cdvae-plus"
+    model, gan = load_checkpoint(config.generation.cdvae_model.checkpoint, device="cpu")
     assert model.config.semi_periodic and gan is not None
     assert set(config.conditions) <= set(model.config.scalar_conditions)
     assert (PACKAGED / "vdw-cdvae.pt").stat().st_size < 10e6
     bilayer = ValenceAssignment(ionic=False, species=(("Ga", 0, 2), ("In", 0, 2), ("Se", 0, 3), ("S", 0, 1)))
     bulk_like = ValenceAssignment(ionic=True, species=(("Na", 1, 1), ("Cl", -1, 1)))  # outside its vocabulary
-    settings = config.cdvae_model.model_copy(update={"steps_per_level": 1, "candidates": 4})
-    candidates = sample_cdvae_structures_task.fn(config.cdvae_model.checkpoint, [bilayer, bulk_like],
-                                                 config.conditions, settings, seed=0, device="cpu")  # fmt: skip
+    settings = config.generation.cdvae_model.model_copy(update={"steps_per_level": 1, "candidates": 4})
+    candidates = sample_cdvae_structures_task.fn([bilayer, bulk_like], config.conditions, settings, seed=0, device="cpu")
     assert len(candidates) == 1
     structure = candidates[0].structure
     assert structure.composition.reduced_formula == bilayer.composition.reduced_formula

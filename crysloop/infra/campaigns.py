@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from pymatgen.core import Structure
@@ -11,8 +12,11 @@ from crysloop.errors import InputError
 from crysloop.infra.documents import Campaign, Candidate, ModelCheckpoint, Round, RoundSample, ScreeningResult, utcnow
 
 
-def open_campaign(config: dict, resume: bool = False) -> Campaign:
-    """Create the campaign, or return the stored one when ``config`` is the same (or ``resume`` is asked)."""
+def open_campaign(config: dict, resume: bool = False, normalise: Callable[[dict], dict] | None = None) -> Campaign:
+    """Create the campaign, or return the stored one when ``config`` is the same (or ``resume`` is asked).
+
+    ``normalise`` brings a stored configuration to the current form first (fields moved since it was stored).
+    """
     campaign = Campaign.objects(name=config["name"]).first()
     if campaign is None:
         if resume:
@@ -20,12 +24,22 @@ def open_campaign(config: dict, resume: bool = False) -> Campaign:
         campaign = Campaign(name=config["name"], config=config, description=config.get("description", ""))
         campaign.save()
         return campaign
-    if not resume and campaign.config != config:
+    if not resume and (normalise or dict)(campaign.config) != config:
         raise InputError(
             f"campaign {config['name']!r} exists with a different configuration: "
             f"`crysloop campaign resume {config['name']}` continues it, or choose a new name"
         )
     return campaign
+
+
+def all_campaigns() -> list[Campaign]:
+    """Every campaign, oldest first."""
+    return list(Campaign.objects.order_by("created_at"))
+
+
+def candidate_count(campaign: str) -> int:
+    """How many candidates a campaign stored first."""
+    return Candidate.objects(campaign=campaign).count()
 
 
 def get_campaign(name: str) -> Campaign:
