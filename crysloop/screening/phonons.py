@@ -1,7 +1,7 @@
 """Dynamical stability from harmonic phonons: phonopy finite displacements with forces from an ML potential.
 
 Supercell: the smallest diagonal multiple of the cell whose three plane spacings (perpendicular heights) are at
-least ``min_length`` (a screening compromise; CrysVCD uses 20 A, which costs ~8x the atoms of 10 A).
+least ``min_length`` (a screening compromise; CrysVCD uses 20 A, see docs/defaults.md).
 
 Stability rule: frequencies are evaluated on a Gamma-centred q-mesh and along the seekpath band path, after
 subtracting the residual forces of the undisplaced supercell and enforcing translational invariance (acoustic
