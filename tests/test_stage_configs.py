@@ -13,7 +13,8 @@ from crysloop.screening.config import ScreeningConfig
 
 
 def _rocksalt(a: float, cation: str = "Na") -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [cation, "Cl"], [[0, 0, 0], [0.5] * 3]).get_primitive_structure()
+    cubic = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [cation, "Cl"], [[0, 0, 0], [0.5] * 3])
+    return cubic.get_primitive_structure()
 
 
 @pytest.fixture

@@ -42,7 +42,8 @@ def test_the_vdw_campaign_loads_its_semi_periodic_model_and_decodes_slabs():
     bilayer = ValenceAssignment(ionic=False, species=(("Ga", 0, 2), ("In", 0, 2), ("Se", 0, 3), ("S", 0, 1)))
     bulk_like = ValenceAssignment(ionic=True, species=(("Na", 1, 1), ("Cl", -1, 1)))  # outside its vocabulary
     settings = config.generation.cdvae_model.model_copy(update={"steps_per_level": 1, "candidates": 4})
-    candidates = sample_cdvae_structures_task.fn([bilayer, bulk_like], config.conditions, settings, seed=0, device="cpu")
+    candidates = sample_cdvae_structures_task.fn([bilayer, bulk_like], config.conditions, settings, seed=0,
+                                                 device="cpu")  # fmt: skip
     assert len(candidates) == 1
     structure = candidates[0].structure
     assert structure.composition.reduced_formula == bilayer.composition.reduced_formula

@@ -24,7 +24,7 @@ GENERATION_FIELDS = ("generator", "composition_model", "structure_model", "cdvae
 class CompositionModelConfig(StrictConfig):
     """Stage I: the valence-constrained language model."""
 
-    checkpoint: str = Field("shipped", description="'shipped' or a checkpoint path.")
+    checkpoint: str = Field("shipped", description="Stage I checkpoint: 'shipped' or a path.")
     temperature: float = Field(1.0, gt=0)
     top_k: int = Field(0, ge=0)
     max_atoms: int = Field(20, ge=1, le=100, description="Compositions with more atoms per cell are resampled away.")
@@ -34,7 +34,7 @@ class CompositionModelConfig(StrictConfig):
 class StructureModelConfig(StrictConfig):
     """Stage II: DiffCSP structure diffusion."""
 
-    checkpoint: str = Field("shipped", description="'shipped' or a checkpoint path.")
+    checkpoint: str = Field("shipped", description="Stage II (DiffCSP) checkpoint: 'shipped' or a path.")
     steps: int | None = Field(None, ge=1, description="Sampling steps; None = the model's training timesteps.")
     guidance: float = Field(2.0, ge=0, description="Classifier-free guidance weight w (CrysVCD uses 2).")
     rescale_volume: bool = Field(
@@ -51,7 +51,7 @@ class CDVAEModelConfig(StrictConfig):
     """Stage II alternative (``generator: condition-cdvae-plus``): ConditionCDVAE+ decodes a structure for each
     Stage I composition, steered toward the conditions it knows."""
 
-    checkpoint: str = Field("shipped", description="'shipped' or a checkpoint path.")
+    checkpoint: str = Field("shipped", description="ConditionCDVAE+ checkpoint: 'shipped' or a path.")
     candidates: int = Field(100, ge=1, description="Latents per sample; the property predictor keeps the best.")
     steps_per_level: int | None = Field(None, ge=1, description="Langevin steps per noise level; None = 100.")
     batch_size: int = Field(64, ge=1)

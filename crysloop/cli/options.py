@@ -45,7 +45,7 @@ def field_option(model: type[BaseModel], name: str, *flags: str, **kwargs) -> ty
     """An option for field ``name`` of a config class: its help is the field's description and, left unset (None),
     it takes the class default, so no default is restated here."""
     info = model.model_fields[name]
-    shown = "" if info.default_factory is not None else f" [default: {_shown(info.default)}]"
+    shown = "" if info.default_factory is not None else f" (default: {_shown(info.default)})"
     return typer.Option(None, *flags, help=f"{info.description}{shown}", show_default=False, **kwargs)
 
 

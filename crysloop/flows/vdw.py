@@ -35,7 +35,8 @@ from crysloop.vdw.monolayers import select_monolayers
 
 def build_dataset(config: BuildConfig, out_dir: str | Path, progress: bool = True, command: str = "") -> BuildSummary:
     """Run :func:`build_vdw_flow` on the task runner ``config.executor`` asks for."""
-    return build_vdw_flow.with_options(task_runner=task_runner(config.executor))(config, Path(out_dir), progress, command)
+    run = build_vdw_flow.with_options(task_runner=task_runner(config.executor))
+    return run(config, Path(out_dir), progress, command)
 
 
 @flow(name="build-vdw", validate_parameters=False)

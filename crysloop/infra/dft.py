@@ -14,7 +14,7 @@ def dft_ledger(preset: str) -> Ledger:
 
 
 def queue_top_candidates(campaign: str | None, preset: str, top_n: int) -> list[DFTJob]:
-    """Pending DFT jobs for the ``top_n`` screened candidates (status ok, hull covered) with the lowest energy above hull.
+    """Pending DFT jobs of the ``top_n`` screened candidates (status ok, hull covered) lowest above the hull.
 
     A candidate screened with several potentials counts once, with its lowest value; candidates that already
     have a job under ``preset`` keep it (it is returned only while pending).

@@ -57,7 +57,8 @@ def save_screening_result(candidate_id: str, mlip: str, fields: dict) -> None:
 
 def dataset_reference_structures(chemsys: str) -> list[Structure]:
     """Structures of known compounds (dataset records) whose chemical system is exactly ``chemsys``."""
-    return [Structure.from_dict(c.structure) for c in Candidate.objects(source="dataset", chemsys=chemsys).only("structure")]
+    known = Candidate.objects(source="dataset", chemsys=chemsys).only("structure")
+    return [Structure.from_dict(c.structure) for c in known]
 
 
 def _references(source: str) -> Ledger:

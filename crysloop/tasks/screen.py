@@ -21,6 +21,7 @@ from crysloop.infra.screening import (
     save_hull_reference_entries,
     save_screening_result,
 )
+from crysloop.screening.config import ScreeningConfig
 from crysloop.screening.hull import HullResult
 from crysloop.screening.mp_references import SOURCE_API, SOURCE_TABLE, api_entries, table_entries
 from crysloop.screening.phonons import PhononConfig, PhononResult, phonon_stability
@@ -49,7 +50,8 @@ def relax_candidates_task(items: Sequence[ScreenItem], mlip: str, config: RelaxC
 
 @task(name="hull-references", task_run_name="references-{mlip}-{chemsys}", tags=["mlip"], cache_policy=NO_CACHE)
 def hull_references_task(chemsys: str, mlip: str, config: RelaxConfig, extra_structures: Sequence[Structure] = (),
-                         batch_size: int = 16) -> list[ComputedStructureEntry]:  # fmt: skip
+                         batch_size: int = ScreeningConfig.model_fields["batch_size"].default,
+                         ) -> list[ComputedStructureEntry]:  # fmt: skip
     """Reference entries of exactly ``chemsys`` under ``mlip``: the cached ones, plus any new reference relaxed now
     (from ``extra_structures``, the dataset's known compounds and, for an element, its elemental structures)."""
     cached = hull_reference_entries(mlip, chemsys)
@@ -96,7 +98,8 @@ def phonon_task(item: ScreenItem, structure: Structure, mlip: str, config: Phono
 @task(name="save-screening-result", task_run_name="save-{item.formula}-{item.candidate_id}", tags=["db"],
       retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)  # fmt: skip
 def save_screening_result_task(item: ScreenItem, mlip: str, relax: RelaxResult, hull: HullResult | None,
-                               phonon: PhononResult | None, ehull_stable: float, error: str | None = None) -> str:  # fmt: skip
+                               phonon: PhononResult | None, ehull_stable: float,
+                               error: str | None = None) -> str:  # fmt: skip
     """Store the ``ScreeningResult`` of one candidate (:func:`crysloop.screening.record.result_fields`); its status."""
     fields = result_fields(relax, hull, phonon, ehull_stable, error)
     save_screening_result(item.candidate_id, mlip, {"campaign": item.campaign, "formula": item.formula,

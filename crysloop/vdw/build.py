@@ -90,7 +90,8 @@ def relax_record(structure: Structure, config: BuildConfig, in_plane: bool) -> d
 def relax_bilayer(structure: dict, layer: list[int], config: BuildConfig) -> dict:
     """Relax one bilayer (positions + in-plane cell) and evaluate its two layers alone at the relaxed geometry."""
     calculator = potential(config.mlip, config.damping, config.device)
-    result = relax_structures([Structure.from_dict(structure)], calculator, batch_size=1, config=config.relax_config(True))[0]
+    start = Structure.from_dict(structure)
+    result = relax_structures([start], calculator, batch_size=1, config=config.relax_config(True))[0]
     record = _record(result)
     if result.ok:
         lower, upper = layer_parts(result.structure, layer)
