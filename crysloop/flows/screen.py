@@ -99,7 +99,7 @@ def screen_flow(
     mlip = config.mlip
     logger = get_run_logger()
     relax_config = RelaxConfig.of(config)
-    phonon_config = PhononConfig.of(config)
+    phonon_config = PhononConfig.of(config) if config.phonons else None
     extra = _reference_structures_by_chemsys(reference_structures or [])
     summary = ScreenSummary(mlip=mlip)
     references: dict[str, list[ComputedStructureEntry]] = {}
@@ -117,8 +117,8 @@ def screen_flow(
                 _ensure_mp_references(chunk, references, sources)
             else:
                 _ensure_references(chunk, mlip, relax_config, config.batch_size, extra, materials_project, references)
-            phonons = phonon_config if config.phonons else None
-            _finish_chunk(chunk, relaxed, mlip, labels.ehull_stable, phonons, concurrency, references, sources, summary)
+            _finish_chunk(chunk, relaxed, mlip, labels.ehull_stable, phonon_config, concurrency, references, sources,
+                          summary)  # fmt: skip
             done = start + len(chunk)
             update_progress_artifact(progress, 100.0 * done / len(items))
             logger.info("screened %d/%d (%d failed, %d unconverged, %d of unknown stability)", done, len(items),
