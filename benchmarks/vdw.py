@@ -130,7 +130,7 @@ def _formation_energies(structures, manifest: dict) -> tuple[list[float], int]:
     from crysloop.screening.relax import RelaxConfig, relax_structures
     from crysloop.vdw.build import potential
     from crysloop.vdw.config import IN_PLANE_MASK
-    from crysloop.vdw.labels import formation_energy_per_atom
+    from crysloop.vdw.descriptors import formation_energy_per_atom
 
     settings, mu = manifest["config"], manifest["chemical_potentials_eV_per_atom"]
     usable = [s for s in structures if {e.symbol for e in s.composition.elements} <= set(mu)]

@@ -90,7 +90,7 @@ def test_two_round_campaign_end_to_end(tiny_models, settings, prefect_harness):
     # the stored statistics are those of the stored round, recomputed here from its samples and screening
     from crysloop.campaign.statistics import round_statistics
     from crysloop.flows.campaign import reference_structures
-    from crysloop.infra.campaigns import round_samples
+    from crysloop.infra.campaign import round_samples
 
     with database(readonly=True):
         for index in (0, 1):
@@ -114,7 +114,7 @@ def _cli(args: list[str], env: dict, **kwargs) -> subprocess.Popen:
 
 def _stored(settings, collection: str) -> list[dict]:
     """The documents of ``collection`` as a read-only client sees them on disk (snapshot + journal)."""
-    from crysloop.infra.embedded import client_class
+    from crysloop.infra.embedded_store import client_class
 
     client = client_class(settings.db_dir, readonly=True)()
     try:

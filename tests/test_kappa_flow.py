@@ -13,7 +13,7 @@ from crysloop.infra.db import database
 from crysloop.infra.documents import Candidate, KappaResult, ScreeningResult
 from crysloop.infra.store import NewCandidate, add_candidates
 from crysloop.kappa.config import KappaStageConfig
-from crysloop.kappa.labels import kappa_labels
+from crysloop.kappa.targets import kappa_labels
 
 MESH = (11, 11, 11)
 

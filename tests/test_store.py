@@ -11,7 +11,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from crysloop.infra import store
-from crysloop.infra.campaigns import campaign_candidate_ids, round_candidates, round_samples
+from crysloop.infra.campaign import campaign_candidate_ids, round_candidates, round_samples
 from crysloop.infra.documents import ALL_DOCUMENTS, Candidate, RoundSample
 from crysloop.infra.store import NewCandidate, add_candidates, record_round_samples
 

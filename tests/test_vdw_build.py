@@ -17,7 +17,7 @@ from crysloop.vdw.bilayers import Stacking, make_bilayer
 from crysloop.flows.vdw import build_dataset
 from crysloop.vdw.build import potential
 from crysloop.vdw.config import BuildConfig
-from crysloop.vdw.labels import binding_energy_per_area, in_plane_area, layer_parts
+from crysloop.vdw.descriptors import binding_energy_per_area, in_plane_area, layer_parts
 from crysloop.vdw.monolayers import Monolayer
 
 GASE = Monolayer(("Ga", "Se"), ("Ga", "Se"))

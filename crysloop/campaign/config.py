@@ -165,7 +165,7 @@ class CampaignConfig(StrictConfig):
                 raise ValueError(f"{name} is a yes/no label: give 0 or 1, not {value[name]}")
         if "kappa" in value and value["kappa"] <= 0:
             raise ValueError("a thermal-conductivity target must be positive (W/m/K)")
-        if "kappa" in value:  # the models learn log10(kappa / W/m/K), see crysloop.kappa.labels
+        if "kappa" in value:  # the models learn log10(kappa / W/m/K), see crysloop.kappa.targets
             value = {**{k: v for k, v in value.items() if k != "kappa"}, "log10_kappa": math.log10(value["kappa"])}
         return value
 

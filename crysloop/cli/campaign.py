@@ -53,7 +53,7 @@ def run(config: Path = typer.Argument(..., help="Campaign YAML file.")) -> None:
 def resume(name: str = typer.Argument(..., help="Campaign name.")) -> None:
     """Continue a stopped or killed campaign from the database state, skipping finished work."""
     from crysloop.flows.campaign import campaign_flow
-    from crysloop.infra.campaigns import get_campaign
+    from crysloop.infra.campaign import get_campaign
 
     with database(readonly=True):
         stored = dict(get_campaign(name).config)
@@ -85,7 +85,7 @@ def deploy(
 @app.command()
 def status(name: str = typer.Argument(None, help="Campaign name; all campaigns when omitted.")) -> None:
     """Round-by-round statistics of a campaign."""
-    from crysloop.infra.campaigns import all_campaigns, get_campaign, rounds
+    from crysloop.infra.campaign import all_campaigns, get_campaign, rounds
 
     with database(readonly=True):
         names = [name] if name else [c.name for c in all_campaigns()]
@@ -101,7 +101,7 @@ def status(name: str = typer.Argument(None, help="Campaign name; all campaigns w
 @app.command("list")
 def list_campaigns() -> None:
     """Every campaign in the database."""
-    from crysloop.infra.campaigns import all_campaigns, candidate_count
+    from crysloop.infra.campaign import all_campaigns, candidate_count
 
     with database(readonly=True):
         table = Table("name", "status", "rounds", "candidates", "created", "description")

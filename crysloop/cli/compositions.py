@@ -42,7 +42,7 @@ def label(
 ) -> None:
     """Label compositions with charge-neutral oxidation states (ionic) or as alloys."""
     from crysloop.chemistry.valence import as_composition, label_compositions
-    from crysloop.models.composition.data import read_compositions
+    from crysloop.data.compositions import read_compositions
 
     compositions = []
     for item in inputs:
@@ -98,7 +98,7 @@ def train(
     from crysloop.models.composition import (
         CompositionLMConfig, finetune_composition_lm, load_checkpoint, save_checkpoint, train_composition_lm,
     )  # fmt: skip
-    from crysloop.models.composition.data import read_compositions
+    from crysloop.data.compositions import read_compositions
 
     device = resolve_device(device)
     records = [r for path in data for r in read_compositions(path)]

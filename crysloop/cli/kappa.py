@@ -126,7 +126,7 @@ def show(
     """Stored kappa results, highest kappa first."""
     from crysloop.infra.db import database
     from crysloop.infra.kappa import kappa_results
-    from crysloop.kappa.labels import kappa_at
+    from crysloop.kappa.targets import kappa_at
 
     with database(readonly=True):
         rows = [(kappa_at(r, temperature), r) for r in kappa_results(campaign, mlip)]
@@ -186,7 +186,7 @@ def dft(
     from monty.serialization import dumpfn
 
     from crysloop.kappa.conductivity import KappaConfig
-    from crysloop.kappa.dft import dft_kappa_flow
+    from crysloop.kappa.vasp import dft_kappa_flow
 
     stage = _stage(temperatures, mesh, fc3_min_length=fc3_min_length, fc2_min_length=fc2_min_length, lbte=lbte)
     flow = dft_kappa_flow(_read_structure(path), KappaConfig.of(stage))

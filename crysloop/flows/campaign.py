@@ -15,14 +15,14 @@ from prefect.artifacts import create_markdown_artifact
 from pymatgen.core import Composition, Structure
 
 from crysloop.campaign.config import CampaignConfig, parse_config
-from crysloop.campaign.labels import stability_class, stability_labels
+from crysloop.campaign.stability import stability_class, stability_labels
 from crysloop.campaign.report import best_candidates_markdown, ehull_plot, png_markdown
 from crysloop.campaign.statistics import round_statistics
 from crysloop.data.datasets import load_dataset
 from crysloop.flows.generate import generate_flow
 from crysloop.flows.runners import task_runner
 from crysloop.flows.screen import screen_flow
-from crysloop.infra import campaigns as store
+from crysloop.infra import campaign as store
 from crysloop.infra import faults
 from crysloop.infra.db import database
 from crysloop.settings import get_settings
@@ -73,7 +73,7 @@ def _stage2(config: CampaignConfig):
 def _labelled(config: CampaignConfig, upto: int) -> list[tuple[Composition, Structure, dict]]:
     """Every screened candidate of rounds 0..``upto`` with its stability (and kappa) labels."""
     from crysloop.infra.kappa import kappa_results
-    from crysloop.kappa.labels import kappa_labels
+    from crysloop.kappa.targets import kappa_labels
 
     kappa = kappa_labels(kappa_results(config.name)) if config.kappa.enabled else {}
     examples = []

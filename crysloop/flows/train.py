@@ -8,7 +8,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 
 from crysloop.data.datasets import load_dataset
-from crysloop.infra.campaigns import register_checkpoint
+from crysloop.infra.campaign import register_checkpoint
 from crysloop.infra.db import database
 from crysloop.tasks.train import train_composition_task, train_structure_task
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pymatgen.core import Structure
 
-from crysloop.infra.campaigns import campaign_candidate_ids
+from crysloop.infra.campaign import campaign_candidate_ids
 from crysloop.infra.documents import Candidate, HullReference, ScreeningResult, utcnow
 from crysloop.infra.work import Ledger
 

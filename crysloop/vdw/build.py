@@ -28,7 +28,7 @@ from crysloop.screening.potentials import get_calculator, predict_batch
 from crysloop.screening.relax import RelaxResult, relax_structures
 from crysloop.vdw.bilayers import Stacking, pair_bilayers
 from crysloop.vdw.config import BuildConfig
-from crysloop.vdw.labels import (
+from crysloop.vdw.descriptors import (
     binding_energy_per_area,
     formation_energy_per_atom,
     in_plane_area,
