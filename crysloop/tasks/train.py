@@ -72,3 +72,15 @@ def train_structure_task(records: list, properties: list[str], out: Path, epochs
     model = diffcsp.train_diffcsp(records, config, device=resolve_device(device), epochs=epochs, checkpoint_path=out,
                                   log_path=Path(out).with_suffix(".metrics.jsonl"), seed=seed, progress=False)  # fmt: skip
     return {"conditions": list(model.config.properties), "n_train": len(records)}
+
+
+@task(name="train-cdvae", tags=["gpu", "stage-2"])
+def train_cdvae_task(records: list, conditions: list[str], out: Path, epochs: int, preset: str = "cpu-small",
+                     gan_epochs: int = 50, device: str = "auto", seed: int = 0) -> dict:  # fmt: skip
+    """Train ConditionCDVAE+ from scratch on dataset records (the VAE, then its latent GAN), conditioned on the named
+    properties and ``formula``; checkpointed as it goes."""
+    config = cdvae.CDVAEConfig.preset(preset, conditions=tuple(conditions))
+    model, _ = cdvae.train_cdvae(records, config, device=resolve_device(device), epochs=epochs,
+                                 gan_config=cdvae.GANConfig.preset(preset), gan_epochs=gan_epochs, checkpoint_path=out,
+                                 log_path=Path(out).with_suffix(".metrics.jsonl"), seed=seed, progress=False)  # fmt: skip
+    return {"conditions": list(model.config.scalar_conditions), "n_train": len(records)}
