@@ -45,7 +45,7 @@ def test_bad_files_say_what_they_are(tmp_path):
     torch.save({"weight": torch.zeros(1)}, foreign)
     with pytest.raises(InputError, match="is not a crysloop checkpoint"):
         read_checkpoint(foreign, "cdvae")
-    with pytest.raises(InputError, match="is a DiffCSP checkpoint, not a composition-model one"):
+    with pytest.raises(InputError, match="is a crysloop-diffcsp checkpoint, not a composition-model one"):
         read_checkpoint(asset_path("checkpoints", "diffcsp_mp20_small.pt"), "composition_lm")
     future = write_checkpoint(tmp_path / "future.pt", "diffcsp", {}, {})
     torch.save({**torch.load(future, weights_only=True), "version": 3}, future)

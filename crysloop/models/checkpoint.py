@@ -83,7 +83,7 @@ def read_checkpoint(path: str | Path, kind: Kind) -> dict[str, Any]:
     if found is None:
         raise InputError(f"{path} is not a crysloop checkpoint")
     if found != kind:
-        raise InputError(f"{path} is a {KIND_NAMES.get(found, found)} checkpoint, not a {name} one")
+        raise InputError(f"{path} is a crysloop-{found} checkpoint, not a {name} one")
     if payload["format"] != FORMAT:
         payload = {**payload, "format": FORMAT, "version": 1, "kind": found}
     elif payload.get("version") != VERSION:
