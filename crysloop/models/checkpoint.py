@@ -92,6 +92,17 @@ def read_checkpoint(path: str | Path, kind: Kind) -> dict[str, Any]:
     return payload
 
 
+def resume_from(path: str | Path | None, kind: Kind) -> dict[str, Any] | None:
+    """The ``kind`` checkpoint a run continues from: None when there is no file yet (a first run); a file without a
+    training state (saved slim) is an InputError."""
+    if path is None or not Path(path).is_file():
+        return None
+    payload = read_checkpoint(path, kind)
+    if "training_state" not in payload:
+        raise InputError(f"{path} holds no training state (saved slim); cannot resume")
+    return payload
+
+
 def _kind_of(payload: Any) -> str | None:
     """The model kind a loaded file declares (version 2 or 1), or None for anything else."""
     if not isinstance(payload, dict):

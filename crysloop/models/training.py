@@ -187,7 +187,10 @@ class Trainer:
             while self.step < self.total_steps and not out_of_time:
                 sums: dict[str, float] = {}
                 counts: dict[str, int] = {}
-                for batch in self.task.batches():
+                batches = self.task.batches()
+                if not batches:
+                    raise InputError(f"{run.name}: an epoch has no batches (no training data?)")
+                for batch in batches:
                     for key, value in self.task.step(batch, self).items():
                         sums[key] = sums.get(key, 0.0) + value
                         counts[key] = counts.get(key, 0) + 1

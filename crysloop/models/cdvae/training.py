@@ -26,10 +26,11 @@ import torch
 from crysloop.data.graph import radius_graph_pbc
 from crysloop.data.tensors import CrystalTensors
 from crysloop.errors import InputError
-from crysloop.models.cdvae.checkpoints import read_checkpoint, save_checkpoint
+from crysloop.models.cdvae.checkpoints import KIND, save_checkpoint
 from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.gan import GANConfig, LatentGAN, train_latent_gan
 from crysloop.models.cdvae.model import ConditionCDVAE, lattice_features
+from crysloop.models.checkpoint import resume_from
 from crysloop.models.slab import fits_slab, slab_geometry, to_slab_cells
 from crysloop.models.training import OptimizerConfig, RunConfig, Trainer, seed_everything
 from crysloop.settings import resolve_device
@@ -110,6 +111,27 @@ class _Autoencoding:
         return {}
 
 
+class _Checkpoints:
+    """Both stages checkpoint to one file: the VAE's weights, the GAN's generator once it trains, a summary, and
+    (unless ``slim``) the training state of the stage in progress."""
+
+    def __init__(self, model: ConditionCDVAE, path: str | Path | None, slim: bool, summary: dict[str, Any]):
+        self.model, self.path, self.slim, self.summary = model, path, slim, summary
+
+    def vae(self, trainer: Trainer) -> None:
+        self.summary.update(steps=trainer.step, epochs=trainer.epoch, vae_seconds=round(trainer.elapsed, 1))
+        self._write(None, trainer, "vae", trainer.elapsed)
+
+    def gan(self, gan: LatentGAN, trainer: Trainer) -> None:
+        self._write(gan, trainer, "gan", self.summary["vae_seconds"] + trainer.elapsed)
+
+    def _write(self, gan: LatentGAN | None, trainer: Trainer, stage: str, seconds: float) -> None:
+        if self.path is None:
+            return
+        state = None if self.slim else {**trainer.state_dict(), "stage": stage, "summary": self.summary}
+        save_checkpoint(self.model, self.path, gan, {**self.summary, "train_seconds": round(seconds, 1)}, state)
+
+
 def train_cdvae(
     records: Iterable[Any] | CrystalTensors,
     config: CDVAEConfig,
@@ -147,33 +169,19 @@ def train_cdvae(
         raise InputError(f"a training crystal has more than the model's {model.config.max_atoms} atoms")
     data = data.to(device)
     model = model.to(device).train()
-    n = len(data.num_atoms)
-    state = None
-    if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
-        payload = read_checkpoint(checkpoint_path)
-        state = payload.get("training_state")
-        if state is None:
-            raise InputError(f"{checkpoint_path} holds no training state (saved slim); cannot resume")
-    summary: dict[str, Any] = {"train_crystals": n, "device": device, "gan_epochs": gan_epochs}
-
-    def save(gan: LatentGAN | None, trainer: Trainer, stage: str) -> None:
-        if checkpoint_path is None:
-            return
-        if stage == "vae":
-            summary.update(steps=trainer.step, epochs=trainer.epoch, vae_seconds=round(trainer.elapsed, 1))
-        seconds = summary["vae_seconds"] + (trainer.elapsed if stage == "gan" else 0.0)
-        training_state = None if slim else {**trainer.state_dict(), "stage": stage, "summary": summary}
-        save_checkpoint(model, checkpoint_path, gan, {**summary, "train_seconds": round(seconds, 1)}, training_state)
-
+    saved = resume_from(checkpoint_path, KIND) if resume else None
+    state = saved["training_state"] if saved is not None else None
+    checkpoints = _Checkpoints(model, checkpoint_path, slim, {"train_crystals": len(data.num_atoms), "device": device,
+                                                              "gan_epochs": gan_epochs})  # fmt: skip
     if state is not None and state["stage"] == "gan":  # the VAE was trained to the end before the GAN began
-        model.load_state_dict(payload["state_dict"])
-        summary.update(state["summary"])
+        model.load_state_dict(saved["state_dict"])
+        checkpoints.summary.update(state["summary"])
     else:
         run = RunConfig(steps=steps, epochs=epochs if epochs is not None else 100, time_limit_s=time_limit_s,
                         checkpoint_every=checkpoint_every, log_path=log_path, progress=progress,
                         name="training ConditionCDVAE+")  # fmt: skip
         vae = Trainer({"model": (model, optimizer_config(config))}, _Autoencoding(model, data, seed, time_limit_s),
-                      run, lambda trainer: save(None, trainer, "vae"))  # fmt: skip
+                      run, checkpoints.vae)  # fmt: skip
         if state is not None:
             vae.load_state_dict(state)
             state = None
@@ -183,7 +191,7 @@ def train_cdvae(
     if gan_epochs > 0:
         gan = train_latent_gan(model, data, gan_config or GANConfig(), epochs=gan_epochs, seed=seed,
                                log_path=log_path, progress=progress,
-                               on_checkpoint=lambda g, trainer: save(g, trainer, "gan"),
+                               on_checkpoint=checkpoints.gan,
                                checkpoint_every=checkpoint_every, resume_state=state)  # fmt: skip
     return model, gan
 

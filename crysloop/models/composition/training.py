@@ -31,7 +31,8 @@ from pymatgen.core import Composition
 
 from crysloop.chemistry.valence import ValenceAssignment, label_compositions
 from crysloop.errors import InputError
-from crysloop.models.composition.checkpoint import read_checkpoint, save_checkpoint
+from crysloop.models.checkpoint import resume_from
+from crysloop.models.composition.checkpoint import KIND, save_checkpoint
 from crysloop.models.composition.model import CompositionLM, CompositionLMConfig, ConditionSpec
 from crysloop.models.composition.vocab import BOS, EOS, PAD, CompositionVocabulary
 from crysloop.models.training import OptimizerConfig, RunConfig, Trainer, seed_everything
@@ -183,11 +184,9 @@ def _fit(model: CompositionLM, examples: _Examples, names: list[str], fit: _Fit,
     run = RunConfig(epochs=fit.epochs, checkpoint_every=fit.checkpoint_every, progress=fit.progress,
                     name="training composition model")  # fmt: skip
     trainer = Trainer({"model": (model, replace(OPTIMIZER, lr=fit.lr))}, task, run, save)
-    if fit.resume and fit.checkpoint_path is not None and Path(fit.checkpoint_path).is_file():
-        state = read_checkpoint(fit.checkpoint_path).get("training_state")
-        if state is None:
-            raise InputError(f"{fit.checkpoint_path} holds no training state; cannot resume")
-        trainer.load_state_dict(state)
+    saved = resume_from(fit.checkpoint_path, KIND) if fit.resume else None
+    if saved is not None:
+        trainer.load_state_dict(saved["training_state"])
     trainer.fit()
     model.eval()
     record(report(trainer))

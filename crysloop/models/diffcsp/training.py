@@ -33,7 +33,8 @@ import torch
 from crysloop.data.tensors import CrystalTensors
 from crysloop.data.tensors import records_to_tensors as tensors_of
 from crysloop.errors import InputError
-from crysloop.models.diffcsp.checkpoints import read_checkpoint, save_checkpoint
+from crysloop.models.checkpoint import resume_from
+from crysloop.models.diffcsp.checkpoints import KIND, save_checkpoint
 from crysloop.models.diffcsp.config import DiffCSPConfig
 from crysloop.models.diffcsp.model import MAX_ATOMS, DiffCSP
 from crysloop.models.slab import slab_geometry, to_slab_cells
@@ -179,11 +180,9 @@ def train_diffcsp(
                     checkpoint_every=checkpoint_every, log_path=log_path, progress=progress, name="training DiffCSP")
     trainer = Trainer({"model": (model, optimizer_config(config))}, _Denoising(model, data, val, seed, use_amp), run,
                       save)  # fmt: skip
-    if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
-        state = read_checkpoint(checkpoint_path).get("training_state")
-        if state is None:
-            raise InputError(f"{checkpoint_path} holds no training state (saved slim); cannot resume")
-        trainer.load_state_dict(state)
+    saved = resume_from(checkpoint_path, KIND) if resume else None
+    if saved is not None:
+        trainer.load_state_dict(saved["training_state"])
     if compile:
         for layer in model.denoiser.layers:
             layer.compile(dynamic=True)
