@@ -139,13 +139,17 @@ class Trainer:
                  on_checkpoint: Callable[[Trainer], None] | None = None):  # fmt: skip
         self.task, self.run, self.on_checkpoint = task, run, on_checkpoint
         self.total_steps = run.steps if run.steps is not None else run.epochs * task.steps_per_epoch
-        self.modules = {name: module for name, (module, _) in parts.items()}
-        self.configs = {name: config for name, (_, config) in parts.items()}
-        self.optimizers = {name: self.configs[name].optimizer(module.parameters()) for name, module in self.modules.items()}
-        self.schedulers = {name: self.configs[name].scheduler(optimizer, self.total_steps)
-                           for name, optimizer in self.optimizers.items()}  # fmt: skip
-        self.emas = {name: AveragedModel(self.modules[name], avg_fn=ema_update(config.ema_decay), use_buffers=True)
-                     for name, config in self.configs.items() if config.ema_decay is not None}  # fmt: skip
+        self.modules: dict[str, nn.Module] = {}
+        self.configs: dict[str, OptimizerConfig] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, Any] = {}
+        self.emas: dict[str, AveragedModel] = {}
+        for name, (module, config) in parts.items():
+            self.modules[name], self.configs[name] = module, config
+            self.optimizers[name] = config.optimizer(module.parameters())
+            self.schedulers[name] = config.scheduler(self.optimizers[name], self.total_steps)
+            if config.ema_decay is not None:
+                self.emas[name] = AveragedModel(module, avg_fn=ema_update(config.ema_decay), use_buffers=True)
         self.step, self.epoch, self.elapsed_before = 0, 0, 0.0
         self.metrics: dict[str, float] = {}  # the last epoch's
         self._start = time.monotonic()

@@ -202,7 +202,8 @@ class _LatentWGAN:
         return {**metrics, "g_loss": float(g_loss.detach())}
 
     def end_epoch(self, trainer: Trainer, metrics: dict[str, float]) -> dict[str, float]:
-        return {"moment_distance": moment_distance(self.gan, self.model, self.cache), "g_loss": metrics.get("g_loss", 0.0)}
+        gap = moment_distance(self.gan, self.model, self.cache)
+        return {"moment_distance": gap, "g_loss": metrics.get("g_loss", 0.0)}
 
 
 def train_latent_gan(model, data: CrystalTensors, config: GANConfig, epochs: int = 50, seed: int = 0,
@@ -219,7 +220,8 @@ def train_latent_gan(model, data: CrystalTensors, config: GANConfig, epochs: int
         p.requires_grad_(False)
     try:
         cache = cache_latents(model, data.to(device))
-        gan = LatentGAN(config, len(model.config.conditions) * model.config.cond_dim, model.config.latent_dim).to(device)
+        cond_dim = len(model.config.conditions) * model.config.cond_dim
+        gan = LatentGAN(config, cond_dim, model.config.latent_dim).to(device)
         run = RunConfig(epochs=epochs, checkpoint_every=checkpoint_every, log_path=log_path, log_prefix="gan_",
                         progress=progress, name="training latent WGAN-GP")  # fmt: skip
         save = (lambda trainer: on_checkpoint(gan, trainer)) if on_checkpoint is not None else None
