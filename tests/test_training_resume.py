@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MP20 = ROOT.parent / "shared" / "data" / "mp_20_sample" / "val.csv.gz"
 FORMULAS = ["MgO", "NaCl", "Fe3O4", "GaAs", "Ni3Al", "ZnS", "KCl", "CaF2", "Al2O3", "TiO2", "LiF", "SrTiO3"]
 MODELS = ("diffcsp", "cdvae", "composition_lm")
+pytestmark = pytest.mark.slow
 
 
 def _crystals(n: int) -> list:
@@ -116,6 +117,7 @@ def test_a_run_stopped_between_steps_resumes_to_the_same_weights(model, stop_at,
 KILLS = [("diffcsp", 2), ("cdvae", 5), ("composition_lm", 2)]
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("model,kill_at", KILLS)
 def test_a_kill_while_saving_leaves_the_previous_checkpoint(model, kill_at, uninterrupted, tmp_path, single_thread):
     path = tmp_path / "run.pt"
