@@ -24,12 +24,17 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
+    from crysloop.settings import get_settings
+
     folder = tmp_path_factory.mktemp("cdvae")
     path = folder / "tiny.pt"
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as exit_info:
+        patch.setenv("CRYSLOOP_DATA_DIR", str(folder / "data"))  # training records the checkpoint there
+        get_settings.cache_clear()
         main(["cdvae", "train", str(SHARED_DATA / "mp_20_sample" / "val.csv.gz"), "--preset", "cpu-tiny",
               "--conditions", "formation_energy_per_atom,band_gap,formula", "--steps", "2", "--gan-epochs", "1",
               "--device", "cpu", "--out", str(path)])  # fmt: skip
+    get_settings.cache_clear()
     assert exit_info.value.code == 0
     return path
 

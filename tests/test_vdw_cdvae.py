@@ -52,7 +52,7 @@ def test_the_vdw_campaign_loads_its_semi_periodic_model_and_decodes_slabs():
     assert low - 1e-5 <= structure.frac_coords[:, 2].min() and structure.frac_coords[:, 2].max() <= high + 1e-5
 
 
-def test_cli_semi_periodic_flag_is_saved_and_honoured_when_sampling(tmp_path, capsys):
+def test_cli_semi_periodic_flag_is_saved_and_honoured_when_sampling(tmp_path, capsys, settings):
     import torch
 
     from crysloop.cli import main

@@ -38,11 +38,16 @@ def train(
     semi_periodic: bool = typer.Option(False, "--semi-periodic",
                                        help="Layered data: keep c fixed and atoms inside the slab (no wrapping "
                                             "across the vacuum); saved in the checkpoint, used when sampling."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out (same data and options)."),
+    name: str = typer.Option(None, "--name", help="Name of the checkpoint in the results database (default: --out)."),
+    save_db: bool = typer.Option(True, "--db/--no-db", help="Record the checkpoint in the results database."),
 ) -> None:
-    """Train a ConditionCDVAE+ model (VAE, then the latent GAN); writes the checkpoint and a metrics log."""
+    """Train a ConditionCDVAE+ model (VAE, then the latent GAN); writes the checkpoint as it goes and a metrics log,
+    and records the checkpoint in the results database."""
     import torch
 
     from crysloop.data.datasets import load_dataset
+    from crysloop.infra.models import register_model
     from crysloop.models.cdvae import CDVAEConfig, GANConfig, train_cdvae
 
     if encoder not in ("equiformer", "dimenet"):
@@ -58,7 +63,10 @@ def train(
     log = out.with_suffix(".metrics.jsonl")
     model, gan = train_cdvae(records, config, device=device, epochs=epochs, steps=steps, time_limit_s=time_limit,
                              gan_config=GANConfig.preset(preset), gan_epochs=gan_epochs, checkpoint_path=out,
-                             log_path=log, seed=seed)  # fmt: skip
+                             log_path=log, seed=seed, resume=resume)  # fmt: skip
+    if save_db:
+        register_model(name or str(out.resolve()), "cdvae", out, model.config.scalar_conditions,
+                       {"n_train": len(records)})  # fmt: skip
     size = sum(p.numel() for p in model.parameters())
     console.print(f"wrote {out} ({size / 1e6:.2f}M parameters{', with latent GAN' if gan else ''}); metrics in {log}")
 

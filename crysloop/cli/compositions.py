@@ -93,10 +93,15 @@ def train(
     device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     init: Path = typer.Option(None, "--init", help="Fine-tune this checkpoint instead of starting from scratch."),
     vocabulary: str = typer.Option("common", help="Oxidation states of a new model: common (curated) or full."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out (same data and options)."),
+    name: str = typer.Option(None, "--name", help="Name of the checkpoint in the results database (default: --out)."),
+    save_db: bool = typer.Option(True, "--db/--no-db", help="Record the checkpoint in the results database."),
 ) -> None:
-    """Train (or fine-tune with --init) the composition language model and save a checkpoint."""
+    """Train (or fine-tune with --init) the composition language model; writes the checkpoint as it goes and records
+    it in the results database."""
+    from crysloop.infra.models import register_model
     from crysloop.models.composition import (
-        CompositionLMConfig, finetune_composition_lm, load_checkpoint, save_checkpoint, train_composition_lm,
+        CompositionLMConfig, finetune_composition_lm, load_checkpoint, train_composition_lm,
     )  # fmt: skip
     from crysloop.data.compositions import read_compositions
 
@@ -105,26 +110,26 @@ def train(
     if not records:
         raise InputError("no compositions in the training data")
     spec = _parse_properties(properties)
-    for name, (column, _) in spec.items():
+    for condition, (column, _) in spec.items():
         if not any(column in r.properties for r in records):
-            raise InputError(f"--property {name}: column {column!r} is not in the training data")
+            raise InputError(f"--property {condition}: column {column!r} is not in the training data")
     values = [{name: r.properties.get(column) for name, (column, _) in spec.items()} for r in records]
     kinds = {name: kind for name, (_, kind) in spec.items()}
     compositions = [r.composition for r in records]
+    run = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device, "seed": seed, "progress": True,
+           "checkpoint_path": out, "resume": resume}  # fmt: skip
     if init:
         examples = list(zip(compositions, values, strict=True))
-        model = finetune_composition_lm(load_checkpoint(init, device="cpu"), examples, kinds,
-                                        epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
-                                        progress=True)  # fmt: skip
+        model = finetune_composition_lm(load_checkpoint(init, device="cpu"), examples, kinds, **run)
     else:
         from crysloop.chemistry.oxidation import check_vocabulary
 
         config = CompositionLMConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd,
                                      vocabulary=check_vocabulary(vocabulary))
-        model = train_composition_lm(compositions, values, kinds, config, epochs=epochs, batch_size=batch_size, lr=lr,
-                                     device=device, seed=seed, progress=True)  # fmt: skip
-    save_checkpoint(model, out)
+        model = train_composition_lm(compositions, values, kinds, config, **run)
     report = model.metadata["finetunes"][-1] if init else model.metadata["training"]
+    if save_db:
+        register_model(name or str(out.resolve()), "composition", out, model.condition_names, report)
     console.print(f"trained on {report['n_train']} compositions ({report['skipped']} skipped), final loss "
                   f"{report['final_loss']:.3f}, {report['train_seconds']:.0f} s -> {out}")  # fmt: skip
 
@@ -167,20 +172,10 @@ def sample(
     if csv_out:
         _write_csv(csv_out, samples, {"conditions": json.dumps(conditions)})
     if save_db:
-        from crysloop.infra.db import database
-        from crysloop.infra.documents import GeneratedComposition, OxidationState
+        from crysloop.infra.models import store_generated_compositions
 
-        name = str(checkpoint or shipped_checkpoint_path())
-        with database():
-            GeneratedComposition.objects.insert([
-                GeneratedComposition(
-                    formula=s.formula,
-                    composition={e: float(c) for e, c in s.composition.get_el_amt_dict().items()},
-                    oxidation_states=[OxidationState(**r) for r in s.as_records()],
-                    ionic=s.ionic, conditions=conditions, checkpoint=name, campaign=campaign, round=round_index,
-                )
-                for s in samples
-            ], load_bulk=False)  # fmt: skip
+        store_generated_compositions(samples, conditions, str(checkpoint or shipped_checkpoint_path()), campaign,
+                                     round_index)  # fmt: skip
     ionic = [s for s in samples if s.ionic]
     neutral = sum(s.charge == 0 for s in ionic)
     console.print(f"{len(samples)} compositions in {elapsed:.1f} s: {len(ionic)} ionic ({neutral} neutral), "

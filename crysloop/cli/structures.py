@@ -55,11 +55,15 @@ def train(
     semi_periodic: bool = typer.Option(False, "--semi-periodic",
                                        help="Layered data: keep c fixed and atoms inside the slab (no wrapping "
                                             "across the vacuum); saved in the checkpoint, used when sampling."),
+    name: str = typer.Option(None, "--name", help="Name of the checkpoint in the results database (default: --out)."),
+    save_db: bool = typer.Option(True, "--db/--no-db", help="Record the checkpoint in the results database."),
 ) -> None:
-    """Train (or resume training) a DiffCSP model; writes the checkpoint and a metrics log beside it."""
+    """Train (or resume training) a DiffCSP model; writes the checkpoint and a metrics log beside it and records
+    the checkpoint in the results database."""
     import torch
 
     from crysloop.data.datasets import load_dataset
+    from crysloop.infra.models import register_model
     from crysloop.models.diffcsp import DiffCSPConfig, train_diffcsp
 
     device = resolve_device(device)
@@ -92,6 +96,9 @@ def train(
         resume=resume, log_path=out.with_suffix(".metrics.jsonl"), seed=seed, time_limit_s=time_limit, slim=slim,
         compile=compile, model=model,
     )
+    if save_db:
+        register_model(name or str(out.resolve()), "structure", out, model.config.properties,
+                       {"n_train": len(records)})  # fmt: skip
     size = sum(p.numel() for p in model.parameters())
     console.print(f"wrote {out} ({size / 1e6:.2f}M parameters); metrics in {out.with_suffix('.metrics.jsonl')}")
 
