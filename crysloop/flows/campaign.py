@@ -23,6 +23,7 @@ from crysloop.flows.generate import generate_flow
 from crysloop.flows.runners import task_runner
 from crysloop.flows.screen import screen_flow
 from crysloop.infra import campaign as store
+from crysloop.infra import models
 from crysloop.infra import faults
 from crysloop.infra.db import database
 from crysloop.settings import get_settings
@@ -55,8 +56,8 @@ def _models_for_round(config: CampaignConfig, index: int) -> tuple[str, str]:
     """Checkpoints a round samples from: the previous round's fine-tuned models, else the configured ones."""
     composition, structure = config.generation.composition_model.checkpoint, config.generation.stage2.checkpoint
     if index > 0 and config.finetune:
-        previous_c = store.find_checkpoint(_checkpoint_name(config.name, index - 1, "composition"))
-        previous_s = store.find_checkpoint(_checkpoint_name(config.name, index - 1, "structure"))
+        previous_c = models.find_checkpoint(_checkpoint_name(config.name, index - 1, "composition"))
+        previous_s = models.find_checkpoint(_checkpoint_name(config.name, index - 1, "structure"))
         composition = previous_c.path if previous_c else composition
         structure = previous_s.path if previous_s else structure
     return composition, structure
@@ -104,12 +105,12 @@ def _finetune(config: CampaignConfig, index: int, composition: str, structure: s
          config.generation.stage2.finetune_epochs),
     ):  # fmt: skip
         name = _checkpoint_name(config.name, index, kind)
-        if store.find_checkpoint(name) is not None or epochs == 0:
+        if models.find_checkpoint(name) is not None or epochs == 0:
             continue
         out = folder / f"round-{index}-{kind}.pt"
         report = task.with_options(task_run_name=f"finetune-{kind}-{config.name}-r{index}")(
             parent, data, out, epochs, config.device, config.seed + index, **kwargs)
-        store.register_checkpoint(name, kind, out, campaign=config.name, round_index=index, parent=parent,
+        models.register_checkpoint(name, kind, out, campaign=config.name, round_index=index, parent=parent,
                                   conditions=report.get("conditions"), metrics=report)  # fmt: skip
     return stats
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from pathlib import Path
 
 from pymatgen.core import Structure
 
 from crysloop.errors import InputError
-from crysloop.infra.documents import Campaign, Candidate, ModelCheckpoint, Round, RoundSample, ScreeningResult, utcnow
+from crysloop.infra.documents import Campaign, Candidate, Round, RoundSample, ScreeningResult, utcnow
 
 
 def open_campaign(config: dict, resume: bool = False, normalise: Callable[[dict], dict] | None = None) -> Campaign:
@@ -86,27 +84,6 @@ def finish_round(round_: Round, status: str = "completed") -> None:
 
 def rounds(campaign: str) -> list[Round]:
     return list(Round.objects(campaign=campaign).order_by("index"))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    digest.update(Path(path).read_bytes())
-    return digest.hexdigest()
-
-
-def register_checkpoint(name: str, kind: str, path: Path, campaign: str | None = None, round_index: int | None = None,
-                        parent: str | None = None, conditions: list[str] | None = None,
-                        metrics: dict | None = None) -> ModelCheckpoint:  # fmt: skip
-    """Record a saved model (idempotent by name)."""
-    ModelCheckpoint.objects(name=name).update_one(
-        upsert=True, set__kind=kind, set__path=str(path), set__sha256=sha256_file(path), set__campaign=campaign,
-        set__round=round_index, set__parent=parent, set__conditions=conditions or [], set__metrics=plain(metrics or {}),
-    )  # fmt: skip
-    return ModelCheckpoint.objects.get(name=name)
-
-
-def find_checkpoint(name: str) -> ModelCheckpoint | None:
-    return ModelCheckpoint.objects(name=name).first()
 
 
 def _samples(campaign: str, index: int) -> list[RoundSample]:
