@@ -45,11 +45,11 @@ def test_train_flow_trains_and_records_condition_cdvae(crystals, settings, prefe
 
 def test_every_train_command_records_its_checkpoint(crystals, db, tmp_path, capsys, single_thread):
     commands = {
-        "structure": ["structures", "train", str(crystals), "--preset", "cpu-tiny", "--steps", "1",
+        "structure": ["train", "structure", str(crystals), "--preset", "cpu-tiny", "--steps", "1",
                       "--properties", "band_gap"],
-        "cdvae": ["cdvae", "train", str(crystals), "--preset", "cpu-tiny", "--steps", "1", "--gan-epochs", "0",
+        "cdvae": ["train", "cdvae", str(crystals), "--preset", "cpu-tiny", "--steps", "1", "--gan-epochs", "0",
                   "--conditions", "band_gap,formula"],
-        "composition": ["compositions", "train", str(crystals), "--epochs", "1", "--n-layer", "1", "--n-embd", "16",
+        "composition": ["train", "composition", str(crystals), "--epochs", "1", "--n-layer", "1", "--n-embd", "16",
                         "--n-head", "2", "--property", "band_gap"],
     }  # fmt: skip
     for kind, args in commands.items():

@@ -60,14 +60,14 @@ def test_cli_semi_periodic_flag_is_saved_and_honoured_when_sampling(tmp_path, ca
     subset = Path(str(files("crysloop") / "assets" / "datasets" / "vdw_iii_vi_mini"))
     checkpoint = tmp_path / "slab.pt"
     with pytest.raises(SystemExit) as exit_info:
-        main(["cdvae", "train", str(subset / "train.csv.gz"), "--preset", "cpu-tiny", "--semi-periodic",
+        main(["train", "cdvae", str(subset / "train.csv.gz"), "--preset", "cpu-tiny", "--semi-periodic",
               "--conditions", "formation_energy_per_atom", "--steps", "1", "--gan-epochs", "0", "--device", "cpu",
               "--out", str(checkpoint)])  # fmt: skip
     assert exit_info.value.code == 0
     config = torch.load(checkpoint, weights_only=True)["config"]
     assert config["semi_periodic"] and config["slab_c"] > 28.0 and config["slab_half_width"] > 7.0
     with pytest.raises(SystemExit) as exit_info:
-        main(["cdvae", "sample", "--checkpoint", str(checkpoint), "--n", "2", "--steps-per-level", "1",
+        main(["sample", "cdvae", "--checkpoint", str(checkpoint), "--n", "2", "--steps-per-level", "1",
               "--device", "cpu", "--out", str(tmp_path / "cifs")])  # fmt: skip
     assert exit_info.value.code == 0
     from pymatgen.core import Structure

@@ -43,7 +43,3 @@ def demo(
     console.print(f"plots: {campaign_dir(name)}")
     console.print(f"look at the candidates:  [bold].venv/bin/crysloop db query --campaign {name}[/]")
     console.print(f"round statistics:        [bold].venv/bin/crysloop campaign status {name}[/]")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)

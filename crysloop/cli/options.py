@@ -55,3 +55,8 @@ def _shown(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
     return "none" if value is None else str(value)
+
+
+def names(text: str) -> tuple[str, ...]:
+    """``"a, b,c"`` -> ``("a", "b", "c")``: a comma-separated option as a tuple of names."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())

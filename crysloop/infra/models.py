@@ -1,5 +1,5 @@
 """Trained models and what they generate, in the results database: every entry point that trains records its
-checkpoint here, and ``crysloop compositions sample`` stores its compositions."""
+checkpoint here, and ``crysloop sample composition`` stores its compositions."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ checkpoint; fine-tuning continues both on new labelled crystals.
 
 The shipped checkpoint ``crysloop/assets/checkpoints/cdvae_mp20_small.pt`` is made by::
 
-    OMP_NUM_THREADS=1 crysloop cdvae train ../shared/data/mp_20_sample/train.csv.gz --preset cpu-small \\
+    OMP_NUM_THREADS=1 crysloop train cdvae ../shared/data/mp_20_sample/train.csv.gz --preset cpu-small \\
         --encoder equiformer --conditions formation_energy_per_atom,band_gap,formula --epochs 400 --batch-size 16 \\
         --time-limit 840 --gan-epochs 60 --seed 0 --threads 1 --out crysloop/assets/checkpoints/cdvae_mp20_small.pt
 

@@ -10,7 +10,7 @@ default the curated ``common`` one; see :mod:`crysloop.chemistry.oxidation`). Th
 ``crysloop/assets/checkpoints/composition_lm.pt`` (common vocabulary, 215 species) was trained, from the
 repository root with the MP-20 data beside the checkout, by::
 
-    crysloop compositions train ../shared/data/mp_20_sample/train.csv.gz \\
+    crysloop train composition ../shared/data/mp_20_sample/train.csv.gz \\
         ../shared/data/mp_20_biternary/val.csv.gz \\
         --property ehull=e_above_hull --property formation_energy=formation_energy_per_atom \\
         --epochs 60 --seed 0 --device cpu --out crysloop/assets/checkpoints/composition_lm.pt

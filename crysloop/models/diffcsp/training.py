@@ -6,7 +6,7 @@ layers). Progress shows in a tqdm bar; per-epoch metrics go to a JSON-lines log.
 
 The shipped checkpoint ``crysloop/assets/checkpoints/diffcsp_mp20_small.pt`` was first trained by::
 
-    crysloop structures train ../shared/data/mp_20_biternary/val.csv.gz ../shared/data/mp_20_sample/train.csv.gz \\
+    crysloop train structure ../shared/data/mp_20_biternary/val.csv.gz ../shared/data/mp_20_sample/train.csv.gz \\
         --preset cpu-small --mode abinitio --properties band_gap,formation_energy_per_atom --batch-size 64 \\
         --epochs 300 --time-limit 2100 --seed 0 --slim --threads 1 \\
         --out crysloop/assets/checkpoints/diffcsp_mp20_small.pt
