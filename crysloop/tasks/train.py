@@ -10,7 +10,6 @@ from pymatgen.core import Composition, Structure
 
 from crysloop.settings import resolve_device
 from crysloop.models import cdvae, composition, diffcsp
-from crysloop.tasks.sample import cdvae_checkpoint, composition_checkpoint, structure_checkpoint
 
 
 @task(name="finetune-composition-lm", tags=["gpu", "stage-1"])
@@ -18,7 +17,7 @@ def finetune_composition_task(parent: str, examples: list[tuple[Composition, dic
                               device: str = "auto", seed: int = 0) -> dict:  # fmt: skip
     """Fine-tune Stage I on (composition, labels); new label names become new conditions."""
     device = resolve_device(device)
-    model = composition.load_checkpoint(composition_checkpoint(parent), device=device)
+    model = composition.load_checkpoint(parent, device=device)
     model = composition.finetune_composition_lm(model, examples, epochs=epochs, device=device, seed=seed)
     composition.save_checkpoint(model, out)
     return {"conditions": model.condition_names, **model.metadata.get("finetunes", [{}])[-1]}
@@ -30,7 +29,7 @@ def finetune_structure_task(parent: str, records: list[tuple[Structure, dict]], 
     """Fine-tune Stage II on (relaxed structure, labels), adding property embeddings for new labels; ``scope`` as
     in ``finetune_diffcsp`` (``conditions``: the embeddings only)."""
     device = resolve_device(device)
-    model = diffcsp.load_checkpoint(structure_checkpoint(parent), device=device)
+    model = diffcsp.load_checkpoint(parent, device=device)
     names = sorted({name for _, labels in records for name in labels})
     model = diffcsp.finetune_diffcsp(model, records, new_properties=names, epochs=epochs, device=device, seed=seed,
                                      scope=scope)  # fmt: skip
@@ -44,7 +43,7 @@ def finetune_cdvae_task(parent: str, records: list[tuple[Structure, dict]], out:
     """Fine-tune ConditionCDVAE+ on (relaxed structure, labels), adding the labels as conditions, then retrain
     its latent GAN."""
     device = resolve_device(device)
-    model, _ = cdvae.load_checkpoint(cdvae_checkpoint(parent), device=device)
+    model, _ = cdvae.load_checkpoint(parent, device=device)
     names = sorted({name for _, labels in records for name in labels})
     model, gan = cdvae.finetune_cdvae(model, records, new_conditions=names, epochs=epochs, gan_epochs=gan_epochs,
                                       device=device, seed=seed, progress=False)  # fmt: skip

@@ -9,7 +9,7 @@ from crysloop.models.checkpoint import read_checkpoint as read_kind
 from crysloop.models.checkpoint import write_checkpoint
 from crysloop.models.composition.model import CompositionLM, CompositionLMConfig
 from crysloop.models.composition.vocab import CompositionVocabulary
-from crysloop.resources import asset_path
+from crysloop.resources import asset_path, resolve_checkpoint
 
 KIND = "composition_lm"
 SHIPPED_CHECKPOINT = "composition_lm.pt"
@@ -34,7 +34,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> CompositionLM:
     """Load a checkpoint (default: the shipped one) in eval mode on ``device``."""
-    payload = read_checkpoint(path if path is not None else shipped_checkpoint_path())
+    payload = read_checkpoint(resolve_checkpoint(path, SHIPPED_CHECKPOINT))
     vocabulary = CompositionVocabulary([tuple(sp) for sp in payload["species"]])
     config = {"vocabulary": "full", **payload["config"]}  # checkpoints from before the choice used the full one
     model = CompositionLM(CompositionLMConfig.from_dict(config), vocabulary)

@@ -9,7 +9,7 @@ from crysloop.models.checkpoint import read_checkpoint as read_kind
 from crysloop.models.checkpoint import write_checkpoint
 from crysloop.models.diffcsp.config import DiffCSPConfig
 from crysloop.models.diffcsp.model import DiffCSP
-from crysloop.resources import asset_path
+from crysloop.resources import asset_path, resolve_checkpoint
 from crysloop.settings import resolve_device
 
 KIND = "diffcsp"
@@ -27,14 +27,15 @@ def save_checkpoint(model: DiffCSP, path: str | Path, training_state: dict[str, 
     return write_checkpoint(path, KIND, model.config.to_dict(), model.state_dict(), metadata, training_state)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dictionary (``crysloop.models.checkpoint``); another file is an InputError."""
-    return read_kind(path, KIND)
+def read_checkpoint(path: str | Path | None) -> dict[str, Any]:
+    """The checkpoint dictionary (``crysloop.models.checkpoint``) a setting names (``None``/``shipped``, a packaged
+    file name or a path; ``crysloop.resources.resolve_checkpoint``); another file is an InputError."""
+    return read_kind(resolve_checkpoint(path, SHIPPED_CHECKPOINT), KIND)
 
 
 def load_checkpoint(path: str | Path | None = None, device: str | None = None) -> DiffCSP:
-    """The DiffCSP model stored at ``path`` (default: the shipped checkpoint), in eval mode on ``device``."""
-    payload = read_checkpoint(path or shipped_checkpoint_path())
+    """The DiffCSP model a checkpoint setting names (default: the shipped checkpoint), in eval mode on ``device``."""
+    payload = read_checkpoint(path)
     model = DiffCSP(DiffCSPConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     return model.to(resolve_device(device)).eval()
