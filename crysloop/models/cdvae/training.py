@@ -2,15 +2,7 @@
 lattice early, LR decay on plateau), then the latent WGAN-GP on the frozen encoder, both resumable from one
 checkpoint; fine-tuning continues both on new labelled crystals.
 
-The shipped checkpoint ``crysloop/assets/checkpoints/cdvae_mp20_small.pt`` is made by::
-
-    OMP_NUM_THREADS=1 crysloop train cdvae ../shared/data/mp_20_sample/train.csv.gz --preset cpu-small \\
-        --encoder equiformer --conditions formation_energy_per_atom,band_gap,formula --epochs 400 --batch-size 16 \\
-        --time-limit 840 --gan-epochs 60 --seed 0 --threads 1 --out crysloop/assets/checkpoints/cdvae_mp20_small.pt
-
-(847 MP-20 crystals, batch 16.) On the shared, overloaded 2-core CPU the 840 s limit stopped the VAE after 36
-epochs (1,868 steps): a demo model, far from converged. The metrics log
-sits beside the checkpoint.
+How the shipped checkpoint was trained, and its figures: docs/checkpoints.md.
 """
 
 from __future__ import annotations

@@ -6,14 +6,9 @@ augmentation). Property values are dropped to "no condition" with probability ``
 model samples unconditionally.
 
 Training compositions are labelled with the model's oxidation-state vocabulary (``CompositionLMConfig.vocabulary``,
-default the curated ``common`` one; see :mod:`crysloop.chemistry.oxidation`). The shipped checkpoint
-``crysloop/assets/checkpoints/composition_lm.pt`` (common vocabulary, 215 species) was trained, from the
-repository root with the MP-20 data beside the checkout, by::
+default the curated ``common`` one; see :mod:`crysloop.chemistry.oxidation`).
 
-    crysloop train composition ../shared/data/mp_20_sample/train.csv.gz \\
-        ../shared/data/mp_20_biternary/val.csv.gz \\
-        --property ehull=e_above_hull --property formation_energy=formation_energy_per_atom \\
-        --epochs 60 --seed 0 --device cpu --out crysloop/assets/checkpoints/composition_lm.pt
+How the shipped checkpoint was trained, and its figures: docs/checkpoints.md.
 """
 
 from __future__ import annotations

@@ -4,20 +4,7 @@ gradient clipping, LR decay on plateau, resumable checkpoints.
 Runs on CPU and CUDA alike (bf16 autocast on CUDA by default; ``compile=True`` compiles the message-passing
 layers). Progress shows in a tqdm bar; per-epoch metrics go to a JSON-lines log.
 
-The shipped checkpoint ``crysloop/assets/checkpoints/diffcsp_mp20_small.pt`` was first trained by::
-
-    crysloop train structure ../shared/data/mp_20_biternary/val.csv.gz ../shared/data/mp_20_sample/train.csv.gz \\
-        --preset cpu-small --mode abinitio --properties band_gap,formation_energy_per_atom --batch-size 64 \\
-        --epochs 300 --time-limit 2100 --seed 0 --slim --threads 1 \\
-        --out crysloop/assets/checkpoints/diffcsp_mp20_small.pt
-
-(7,987 crystals: the MP-20 binary/ternary val rows plus the MP-20 sample train rows; 5,653 steps, 46 epochs before
-the time limit) with the earlier model (no self-edges, type loss weight 1, global-norm clipping, independent
-condition dropping). It was then retrained with the fixed model and DiffCSP's settings, starting from those
-weights (a copy of them in old.pt), by the same command with ``--init old.pt --time-limit 2400`` (1,646 more
-steps, 14 epochs: the shared 2-core CPU was heavily loaded). Both are demo models, far from converged: the same
-command with ``--device cuda`` and no ``--time-limit`` trains the full 300 epochs. The metrics logs of both runs,
-one after the other, sit beside the checkpoint.
+How the shipped checkpoint was trained, and its figures: docs/checkpoints.md.
 """
 
 from __future__ import annotations
