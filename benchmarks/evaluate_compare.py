@@ -86,8 +86,11 @@ def uniqueness(pool, n: int, kinds: int, prefix: int, seed: int) -> list[dict]:
     from crysloop.evaluation.matching import PYMATGEN_TOLERANCES, unique_mask
 
     base = next(s for s in pool if 6 <= len(s) <= 10 and len(s.composition) == 3)
-    sets = {"duplicates": one_composition_set(base, n, kinds, seed), "random": one_composition_set(base, n, n, seed),
-            "mp20": relabelled_prototypes(pool, n)}  # fmt: skip
+    sets = {
+        "duplicates": one_composition_set(base, n, kinds, seed),
+        "random": one_composition_set(base, n, n, seed),
+        "mp20": relabelled_prototypes(pool, n),
+    }
     warnings.filterwarnings("ignore")
     figures = []
     for label, structures in sets.items():
@@ -100,13 +103,21 @@ def uniqueness(pool, n: int, kinds: int, prefix: int, seed: int) -> list[dict]:
         t0 = time.perf_counter()
         fast_prefix = unique_mask(structures[:prefix], n_jobs=1)
         fast_prefix_s = time.perf_counter() - t0
-        figures.append({
-            "set": label, "formula": structures[0].composition.reduced_formula, "n": len(structures),
-            "unique_s": round(fast_s, 1), "n_unique": int(fast.sum()),
-            "prefix": prefix, "unique_prefix_s": round(fast_prefix_s, 1), "all_pairs_prefix_s": round(slow_prefix_s, 1),
-            "prefix_speedup": round(slow_prefix_s / fast_prefix_s, 2) if fast_prefix_s else None,
-            "prefix_identical": bool((fast_prefix == slow_prefix).all()), "n_unique_prefix": int(slow_prefix.sum()),
-        })  # fmt: skip
+        figures.append(
+            {
+                "set": label,
+                "formula": structures[0].composition.reduced_formula,
+                "n": len(structures),
+                "unique_s": round(fast_s, 1),
+                "n_unique": int(fast.sum()),
+                "prefix": prefix,
+                "unique_prefix_s": round(fast_prefix_s, 1),
+                "all_pairs_prefix_s": round(slow_prefix_s, 1),
+                "prefix_speedup": round(slow_prefix_s / fast_prefix_s, 2) if fast_prefix_s else None,
+                "prefix_identical": bool((fast_prefix == slow_prefix).all()),
+                "n_unique_prefix": int(slow_prefix.sum()),
+            }
+        )
         print(json.dumps(figures[-1]), flush=True)
     return figures
 
@@ -121,6 +132,7 @@ def cdvae_per_crystal(generated, truth) -> tuple[float, list]:
 
     cnn, magpie = CrystalNNFingerprint.from_preset("ops"), ElementProperty.from_preset("magpie")
     matcher = StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)
+
     def crystal(s: Structure) -> tuple[bool, bool, np.ndarray | None]:
         reduced = _reduced_counts(s.composition)
         comp = reduced is not None and smact_validity.__wrapped__(*reduced)  # uncached, as CDVAE computes it
@@ -163,10 +175,15 @@ def per_crystal(pool, n: int, seed: int, label: str) -> dict:
     cdvae, values = cdvae_per_crystal(generated, truth)
     matched = [v[3] for v in values if v[0] and v[1] and v[2] is not None and v[3] is not None]  # DiffCSP's rule
     return {
-        "set": label, "n": n, "mean_atoms": round(float(np.mean([len(s) for s in generated])), 1),
-        "suite_s_per_crystal": round(suite, 4), "suite_steps": {k: report.timings[k] for k in steps},
-        "cdvae_s_per_crystal": round(cdvae, 4), "speedup": round(cdvae / suite, 2),
-        "match_rate_suite": report.metrics["match_rate"], "match_rate_cdvae_path": len(matched) / n,
+        "set": label,
+        "n": n,
+        "mean_atoms": round(float(np.mean([len(s) for s in generated])), 1),
+        "suite_s_per_crystal": round(suite, 4),
+        "suite_steps": {k: report.timings[k] for k in steps},
+        "cdvae_s_per_crystal": round(cdvae, 4),
+        "speedup": round(cdvae / suite, 2),
+        "match_rate_suite": report.metrics["match_rate"],
+        "match_rate_cdvae_path": len(matched) / n,
         "comp_valid_suite": report.metrics["comp_valid"],
         "comp_valid_cdvae_path": float(np.mean([v[0] for v in values])),
-    }  # fmt: skip
+    }

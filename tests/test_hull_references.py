@@ -17,8 +17,9 @@ from crysloop.screening.mp_references import corrected_energy, mp2020_entry, mp_
 
 
 def corundum_fe2o3() -> Structure:
-    return Structure.from_spacegroup("R-3c", Lattice.hexagonal(5.035, 13.75), ["Fe", "O"],
-                                     [[0, 0, 0.3553], [0.3059, 0, 0.25]])  # fmt: skip
+    return Structure.from_spacegroup(
+        "R-3c", Lattice.hexagonal(5.035, 13.75), ["Fe", "O"], [[0, 0, 0.3553], [0.3059, 0, 0.25]]
+    )
 
 
 def test_oxide_with_a_u_element_gets_the_mp2020_corrections():
@@ -118,8 +119,11 @@ def test_mp_api_hull_is_fetched_once_per_system_then_read_from_the_database(db, 
 
         def get_entries_in_chemsys(self, elements, compatible_only, additional_criteria):
             queries.append((sorted(elements), compatible_only, additional_criteria))
-            return [ComputedEntry("Li2O", -14.31, entry_id="mp-1960"), ComputedEntry("Li", -1.91, entry_id="mp-135"),
-                    ComputedEntry("O2", -9.86, entry_id="mp-12957")]  # fmt: skip
+            return [
+                ComputedEntry("Li2O", -14.31, entry_id="mp-1960"),
+                ComputedEntry("Li", -1.91, entry_id="mp-135"),
+                ComputedEntry("O2", -9.86, entry_id="mp-12957"),
+            ]
 
     monkeypatch.setattr(mp_api.client, "MPRester", StandInMPRester)
     monkeypatch.setenv("MP_API_KEY", "k" * 32)

@@ -16,8 +16,21 @@ from pymatgen.core import Element
 from crysloop.chemistry.oxidation import MAX_Z
 
 ORBITALS: tuple[tuple[int, str], ...] = (
-    (1, "s"), (2, "s"), (2, "p"), (3, "s"), (3, "p"), (4, "s"), (3, "d"), (4, "p"), (5, "s"),
-    (4, "d"), (5, "p"), (6, "s"), (4, "f"), (5, "d"), (6, "p"),
+    (1, "s"),
+    (2, "s"),
+    (2, "p"),
+    (3, "s"),
+    (3, "p"),
+    (4, "s"),
+    (3, "d"),
+    (4, "p"),
+    (5, "s"),
+    (4, "d"),
+    (5, "p"),
+    (6, "s"),
+    (4, "f"),
+    (5, "d"),
+    (6, "p"),
 )  # fmt: skip  Madelung (filling) order up to Bi
 CAPACITY = {"s": 2, "p": 6, "d": 10, "f": 14}
 L_NUMBER = {"s": 0, "p": 1, "d": 2, "f": 3}

@@ -89,8 +89,14 @@ def start_attempt(
     """
     if "running" not in DFT_TRANSITIONS[job.state]:
         raise ValueError(f"DFT job {job.pk}: illegal transition {job.state} -> running")
-    return claim_attempt(job, run_dir=str(run_dir), structure=structure.as_dict(), incar_overrides=overrides,
-                         restarted_from=restarted_from, **owner())  # fmt: skip
+    return claim_attempt(
+        job,
+        run_dir=str(run_dir),
+        structure=structure.as_dict(),
+        incar_overrides=overrides,
+        restarted_from=restarted_from,
+        **owner(),
+    )
 
 
 def record_outcome(job: DFTJob, outcome: RelaxOutcome) -> None:

@@ -47,8 +47,13 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cross product of rows (np.cross has a large per-call overhead on tiny arrays)."""
     a, b = np.broadcast_arrays(a, b)
     return np.stack(
-        [a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1], a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
-         a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
+        [
+            a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+            a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+            a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0],
+        ],
+        axis=-1,
+    )
 
 
 class NeighbourGeometry:
@@ -124,6 +129,7 @@ def order_parameter(op, g: NeighbourGeometry) -> float | None:
         angular = np.cos(p["fac_AA"] * phi) ** p["exp_cos_AA"]
         add_triples(everywhere, angular * _gauss(p["IGW_EP"] * (theta_m / pi - 0.5)))
     elif kind in BIPYRAMIDS or kind == "see_saw_rect":
+
         def equatorial(angle):
             if kind == "hex_plan_max":
                 return _gauss(p["IGW_TA"] * (np.abs(angle / pi - 0.5) - p["TA"]))

@@ -132,12 +132,18 @@ def _prepare_all(args: tuple[list[Structure], MatchTolerances]) -> list[_Prepare
         return [_prepare(s, matcher) for s in structures]
 
 
-def _prepared(structures: Sequence[Structure], tolerances: MatchTolerances, n_jobs: int | None,
-              progress: bool) -> list[_Prepared]:
+def _prepared(
+    structures: Sequence[Structure], tolerances: MatchTolerances, n_jobs: int | None, progress: bool
+) -> list[_Prepared]:
     """``_prepare`` of every structure, in worker processes (chunks of 16 keep the transfers few)."""
     chunks = [list(structures[i : i + 16]) for i in range(0, len(structures), 16)]
-    done = parallel_map(_prepare_all, [(chunk, tolerances) for chunk in chunks], n_jobs=n_jobs, progress=progress,
-                        description="reducing cells")  # fmt: skip
+    done = parallel_map(
+        _prepare_all,
+        [(chunk, tolerances) for chunk in chunks],
+        n_jobs=n_jobs,
+        progress=progress,
+        description="reducing cells",
+    )
     return [p for chunk in done for p in chunk]
 
 
@@ -247,8 +253,10 @@ def _first_of_kind(args: tuple[list[_Prepared], MatchTolerances]) -> list[bool]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for candidate in prepared:
-            duplicate = any(_fits(matcher, candidate, representatives[i])
-                            for i in _candidates(candidate, representatives, tolerances))  # fmt: skip
+            duplicate = any(
+                _fits(matcher, candidate, representatives[i])
+                for i in _candidates(candidate, representatives, tolerances)
+            )
             flags.append(not duplicate)
             if not duplicate:
                 representatives.append(candidate)

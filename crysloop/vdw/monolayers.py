@@ -108,11 +108,13 @@ def select_monolayers(elements: list[str] | None = None) -> list[Monolayer]:
     allowed = set(METALS + CHALCOGENS)
     bad = sorted(set(elements) - allowed)
     if bad:
-        raise InputError(f"element(s) {', '.join(bad)} are not III-VI layer elements; "
-                         f"choose from {', '.join(METALS + CHALCOGENS)}")  # fmt: skip
+        raise InputError(
+            f"element(s) {', '.join(bad)} are not III-VI layer elements; choose from {', '.join(METALS + CHALCOGENS)}"
+        )
     chosen = set(elements)
     picked = [m for m in layers if {m.bottom[0], m.bottom[1], m.top[0], m.top[1]} <= chosen]
     if not picked:
-        raise InputError(f"no III-VI monolayer uses only {', '.join(sorted(chosen))}: "
-                         "give at least one metal and one chalcogen")  # fmt: skip
+        raise InputError(
+            f"no III-VI monolayer uses only {', '.join(sorted(chosen))}: give at least one metal and one chalcogen"
+        )
     return picked
