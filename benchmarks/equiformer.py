@@ -123,7 +123,7 @@ def main() -> None:
     inputs = _batch(structures)
     result: dict[str, object] = {
         "batch_size": args.batch_size,
-        "atoms": int(len(inputs[0])),
+        "atoms": len(inputs[0]),
         "threads": args.threads,
         "data": args.data.name,
     }

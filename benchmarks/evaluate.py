@@ -42,7 +42,7 @@ def build_sets(pool, n_generated: int, n_reference: int, n_train: int, seed: int
     reference = [pool[i] for i in order[:n_reference]]
     train = [pool[i] for i in order[n_reference : n_reference + n_train]]
     generated, truth = [], []
-    for k in range(n_generated):
+    for _ in range(n_generated):
         u = rng.random()
         if u < 0.1 and generated:
             j = int(rng.integers(len(generated)))

@@ -11,7 +11,8 @@ no shortcut) on a prefix, with the two answers compared on that prefix.
 
 ``per_crystal``: one process, no cache. CDVAE's code path per generated crystal and its ground truth (CDVAE builds
 a ``Crystal`` of both): SMACT validity, the distance-matrix structure check, matminer's CrystalNNFingerprint ("ops")
-on every site and Magpie ElementProperty, then StructureMatcher.get_rms_dist of the pair (the reconstruction metric). crysloop's suite does the same
+on every site and Magpie ElementProperty, then StructureMatcher.get_rms_dist of the pair (the reconstruction metric).
+crysloop's suite does the same
 work (validity, fingerprints of generated crystals, reconstruction) in ``evaluate``; its per-step timings are summed.
 """
 
@@ -36,7 +37,7 @@ def one_composition_set(base: Structure, n: int, kinds: int, seed: int) -> list[
         lattice = lattice.scale(volume * rng.uniform(0.8, 1.2))
         prototypes.append(Structure(lattice, base.species, rng.random((len(base), 3))))
     out = []
-    for k in range(n):
+    for _ in range(n):
         s = prototypes[int(rng.integers(kinds))].copy()
         order = rng.permutation(len(s))
         s = Structure(s.lattice, [s.species[i] for i in order], s.frac_coords[order])
@@ -55,7 +56,7 @@ def all_pairs_unique(structures, tolerances) -> np.ndarray:
         for rep in reps:
             try:
                 duplicate = matcher.fit(s, rep)
-            except Exception:  # noqa: BLE001 - a failed fit is no match
+            except Exception:
                 duplicate = False
             if duplicate:
                 break
@@ -140,7 +141,7 @@ def cdvae_per_crystal(generated, truth) -> tuple[float, list]:
         struct = bool(dist.min() > 0.5) and s.volume >= 0.1
         try:
             fp = np.mean([cnn.featurize(s, i) for i in range(len(s))], axis=0)
-        except Exception:  # noqa: BLE001 - CDVAE counts a failed fingerprint as invalid
+        except Exception:
             fp = None
         magpie.featurize(s.composition)
         return comp, struct, fp

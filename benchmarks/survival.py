@@ -202,7 +202,7 @@ def survival(checkpoint: str, code: str | None, assignments, config, args) -> di
 
 
 def _clip(text: str) -> float | str | None:
-    return {"off": None, "auto": "auto"}.get(text, None) if text in ("off", "auto") else float(text)
+    return {"off": None, "auto": "auto"}.get(text) if text in ("off", "auto") else float(text)
 
 
 def main() -> None:
@@ -246,8 +246,8 @@ def main() -> None:
 
     import crysloop
     from crysloop.campaign.config import load_config
-    from crysloop.models.composition import sample_valid_compositions
     from crysloop.models import composition
+    from crysloop.models.composition import sample_valid_compositions
 
     config = load_config(DEMO)
     if args.seed is not None:

@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     db_name: str = "crysloop"
     mlip: str = Field(
         default="mattersim-1m",
-        description="Default potential: mattersim-1m (sevenn-l3i5 when its weights are absent), mattersim-5m, sevenn-l3i5, sevenn-0 or chgnet.",
+        description="Default potential: mattersim-1m (sevenn-l3i5 when its weights are absent), mattersim-5m, "
+        "sevenn-l3i5, sevenn-0 or chgnet.",
     )
     device: str = Field(default="auto", description="torch device for models and potentials: auto, cpu, cuda[:N].")
     vasp_cmd: str = Field(default="vasp_std", description="Command custodian runs for VASP.")

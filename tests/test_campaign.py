@@ -1,4 +1,5 @@
-"""Campaigns end to end with the shipped models, tiny rounds and one fine-tuning epoch: two rounds under the Prefect test harness, kill-and-resume, deployment."""
+"""Campaigns end to end with the shipped models, tiny rounds and one fine-tuning epoch: two rounds under the Prefect
+test harness, kill-and-resume, deployment."""
 
 from __future__ import annotations
 
@@ -223,11 +224,11 @@ def test_deployment_is_scheduled_and_runs_through_a_runner(tiny_models, settings
 def test_generation_runs_on_a_local_dask_cluster(settings, prefect_harness):
     """The same generate flow with its Stage II chunks on a Dask cluster of two worker processes."""
     from crysloop.campaign.config import GenerationConfig, StructureModelConfig
-    from crysloop.infra.executors import ExecutorConfig
     from crysloop.flows.generate import generate_flow
     from crysloop.flows.runners import task_runner
     from crysloop.infra.db import database
     from crysloop.infra.documents import Candidate
+    from crysloop.infra.executors import ExecutorConfig
 
     runner = task_runner(ExecutorConfig(kind="dask", workers=2))
     summary = generate_flow.with_options(task_runner=runner)(

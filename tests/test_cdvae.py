@@ -14,6 +14,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
+from crysloop.data.tensors import records_to_tensors
 from crysloop.errors import InputError
 from crysloop.models.cdvae import CDVAEConfig, ConditionCDVAE, GANConfig, train_latent_gan
 from crysloop.models.cdvae.conditions import check_conditions, formula_atoms
@@ -22,10 +23,9 @@ from crysloop.models.cdvae.gan import Critic, Generator, gradient_penalty
 from crysloop.models.cdvae.langevin import annealed_langevin, step_sizes
 from crysloop.models.cdvae.model import minimum_image
 from crysloop.models.cdvae.training import as_tensors, dataset_statistics
-from crysloop.data.tensors import records_to_tensors
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cdvae_standin import TinyEquivariantNet  # noqa: E402
+from cdvae_standin import TinyEquivariantNet
 
 
 @pytest.fixture(autouse=True)
@@ -169,7 +169,7 @@ def test_dimenet_latent_is_invariant():
     permuted = Structure(
         structure.lattice, [structure.species[i] for i in (3, 1, 4, 0, 2)], structure.frac_coords[[3, 1, 4, 0, 2]]
     )
-    translated = Structure(structure.lattice, structure.species, structure.frac_coords + [0.31, 0.77, 0.05])
+    translated = Structure(structure.lattice, structure.species, [*structure.frac_coords, 0.31, 0.77, 0.05])
     supercell = structure * (2, 1, 1)
     with torch.no_grad():
         for other in (rotated, permuted, translated):
@@ -242,7 +242,7 @@ def test_equiformer_model_is_invariant_and_equivariant():
     mu_p, logits_p, score_p = run(permuted)
     assert torch.allclose(mu_p, mu, atol=1e-4) and torch.allclose(logits_p, logits[order], atol=1e-4)
     assert torch.allclose(score_p, score[order], atol=1e-4)
-    translated = Structure(structure.lattice, structure.species, structure.frac_coords + [0.31, 0.77, 0.05])
+    translated = Structure(structure.lattice, structure.species, [*structure.frac_coords, 0.31, 0.77, 0.05])
     mu_t, logits_t, score_t = run(translated)
     assert torch.allclose(mu_t, mu, atol=1e-4) and torch.allclose(score_t, score, atol=1e-4)
     supercell = structure * (2, 1, 1)  # pymatgen puts the copies of site i at 2i, 2i + 1
@@ -253,9 +253,9 @@ def test_equiformer_model_is_invariant_and_equivariant():
 
 
 def test_checkpoint_round_trip_and_kind_check(tmp_path, shared_data):
+    from crysloop.data.datasets import load_dataset
     from crysloop.models.cdvae import load_checkpoint, save_checkpoint, train_cdvae
     from crysloop.models.diffcsp import shipped_checkpoint_path as diffcsp_checkpoint
-    from crysloop.data.datasets import load_dataset
 
     records = load_dataset(shared_data / "mp_20_sample" / "val.csv.gz", progress=False)[:12]
     config = CDVAEConfig.preset("cpu-tiny", conditions=("formation_energy_per_atom", "formula"))

@@ -1,4 +1,5 @@
-"""``crysloop train cdvae`` and ``crysloop sample cdvae|reconstruct``: a 2-step training run, sampling and reconstruction through the CLI, and one-line errors
+"""``crysloop train cdvae`` and ``crysloop sample cdvae|reconstruct``: a 2-step training run, sampling and
+reconstruction through the CLI, and one-line errors
 (nothing written) for bad conditions, formulas and checkpoints."""
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import pytest
 from pymatgen.core import Structure
 
 from crysloop.cli import main
-
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

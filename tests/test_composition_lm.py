@@ -23,7 +23,7 @@ from crysloop.models.composition import (
     train_composition_lm,
 )
 
-TINY = dict(n_layer=1, n_head=2, n_embd=32, dropout=0.0)
+TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.0}
 
 
 @pytest.fixture(scope="module")

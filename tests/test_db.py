@@ -13,12 +13,12 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
 from crysloop.data.datasets import read_structures
+from crysloop.errors import InputError
 from crysloop.infra import db as dbmod
 from crysloop.infra.documents import Campaign, Candidate, DFTJob, ScreeningResult
 from crysloop.infra.export import export_candidates
 from crysloop.infra.queries import CandidateFilter, find_candidates, query
 from crysloop.infra.store import NewCandidate, add_candidates
-from crysloop.errors import InputError
 
 
 def nacl(a: float = 5.64) -> Structure:
@@ -119,9 +119,8 @@ def test_embedded_data_survives_the_process_and_refuses_a_second_writer(settings
 
 
 def test_readonly_connection_refuses_writes(settings):
-    with dbmod.database(settings, readonly=True):
-        with pytest.raises(dbmod.ReadOnlyDatabaseError):
-            Campaign(name="x").save()
+    with dbmod.database(settings, readonly=True), pytest.raises(dbmod.ReadOnlyDatabaseError):
+        Campaign(name="x").save()
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from crysloop.models.diffcsp import (
     sample_tensors,
     shipped_checkpoint_path,
 )
-from crysloop.models.diffcsp.corruption import wrapped_normal_score
-from crysloop.models.diffcsp.corruption import NoiseSchedule
+from crysloop.models.diffcsp.corruption import NoiseSchedule, wrapped_normal_score
 from crysloop.models.diffcsp.sampler import _ddpm_step, _Guided
 
 TARGET_LATTICE = torch.tensor([[3.9, 0.0, 0.0], [0.0, 4.1, 0.0], [0.3, 0.0, 4.0]])

@@ -9,6 +9,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.operations import SymmOp
 
+from crysloop.errors import InputError
 from crysloop.evaluation import evaluate, write_report
 from crysloop.evaluation.coverage import coverage, coverage_cutoffs
 from crysloop.evaluation.fingerprints import (
@@ -18,7 +19,6 @@ from crysloop.evaluation.fingerprints import (
 )
 from crysloop.evaluation.matching import novel_mask, reconstruction, unique_mask
 from crysloop.evaluation.parallel import parallel_map
-from crysloop.errors import InputError
 
 
 def rocksalt(a=5.64, cation="Na", anion="Cl"):

@@ -32,7 +32,7 @@ def _all_pairs_unique(structures, tolerances=PYMATGEN_TOLERANCES):
                     continue
                 try:
                     duplicate = matcher.fit(s, rep)
-                except Exception:  # noqa: BLE001 - a failed fit is no match
+                except Exception:
                     duplicate = False
                 if duplicate:
                     break

@@ -11,7 +11,6 @@ import torch
 from crysloop.data.datasets import read_structures
 from crysloop.data.graph import radius_graph_pbc
 
-
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

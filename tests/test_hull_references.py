@@ -66,7 +66,7 @@ def test_uncovered_system_is_unknown_and_covered_one_is_not():
     config = LabelConfig(ehull_stable=0.1)
     assert stability_class("ok", hull.e_above_hull, hull.covered, None, config) == "unknown"
     assert "stable" not in stability_labels(hull.e_above_hull, None, config, hull.covered)
-    with_binary = elements_only + [ComputedEntry(Composition("CaS"), -2 * 2.0, entry_id="CaS")]
+    with_binary = [*elements_only, ComputedEntry(Composition("CaS"), -2 * 2.0, entry_id="CaS")]
     covered = energy_above_hull(caas, -10.0, with_binary)
     assert covered.covered and covered.n_compounds == 1
     assert stability_class("ok", covered.e_above_hull, covered.covered, None, config) == "stable"

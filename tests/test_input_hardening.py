@@ -74,7 +74,7 @@ def test_unknown_and_non_finite_conditions_are_errors_listing_known_names():
         check_conditions({"foo": 1.0}, known)
     with pytest.raises(InputError, match="not a finite number"):
         check_conditions({"ehull": math.inf}, known)
-    with pytest.raises(InputError, match="unknown condition 'stabel'.*fine-tuning labels: stable"):
+    with pytest.raises(InputError, match=r"unknown condition 'stabel'.*fine-tuning labels: stable"):
         parse_config({"name": "x", "conditions": {"stabel": 1}})
     with pytest.raises(InputError, match="stable: nan is not a finite number"):
         parse_config({"name": "x", "conditions": {"stable": math.nan}})

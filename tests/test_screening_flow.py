@@ -1,4 +1,5 @@
-"""The screen flow under Prefect's test harness: candidates -> relax -> hull -> phonons -> ScreeningResult, resumable."""
+"""The screen flow under Prefect's test harness: candidates -> relax -> hull -> phonons -> ScreeningResult,
+resumable."""
 
 from __future__ import annotations
 
@@ -70,9 +71,9 @@ def test_screen_cli_runs_the_flow(db, prefect_harness, capsys):
 
 def test_screen_flow_relaxes_in_worker_processes(db, prefect_harness):
     """The campaign's `processes` executor: relaxations and phonon checks run in a pool of worker processes."""
-    from crysloop.infra.executors import ExecutorConfig
     from crysloop.flows.runners import task_runner
     from crysloop.flows.screen import screen_flow
+    from crysloop.infra.executors import ExecutorConfig
 
     si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.50), ["Si"], [[0, 0, 0]]).get_primitive_structure()
     add_candidates([NewCandidate(si), NewCandidate(_nacl(5.70))], campaign="p1")

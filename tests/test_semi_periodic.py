@@ -15,6 +15,7 @@ from pymatgen.core import Lattice, Structure
 
 from crysloop.data.datasets import read_structures
 from crysloop.data.graph import radius_graph_pbc
+from crysloop.data.tensors import records_to_tensors
 from crysloop.errors import InputError
 from crysloop.models.cdvae import (
     CDVAEConfig,
@@ -24,7 +25,6 @@ from crysloop.models.cdvae import (
     save_checkpoint,
 )
 from crysloop.models.cdvae.training import as_tensors, dataset_statistics
-from crysloop.data.tensors import records_to_tensors
 from crysloop.models.slab import (
     SlabGeometry,
     confine,

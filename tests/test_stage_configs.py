@@ -101,9 +101,9 @@ def test_one_tolerance_rule_and_errors_that_name_the_option_or_field(settings, c
     with pytest.raises(SystemExit) as exit_info:
         main(["screen", "--phonon-tolerance", "0"])
     assert exit_info.value.code == 1 and "--phonon-tolerance: Input should be greater than 0" in capsys.readouterr().err
-    with pytest.raises(InputError, match="screening.phonon_tolerance_thz: Input should be greater than 0"):
+    with pytest.raises(InputError, match=r"screening\.phonon_tolerance_thz: Input should be greater than 0"):
         parse_config({"name": "x", "screening": {"phonon_tolerance_thz": 0}})
-    with pytest.raises(InputError, match="screening.fmax"):
+    with pytest.raises(InputError, match=r"screening\.fmax"):
         parse_config({"name": "x", "screening": {"fmax": float("nan")}})
 
 

@@ -6,15 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from pymatgen.io.ase import AseAtomsAdaptor
 
-from crysloop.infra.executors import ExecutorConfig
 from crysloop.cli import main
 from crysloop.data.datasets import read_structures
+from crysloop.flows.vdw import build_dataset
+from crysloop.infra.executors import ExecutorConfig
 from crysloop.screening.potentials import get_calculator, predict_batch
 from crysloop.screening.relax import relax_structures
 from crysloop.vdw.bilayers import Stacking, make_bilayer
-from crysloop.flows.vdw import build_dataset
 from crysloop.vdw.build import potential
 from crysloop.vdw.config import BuildConfig
 from crysloop.vdw.descriptors import binding_energy_per_area, in_plane_area, layer_parts

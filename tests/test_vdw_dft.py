@@ -1,4 +1,5 @@
-"""DFT inputs for slabs: c fixed (LATTICE_CONSTRAINTS or ions only), dipole correction for Janus stacks, 1 k-point on c."""
+"""DFT inputs for slabs: c fixed (LATTICE_CONSTRAINTS or ions only), dipole correction for Janus stacks, 1 k-point
+on c."""
 
 from __future__ import annotations
 

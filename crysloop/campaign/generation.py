@@ -11,7 +11,6 @@ from crysloop.chemistry.volume import rescale_to_expected_volume
 from crysloop.errors import InputError
 from crysloop.evaluation.validity import MAX_VOLUME_PER_ATOM, structure_validity
 from crysloop.infra.store import NewCandidate
-from crysloop.models.composition import sample_valid_compositions
 from crysloop.models.diffcsp import DiffCSP, sample_structures
 
 
@@ -142,7 +141,7 @@ def cdvae_structures_for(
             origin={**origin, "ionic": assignment.ionic},
             oxidation_states=assignment.species,
         )
-        for assignment, structure in zip(usable, structures)
+        for assignment, structure in zip(usable, structures, strict=True)
     ]
 
 

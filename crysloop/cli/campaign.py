@@ -34,7 +34,7 @@ def print_rounds(results: dict) -> None:
     )
     for index, stats in sorted(results.items()):
 
-        def cell(key, fmt="{}"):
+        def cell(key, fmt="{}", stats=stats):
             value = stats.get(key)
             return "-" if value is None else fmt.format(value)
 

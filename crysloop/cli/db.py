@@ -14,7 +14,8 @@ from crysloop.cli.options import finite
 from crysloop.errors import InputError
 from crysloop.infra.db import database
 from crysloop.infra.export import FORMATS, export_candidates
-from crysloop.infra.queries import CandidateFilter, find_candidates, query, status as db_status
+from crysloop.infra.queries import CandidateFilter, find_candidates, query
+from crysloop.infra.queries import status as db_status
 
 app = typer.Typer(help="Results database: status, query, export.", no_args_is_help=True)
 console = Console() if sys.stdout.isatty() else Console(width=200)  # tables are not cut when piped

@@ -69,7 +69,7 @@ def _read_structure(path: Path):
         raise InputError(f"{path}: no such file")
     try:
         return Structure.from_file(path)
-    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for unreadable files
+    except Exception as exc:
         raise InputError(f"{path}: not a readable structure ({exc})") from exc
 
 
@@ -117,7 +117,7 @@ def run(
         lbte=lbte,
     )
     labels = build(LabelConfig, {"ehull_stable": max_e_above_hull}, flags={"ehull_stable": "--max-e-above-hull"})
-    metal_labels = {**{key: False for key in nonmetal}, **{key: True for key in metal}}
+    metal_labels = {**dict.fromkeys(nonmetal, False), **dict.fromkeys(metal, True)}
     summary = kappa_flow(
         config,
         labels,

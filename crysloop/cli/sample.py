@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crysloop.cli.options import names, parse_conditions
+from crysloop.cli.options import parse_conditions
 from crysloop.data.compositions import write_assignments_csv
 from crysloop.errors import InputError
 from crysloop.settings import resolve_device

@@ -58,6 +58,7 @@ def composition(
 ) -> None:
     """Train (or fine-tune with --init) the composition language model; writes the checkpoint as it goes and records
     it in the results database."""
+    from crysloop.data.compositions import read_compositions
     from crysloop.infra.models import register_model
     from crysloop.models.composition import (
         CompositionLMConfig,
@@ -65,7 +66,6 @@ def composition(
         load_checkpoint,
         train_composition_lm,
     )
-    from crysloop.data.compositions import read_compositions
 
     device = resolve_device(device)
     records = [r for path in data for r in read_compositions(path)]

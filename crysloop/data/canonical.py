@@ -12,7 +12,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 def _standard_primitive(structure: Structure, symprec: float) -> Structure:
     try:
         return SpacegroupAnalyzer(structure, symprec=symprec).get_primitive_standard_structure()
-    except Exception:  # noqa: BLE001 - spglib fails on badly overlapping atoms; fall back to Niggli
+    except Exception:
         return structure.get_reduced_structure("niggli")
 
 

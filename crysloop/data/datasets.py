@@ -124,12 +124,12 @@ def _checked(structure: Structure, keep_overlaps: bool = False) -> Structure | s
 
 
 def _parse_cif(item: tuple[str, str], keep_overlaps: bool = False) -> Structure | str:
-    where, text = item
+    _, text = item
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pymatgen warns on every CIF whose coordinates it rounds
             structure = Structure.from_str(text, fmt="cif")
-    except Exception as exc:  # noqa: BLE001 - any parser failure is reported with its location
+    except Exception as exc:
         return f"cannot parse structure ({type(exc).__name__}: {exc})".strip()
     return _checked(structure, keep_overlaps)
 
@@ -139,7 +139,7 @@ def _parse_file(path: str, keep_overlaps: bool = False) -> Structure | str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             structure = Structure.from_file(path)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"cannot parse structure ({type(exc).__name__}: {exc})".strip()
     return _checked(structure, keep_overlaps)
 
@@ -207,7 +207,7 @@ def read_extxyz(path: Path, skip_bad: bool = False, keep_overlaps: bool = False)
 
     try:
         frames = read(path, index=":", format="extxyz")
-    except Exception as exc:  # noqa: BLE001 - ASE raises many types for malformed files
+    except Exception as exc:
         raise InputError(f"{path}: not a readable extxyz file ({type(exc).__name__}: {exc})") from None
     wheres, ids, parsed, props = [], [], [], []
     for i, atoms in enumerate(frames):

@@ -29,7 +29,8 @@ PYRAMIDS = {"T", "tri_pyr", "sq_pyr", "pent_pyr", "hex_pyr"}
 
 @lru_cache(maxsize=1)
 def _preset():
-    """matminer's "ops" CrystalNNFingerprint: its CrystalNN, and per CN its features in order ("wt" or an order parameter)."""
+    """matminer's "ops" CrystalNNFingerprint: its CrystalNN, and per CN its features in order ("wt" or an order
+    parameter)."""
     from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
 
     fingerprint = CrystalNNFingerprint.from_preset("ops")
@@ -175,7 +176,7 @@ def _steinhardt(op, kind: str, g: NeighbourGeometry) -> float:
     """Steinhardt bond-orientational order parameter through pymatgen's own implementation."""
     z = g.unit[:, 2]
     thetas = np.arccos(np.clip(z, -1.0, 1.0))
-    inside = (-1 + 1e-12 < z) & (z < 1 - 1e-12)
+    inside = (z > -1 + 1e-12) & (z < 1 - 1e-12)
     with np.errstate(invalid="ignore", divide="ignore"):
         phis = np.arccos(np.clip(g.unit[:, 0] / np.sqrt(g.unit[:, 0] ** 2 + g.unit[:, 1] ** 2), -1.0, 1.0))
     phis = np.where(inside, np.where(g.unit[:, 1] < 0, -phis, phis), 0.0)

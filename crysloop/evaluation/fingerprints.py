@@ -59,8 +59,8 @@ def _site_multiplicities(structure: Structure) -> dict[int, int]:
     try:
         dataset = SpacegroupAnalyzer(structure, symprec=SYMPREC).get_symmetry_dataset()
         equivalent = np.asarray(dataset.equivalent_atoms)
-    except Exception:  # noqa: BLE001 - spglib refuses some generated cells; fall back to every site
-        return {i: 1 for i in range(len(structure))}
+    except Exception:
+        return dict.fromkeys(range(len(structure)), 1)
     representatives, counts = np.unique(equivalent, return_counts=True)
     return dict(zip(representatives.tolist(), counts.tolist(), strict=True))
 
@@ -75,9 +75,9 @@ def crystalnn_fingerprint(structure: Structure, symmetry_reduced: bool = False) 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            orbits = _site_multiplicities(structure) if symmetry_reduced else {i: 1 for i in range(len(structure))}
+            orbits = _site_multiplicities(structure) if symmetry_reduced else dict.fromkeys(range(len(structure)), 1)
             sites = site_fingerprints(structure, list(orbits))
-    except Exception:  # noqa: BLE001 - CDVAE counts a crystal whose fingerprint fails as invalid
+    except Exception:
         return None
     return np.asarray(list(orbits.values()), dtype=float) @ sites / len(structure)
 

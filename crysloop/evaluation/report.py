@@ -231,7 +231,7 @@ def evaluate(
             "reference": len(reference),
             "train": 0 if train is None else len(train),
             "valid": int(valid.sum()),
-            "sampled": int(len(picked)),
+            "sampled": len(picked),
             "fingerprint_failures_generated": int((~gen_fp.ok).sum()),
             "fingerprint_failures_reference": int((~ref_fp.ok).sum()),
         },

@@ -15,16 +15,15 @@ from prefect.artifacts import create_markdown_artifact
 from pymatgen.core import Composition, Structure
 
 from crysloop.campaign.config import CampaignConfig, parse_config
-from crysloop.campaign.stability import stability_class, stability_labels
 from crysloop.campaign.report import best_candidates_markdown, ehull_plot, png_markdown
+from crysloop.campaign.stability import stability_class, stability_labels
 from crysloop.campaign.statistics import round_statistics
 from crysloop.data.datasets import load_dataset
 from crysloop.flows.generate import generate_flow
 from crysloop.flows.runners import task_runner
 from crysloop.flows.screen import screen_flow
 from crysloop.infra import campaign as store
-from crysloop.infra import models
-from crysloop.infra import faults
+from crysloop.infra import faults, models
 from crysloop.infra.db import database
 from crysloop.settings import get_settings
 from crysloop.tasks.train import finetune_cdvae_task, finetune_composition_task, finetune_structure_task

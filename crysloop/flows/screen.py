@@ -197,7 +197,7 @@ def _finish_chunk(
             continue
         try:
             hulls[item.candidate_id] = _hull_of(item, relax, mlip, references, sources)
-        except Exception as exc:  # noqa: BLE001 - recorded on the candidate, the batch goes on
+        except Exception as exc:
             errors[item.candidate_id] = f"hull: {exc}"
     queue = [
         (item, relax)

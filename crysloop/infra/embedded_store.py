@@ -342,7 +342,7 @@ class EmbeddedClient(mongomock.MongoClient):
 
     def _acquire_writer_lock(self) -> None:
         path = self.directory / "LOCK"
-        handle = open(path, "a+")
+        handle = open(path, "a+")  # noqa: SIM115 - held for the writer's lifetime
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -429,7 +429,7 @@ class EmbeddedClient(mongomock.MongoClient):
                 files.journal_bytes = len(header)
             else:
                 os.truncate(files.journal, files.journal_bytes)
-            files.handle = open(files.journal, "ab")
+            files.handle = open(files.journal, "ab")  # noqa: SIM115 - kept open, closed with the store
         return files.handle
 
     def _commit(self, db_name: str, collection: str, store: _TrackedStore, touched: set, dropped: bool) -> None:

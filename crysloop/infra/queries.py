@@ -52,7 +52,7 @@ class CandidateRow:
 def normalise_formula(formula: str) -> str:
     try:
         return Composition(formula).reduced_formula
-    except Exception:  # noqa: BLE001 - pymatgen raises several types for bad formulas
+    except Exception:
         raise InputError(f"cannot parse formula {formula!r}") from None
 
 

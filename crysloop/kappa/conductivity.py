@@ -160,7 +160,8 @@ def displaced_supercells(ph3: Phono3py) -> tuple[list, list]:
 def conductivity_from_forces(
     ph3: Phono3py, fc3_forces: np.ndarray, fc2_forces: np.ndarray | None, config: KappaConfig
 ) -> dict:
-    """Force constants from the force sets, then kappa on the mesh; the phono3py part shared by the MLIP and DFT paths."""
+    """Force constants from the force sets, then kappa on the mesh: the phono3py part shared by the MLIP and DFT
+    paths."""
     ph3.forces = np.asarray(fc3_forces, dtype=float)
     if _has_phonon_set(ph3):
         if fc2_forces is None or len(fc2_forces) == 0:

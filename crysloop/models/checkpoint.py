@@ -83,7 +83,7 @@ def read_checkpoint(path: str | Path, kind: Kind) -> dict[str, Any]:
         raise InputError(f"no {name} checkpoint at {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file fails in many ways
+    except Exception as exc:
         raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     found = _kind_of(payload)
     if found is None:

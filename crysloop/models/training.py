@@ -231,7 +231,7 @@ class Trainer:
         prefix = self.run.log_prefix
         metrics.update({f"{prefix}epoch": self.epoch, f"{prefix}step": self.step})
         metrics.update(
-            {"lr": rates[name] for name in rates}
+            {"lr": next(iter(rates.values()))}
             if len(rates) == 1
             else {f"lr_{name}": rate for name, rate in rates.items()}
         )

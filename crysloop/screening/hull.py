@@ -169,6 +169,6 @@ def materials_project_structures(
             docs = mpr.materials.summary.search(
                 chemsys=chemical_subsystems(chemsys), energy_above_hull=(0, max_e_above_hull), fields=["structure"]
             )
-    except Exception as exc:  # noqa: BLE001 - network, key and server errors all end here
+    except Exception as exc:
         raise CrysloopError(f"Materials Project query for {chemsys} failed: {exc}") from exc
     return [doc.structure for doc in docs]

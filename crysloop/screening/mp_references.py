@@ -114,7 +114,7 @@ def api_entries(chemsys: str, api_key: str | None = None) -> list[ComputedEntry]
             entries = mpr.get_entries_in_chemsys(
                 chemsys.split("-"), compatible_only=True, additional_criteria={"thermo_types": ["GGA_GGA+U"]}
             )
-    except Exception as exc:  # noqa: BLE001 - network, key and server errors all end here
+    except Exception as exc:
         raise CrysloopError(f"Materials Project query for {chemsys} failed: {exc}") from exc
     return [
         ComputedEntry(e.composition, e.energy, entry_id=str(e.entry_id), data={"source": SOURCE_API}) for e in entries

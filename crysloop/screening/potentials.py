@@ -174,7 +174,7 @@ def mattersim_checkpoint_path(name: str, weights: str | Path | None = None) -> P
 
     try:
         download_checkpoint(filename, save_folder=str(MATTERSIM_CACHE))
-    except Exception as exc:  # noqa: BLE001 - any network failure means the weights are missing
+    except Exception as exc:
         raise OfflineError(
             f"MatterSim weights {filename} are not in {MATTERSIM_CACHE} and could not be downloaded "
             f"({type(exc).__name__}); download them from github.com/microsoft/mattersim/tree/main/pretrained_models "

@@ -177,11 +177,11 @@ def _evaluate(relaxations: list[_Relaxation], calculator: Calculator, batch_size
     started = time.perf_counter()
     try:
         predictions = predict_batch([r.atoms for r in relaxations], calculator, batch_size)
-    except Exception:  # noqa: BLE001 - one bad structure must not sink the batch
+    except Exception:
         for relaxation in relaxations:
             try:
                 prediction = predict_batch([relaxation.atoms], calculator, 1)[0]
-            except Exception as exc:  # noqa: BLE001 - recorded as the failure reason
+            except Exception as exc:
                 relaxation.fail(f"potential failed: {type(exc).__name__}: {exc}")
                 continue
             relaxation.advance(prediction)

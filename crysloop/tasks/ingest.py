@@ -14,7 +14,7 @@ def _retry_unless_input_error(task, task_run, state) -> bool:
         state.result()
     except InputError:
         return False
-    except Exception:  # noqa: BLE001 - anything else may be transient
+    except Exception:
         return True
     return False
 

@@ -11,10 +11,10 @@ from crysloop.campaign.generation import (
     structures_for,
 )
 from crysloop.chemistry.valence import ValenceAssignment
-from crysloop.settings import resolve_device
 from crysloop.infra.store import NewCandidate
 from crysloop.models import cdvae, composition, diffcsp
 from crysloop.models.composition import sample_valid_compositions
+from crysloop.settings import resolve_device
 
 
 @task(name="sample-compositions", tags=["gpu", "stage-1"], retries=1)

@@ -37,7 +37,8 @@ def _config_key(*configs: object) -> str:
 
 def _relax_cache_key(context, parameters: dict) -> str:
     ids = ",".join(item.candidate_id for item in parameters["items"])
-    return f"screen-relax-{parameters['mlip']}-{_config_key(parameters['config'])}-{hashlib.sha1(ids.encode()).hexdigest()}"
+    digest = hashlib.sha1(ids.encode()).hexdigest()
+    return f"screen-relax-{parameters['mlip']}-{_config_key(parameters['config'])}-{digest}"
 
 
 @task(

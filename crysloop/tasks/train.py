@@ -8,8 +8,8 @@ from pathlib import Path
 from prefect import task
 from pymatgen.core import Composition, Structure
 
-from crysloop.settings import resolve_device
 from crysloop.models import cdvae, composition, diffcsp
+from crysloop.settings import resolve_device
 
 
 @task(name="finetune-composition-lm", tags=["gpu", "stage-1"])

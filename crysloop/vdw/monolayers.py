@@ -101,7 +101,8 @@ def all_monolayers() -> list[Monolayer]:
 
 
 def select_monolayers(elements: list[str] | None = None) -> list[Monolayer]:
-    """The monolayers made only of ``elements`` (all 45 when None); an element outside Al, Ga, In, S, Se, Te is an error."""
+    """The monolayers made only of ``elements`` (all 45 when None); an element outside Al, Ga, In, S, Se, Te is an
+    error."""
     layers = all_monolayers()
     if not elements:
         return layers

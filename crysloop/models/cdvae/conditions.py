@@ -106,7 +106,7 @@ def formula_atoms(config: CDVAEConfig, formula: str) -> list[int]:
 
     try:
         composition = Composition(formula)
-    except Exception as exc:  # noqa: BLE001 - pymatgen raises several types for bad formulas
+    except Exception as exc:
         raise InputError(f"cannot read formula {formula!r}: {exc}") from None
     atoms: list[int] = []
     for element, amount in composition.items():
@@ -114,7 +114,7 @@ def formula_atoms(config: CDVAEConfig, formula: str) -> list[int]:
             raise InputError(f"formula {formula!r}: {element} is not a chemical element")
         if abs(amount - round(amount)) > 1e-6 or round(amount) < 1:
             raise InputError(f"formula {formula!r} needs whole numbers of atoms")
-        if (config.elements and element.Z not in config.elements) or element.Z > config.num_species:
+        if (config.elements and element.Z not in config.elements) or config.num_species < element.Z:
             raise InputError(f"formula {formula!r}: element {element} is outside this model's vocabulary")
         atoms += [element.Z] * round(amount)
     if not atoms:

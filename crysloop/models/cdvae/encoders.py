@@ -93,7 +93,7 @@ class DimeNetPPEncoder(nn.Module):
         sbf = net.sbf(graph.distances, angle, idx_kj)
         x = net.emb(atom_types, rbf, centre, neighbour)
         per_atom = net.output_blocks[0](x, rbf, centre, num_nodes=len(atom_types))
-        for interaction, output in zip(net.interaction_blocks, net.output_blocks[1:]):
+        for interaction, output in zip(net.interaction_blocks, net.output_blocks[1:], strict=True):
             x = interaction(x, rbf, sbf, idx_kj, idx_ji)
             per_atom = per_atom + output(x, rbf, centre, num_nodes=len(atom_types))
         batch = torch.repeat_interleave(torch.arange(len(num_atoms), device=num_atoms.device), num_atoms)

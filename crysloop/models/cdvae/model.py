@@ -9,13 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crysloop.data.tensors import lattice_params_to_matrix, matrix_to_lattice_params
+from crysloop.data.tensors import CrystalTensors, lattice_params_to_matrix, matrix_to_lattice_params
 from crysloop.models.cdvae.conditions import ConditionEncoder, composition_fractions
 from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.decoder import ScoreDecoder
 from crysloop.models.cdvae.encoders import build_encoder
 from crysloop.models.cdvae.fusion import LowRankFusion
-from crysloop.data.tensors import CrystalTensors
 from crysloop.models.slab import confine
 
 MODEL_KIND = "condition-cdvae-plus"

@@ -25,9 +25,9 @@ import torch
 
 from crysloop.chemistry.valence import ValenceAssignment
 from crysloop.errors import InputError
-from crysloop.settings import resolve_device
 from crysloop.models.composition.model import CompositionLM
 from crysloop.models.composition.vocab import BOS, EOS, N_SPECIAL, PAD
+from crysloop.settings import resolve_device
 
 
 class _Constraints:

@@ -231,7 +231,7 @@ def train_composition_lm(
     properties = list(properties) if properties is not None else [{} for _ in compositions]
     if len(properties) != len(compositions):
         raise InputError(f"{len(compositions)} compositions but {len(properties)} property dicts")
-    kinds = dict(conditions) if isinstance(conditions, dict) else {n: None for n in conditions or []}
+    kinds = dict(conditions) if isinstance(conditions, dict) else dict.fromkeys(conditions or [])
     config = config or CompositionLMConfig()
     config.conditions = [
         _condition_spec(name, kind, [_value(p, name) for p in properties]) for name, kind in kinds.items()
@@ -282,7 +282,7 @@ def finetune_composition_lm(
     labels = [dict(l or {}) for _, l in records_with_labels]
     if conditions is None:
         conditions = sorted({name for l in labels for name in l})
-    kinds = dict(conditions) if isinstance(conditions, dict) else {n: None for n in conditions}
+    kinds = dict(conditions) if isinstance(conditions, dict) else dict.fromkeys(conditions)
     for name, kind in kinds.items():
         if name not in model.conditions:
             model.add_condition(_condition_spec(name, kind, [_value(l, name) for l in labels]))

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from tqdm.auto import tqdm
 
-from crysloop.errors import InputError
-from crysloop.settings import resolve_device
 from crysloop.data.tensors import CrystalTensors
+from crysloop.errors import InputError
 from crysloop.models.diffcsp.model import DiffCSP
 from crysloop.models.slab import (
     confine,
@@ -25,6 +24,7 @@ from crysloop.models.slab import (
     in_plane_mask,
     random_slab_coords,
 )
+from crysloop.settings import resolve_device
 
 if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
@@ -183,7 +183,7 @@ def _composition_atoms(composition: Composition | str) -> list[int]:
 
     try:
         composition = Composition(composition)
-    except Exception as exc:  # noqa: BLE001 - pymatgen raises several types for bad formulas
+    except Exception as exc:
         raise InputError(f"cannot read composition {composition!r}: {exc}") from exc
     atoms: list[int] = []
     for element, amount in composition.items():
