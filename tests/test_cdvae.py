@@ -169,7 +169,7 @@ def test_dimenet_latent_is_invariant():
     permuted = Structure(
         structure.lattice, [structure.species[i] for i in (3, 1, 4, 0, 2)], structure.frac_coords[[3, 1, 4, 0, 2]]
     )
-    translated = Structure(structure.lattice, structure.species, [*structure.frac_coords, 0.31, 0.77, 0.05])
+    translated = Structure(structure.lattice, structure.species, structure.frac_coords + np.array([0.31, 0.77, 0.05]))
     supercell = structure * (2, 1, 1)
     with torch.no_grad():
         for other in (rotated, permuted, translated):
@@ -242,7 +242,7 @@ def test_equiformer_model_is_invariant_and_equivariant():
     mu_p, logits_p, score_p = run(permuted)
     assert torch.allclose(mu_p, mu, atol=1e-4) and torch.allclose(logits_p, logits[order], atol=1e-4)
     assert torch.allclose(score_p, score[order], atol=1e-4)
-    translated = Structure(structure.lattice, structure.species, [*structure.frac_coords, 0.31, 0.77, 0.05])
+    translated = Structure(structure.lattice, structure.species, structure.frac_coords + np.array([0.31, 0.77, 0.05]))
     mu_t, logits_t, score_t = run(translated)
     assert torch.allclose(mu_t, mu, atol=1e-4) and torch.allclose(score_t, score, atol=1e-4)
     supercell = structure * (2, 1, 1)  # pymatgen puts the copies of site i at 2i, 2i + 1
