@@ -30,7 +30,7 @@ from crysloop.evaluation.validity import composition_validity
 from crysloop.models.composition import (
     load_checkpoint, sample_compositions, sample_compositions_rejection, train_composition_lm,
 )  # fmt: skip
-from crysloop.models.composition.data import read_compositions
+from crysloop.data.compositions import read_compositions
 from crysloop.models.composition.sampling import admissible
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from crysloop.infra.embedded import client_class
+from crysloop.infra.embedded_store import client_class
 
 
 def document(i: int) -> dict:

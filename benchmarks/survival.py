@@ -110,7 +110,7 @@ def survival(checkpoint: str, code: str | None, assignments, config, args) -> di
     from crysloop.screening.potentials import get_calculator
     from crysloop.screening.relax import RelaxConfig, relax_structures
 
-    sm = config.structure_model
+    sm = config.generation.structure_model
     job = {"checkpoint": checkpoint, "formulas": [a.composition.formula for a in assignments], "steps": sm.steps,
            "batch_size": sm.batch_size, "seed": config.seed, "guidance": sm.guidance,
            "conditions": dict(args.condition), "lattice_clip": args.lattice_clip}  # fmt: skip
@@ -128,7 +128,7 @@ def survival(checkpoint: str, code: str | None, assignments, config, args) -> di
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = iter(relax_structures(to_relax, get_calculator(config.mlip, "cpu"),
+        results = iter(relax_structures(to_relax, get_calculator(config.screening.mlip, "cpu"),
                                         batch_size=config.screening.batch_size, config=relax_config))
     relax_s = time.perf_counter() - started
     for row, structure, ok in zip(rows, prepared, flags, strict=True):
@@ -200,7 +200,7 @@ def main() -> None:
     if args.seed is not None:
         config = config.model_copy(update={"seed": args.seed})
     lm = composition.load_checkpoint(args.composition_checkpoint, device="cpu")
-    cm = config.composition_model
+    cm = config.generation.composition_model
     assignments = sample_valid_compositions(lm, args.n, {}, max_atoms=cm.max_atoms, temperature=cm.temperature,
                                             top_k=cm.top_k, seed=config.seed, device="cpu")  # fmt: skip
     runs = []
@@ -211,9 +211,9 @@ def main() -> None:
     for run in runs:
         print(f"{run['checkpoint']} ({run['code']}): {run['survived']}/{run['generated']} survive {run['outcomes']}")
     print(json.dumps({"benchmark": "demo survival", "crysloop": str(Path(crysloop.__file__).parent), "n": args.n,
-                      "seed": config.seed, "mlip": config.mlip, "fmax": config.screening.fmax,
+                      "seed": config.seed, "mlip": config.screening.mlip, "fmax": config.screening.fmax,
                       "relax_steps": config.screening.steps, "conditions": dict(args.condition),
-                      "guidance": config.structure_model.guidance if args.condition else 0.0,
+                      "guidance": config.generation.structure_model.guidance if args.condition else 0.0,
                       "compositions": [a.composition.formula for a in assignments], "runs": runs}))  # fmt: skip
 
 

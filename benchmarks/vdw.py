@@ -45,7 +45,8 @@ import torch
 from crysloop.data.datasets import read_structures
 from crysloop.evaluation.layers import CATEGORIES, analyse_layers
 from crysloop.vdw.bilayers import REGISTRIES, Stacking, make_bilayer, pair_bilayers
-from crysloop.vdw.build import BuildConfig, relax_bilayer
+from crysloop.vdw.build import relax_bilayer
+from crysloop.vdw.config import BuildConfig
 from crysloop.vdw.monolayers import all_monolayers
 
 SUBSET = Path(__file__).resolve().parents[1] / "crysloop" / "assets" / "datasets" / "vdw_iii_vi_mini"
@@ -127,8 +128,9 @@ def _formation_energies(structures, manifest: dict) -> tuple[list[float], int]:
     """Formation energies (eV/atom) of ``structures`` after relaxation with the subset's potential (in-plane cell,
     c fixed), against its elemental references; and how many could not be labelled (other elements, failures)."""
     from crysloop.screening.relax import RelaxConfig, relax_structures
-    from crysloop.vdw.build import IN_PLANE_MASK, potential
-    from crysloop.vdw.labels import formation_energy_per_atom
+    from crysloop.vdw.build import potential
+    from crysloop.vdw.config import IN_PLANE_MASK
+    from crysloop.vdw.descriptors import formation_energy_per_atom
 
     settings, mu = manifest["config"], manifest["chemical_potentials_eV_per_atom"]
     usable = [s for s in structures if {e.symbol for e in s.composition.elements} <= set(mu)]

@@ -51,7 +51,7 @@ def test_config_validation_names_the_field(tmp_path):
     with pytest.raises(InputError, match="no such campaign file"):
         load_config(tmp_path / "missing.yaml")
     demo = load_config(Path(__file__).resolve().parents[1] / "crysloop" / "assets" / "campaigns" / "demo.yaml")
-    assert demo.rounds == 2 and demo.mlip == "sevenn-l3i5" and demo.screening.hull == "mp"
+    assert demo.rounds == 2 and demo.screening.mlip == "sevenn-l3i5" and demo.screening.hull == "mp"
 
 
 def test_two_round_campaign_end_to_end(tiny_models, settings, prefect_harness):
@@ -90,7 +90,7 @@ def test_two_round_campaign_end_to_end(tiny_models, settings, prefect_harness):
     # the stored statistics are those of the stored round, recomputed here from its samples and screening
     from crysloop.campaign.statistics import round_statistics
     from crysloop.flows.campaign import reference_structures
-    from crysloop.infra.campaigns import round_samples
+    from crysloop.infra.campaign import round_samples
 
     with database(readonly=True):
         for index in (0, 1):
@@ -114,7 +114,7 @@ def _cli(args: list[str], env: dict, **kwargs) -> subprocess.Popen:
 
 def _stored(settings, collection: str) -> list[dict]:
     """The documents of ``collection`` as a read-only client sees them on disk (snapshot + journal)."""
-    from crysloop.infra.embedded import client_class
+    from crysloop.infra.embedded_store import client_class
 
     client = client_class(settings.db_dir, readonly=True)()
     try:
@@ -197,7 +197,7 @@ def test_deployment_is_scheduled_and_runs_through_a_runner(tiny_models, settings
 
 def test_generation_runs_on_a_local_dask_cluster(settings, prefect_harness):
     """The same generate flow with its Stage II chunks on a Dask cluster of two worker processes."""
-    from crysloop.campaign.config import StructureModelConfig
+    from crysloop.campaign.config import GenerationConfig, StructureModelConfig
     from crysloop.infra.executors import ExecutorConfig
     from crysloop.flows.generate import generate_flow
     from crysloop.flows.runners import task_runner
@@ -206,7 +206,8 @@ def test_generation_runs_on_a_local_dask_cluster(settings, prefect_harness):
 
     runner = task_runner(ExecutorConfig(kind="dask", workers=2))
     summary = generate_flow.with_options(task_runner=runner)(
-        n=4, campaign="dask", structure_config=StructureModelConfig(steps=50, batch_size=2), device="cpu", seed=1)
+        n=4, config=GenerationConfig(structure_model=StructureModelConfig(steps=50, batch_size=2)), campaign="dask",
+        device="cpu", seed=1)
     assert summary.generated == 4 and summary.inserted + summary.invalid + summary.existing == 4
     with database(readonly=True):
         stored = list(Candidate.objects(campaign="dask"))

@@ -249,7 +249,7 @@ def test_checkpoint_round_trip_and_kind_check(tmp_path, shared_data):
     for key, value in gan.generator.state_dict().items():
         assert torch.equal(loaded_gan.generator.state_dict()[key], value), key
     payload = torch.load(path, weights_only=True)  # plain data only
-    assert payload["format"] == "crysloop-cdvae"
+    assert (payload["format"], payload["kind"]) == ("crysloop-checkpoint", "cdvae")
     with pytest.raises(InputError, match="not a ConditionCDVAE"):
         load_checkpoint(diffcsp_checkpoint())
 

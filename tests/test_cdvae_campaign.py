@@ -11,14 +11,14 @@ def test_generator_option_is_validated():
     from crysloop.campaign.config import parse_config
 
     config = parse_config({"name": "vdw", "generator": "condition-cdvae-plus", "cdvae_model": {"candidates": 10}})
-    assert config.generator == "condition-cdvae-plus" and config.cdvae_model.candidates == 10
-    assert parse_config({"name": "plain"}).generator == "crysvcd"
+    assert config.generation.generator == "condition-cdvae-plus" and config.generation.cdvae_model.candidates == 10
+    assert parse_config({"name": "plain"}).generation.generator == "crysvcd"
     with pytest.raises(InputError, match="generator"):
         parse_config({"name": "bad", "generator": "cdvae"})
 
 
 def test_generate_flow_with_condition_cdvae_plus(settings, prefect_harness, shared_data, tmp_path):
-    from crysloop.campaign.config import CDVAEModelConfig
+    from crysloop.campaign.config import CDVAEModelConfig, GenerationConfig
     from crysloop.data.datasets import load_dataset
     from crysloop.flows.generate import generate_flow
     from crysloop.infra.db import database
@@ -30,10 +30,10 @@ def test_generate_flow_with_condition_cdvae_plus(settings, prefect_harness, shar
     train_cdvae(records, CDVAEConfig.preset("cpu-tiny", conditions=("formation_energy_per_atom", "formula")),
                 device="cpu", steps=1, gan_epochs=1, gan_config=GANConfig.preset("cpu-tiny"),
                 checkpoint_path=checkpoint, progress=False)  # fmt: skip
-    summary = generate_flow(n=6, conditions={"formation_energy_per_atom": -0.5, "stable": 1.0}, campaign="cdvae",
-                            structure_checkpoint=str(checkpoint), generator="condition-cdvae-plus",
-                            cdvae_config=CDVAEModelConfig(candidates=4, steps_per_level=1, batch_size=4),
-                            device="cpu", seed=3)  # fmt: skip
+    config = GenerationConfig(generator="condition-cdvae-plus", cdvae_model=CDVAEModelConfig(
+        checkpoint=str(checkpoint), candidates=4, steps_per_level=1, batch_size=4))
+    summary = generate_flow(n=6, conditions={"formation_energy_per_atom": -0.5, "stable": 1.0}, config=config,
+                            campaign="cdvae", device="cpu", seed=3)  # fmt: skip
     assert summary.conditions_stage2 in ({}, {"formation_energy_per_atom": -0.5})
     with database(readonly=True):
         stored = list(Candidate.objects(campaign="cdvae"))

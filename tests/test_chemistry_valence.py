@@ -104,7 +104,7 @@ def _check_rules(assignment, vocabulary="common"):
 
 
 def _mp20_compositions(shared_data):
-    from crysloop.models.composition.data import read_compositions
+    from crysloop.data.compositions import read_compositions
 
     paths = [f"mp_20_sample/{s}.csv.gz" for s in ("train", "val", "test")]
     paths += [f"mp_20_biternary/{s}.csv.gz" for s in ("val", "test")]

@@ -11,6 +11,7 @@ from monty.os.path import zpath
 from pymatgen.core import Structure
 from pymatgen.io.vasp import Incar, Vasprun
 
+from crysloop.dft.config import DFTStageConfig
 from crysloop.dft.presets import RunSettings
 from crysloop.infra.documents import Candidate, DFTJob, ScreeningResult
 
@@ -64,7 +65,7 @@ def test_dft_flow_fails_then_resumes_to_completion(prefect_harness, screened, tm
     fake = write_fake_vasp(tmp_path, recorded, failures=2, message="ZBRENT: fatal error in bracketing")
     run = _run_settings(fake, shared_data)
 
-    metrics = dft_flow(campaign="c1", preset="crysvcd", top_n=1, run=run)
+    metrics = dft_flow(DFTStageConfig(preset="crysvcd", top_n=1), campaign="c1", run=run)
     job = DFTJob.objects.get()
     assert job.candidate.id == screened.id and job.preset == "crysvcd"
     assert job.state == "failed" and len(job.attempts) == 1 and len(job.errors) == 1
@@ -73,7 +74,7 @@ def test_dft_flow_fails_then_resumes_to_completion(prefect_harness, screened, tm
     assert [c["errors"] for c in first.corrections] == [["zbrent"], ["zbrent"]]
     assert metrics["n_finished"] == 1 and metrics["convergence_rate"] == 0.0
 
-    metrics = dft_resume_flow(campaign="c1", max_attempts=2, run=run)
+    metrics = dft_resume_flow(DFTStageConfig(max_attempts=2), campaign="c1", run=run)
     job.reload()
     assert fake_vasp_calls(fake) == 3
     assert job.state == "completed" and len(job.attempts) == 2
@@ -96,8 +97,8 @@ def test_dft_flow_fails_then_resumes_to_completion(prefect_harness, screened, tm
     assert metrics["mean_energy_diff_per_atom"] == pytest.approx(abs(e_dft - MLIP_ENERGY))
 
     # a second run neither duplicates nor re-runs the completed job; nothing is left to resume
-    dft_flow(campaign="c1", preset="crysvcd", top_n=1, run=run)
-    dft_resume_flow(campaign="c1", max_attempts=5, run=run)
+    dft_flow(DFTStageConfig(preset="crysvcd", top_n=1), campaign="c1", run=run)
+    dft_resume_flow(DFTStageConfig(max_attempts=5), campaign="c1", run=run)
     assert DFTJob.objects.count() == 1 and fake_vasp_calls(fake) == 3
     assert DFTJob.objects.get().state == "completed"
 
@@ -109,7 +110,7 @@ def test_cli_resume_and_report(prefect_harness, screened, tmp_path, shared_data,
 
     recorded = shared_data / "vasp" / RELAX_1
     fake = write_fake_vasp(tmp_path, recorded, failures=99, message="ZBRENT: fatal error in bracketing")
-    dft_flow(campaign="c1", preset="crysvcd", top_n=2, run=_run_settings(fake, shared_data))
+    dft_flow(DFTStageConfig(preset="crysvcd", top_n=2), campaign="c1", run=_run_settings(fake, shared_data))
     assert DFTJob.objects(state="failed").count() == 2
 
     monkeypatch.setenv("CRYSLOOP_VASP_CMD", str(fake))
@@ -144,16 +145,17 @@ def test_dft_flow_reruns_a_job_its_killed_predecessor_left_running(prefect_harne
 
     from crysloop.dft import jobs
     from crysloop.flows.dft import dft_flow
+    from crysloop.infra.dft import queue_top_candidates, unfinished_jobs
 
     fake = write_fake_vasp(tmp_path, shared_data / "vasp" / RELAX_1, failures=0, message="")
-    [job] = jobs.queue_top_candidates("c1", "crysvcd", top_n=1)
+    [job] = queue_top_candidates("c1", "crysvcd", top_n=1)
     jobs.start_attempt(job, Structure.from_dict(screened.structure), {}, tmp_path / "killed" / "attempt-0", None)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     job.attempts[0].pid = dead.pid  # the campaign that started it was killed -9
     job.save()
-    metrics = dft_flow(campaign="c1", preset="crysvcd", top_n=1, run=_run_settings(fake, shared_data))
+    metrics = dft_flow(DFTStageConfig(preset="crysvcd", top_n=1), campaign="c1", run=_run_settings(fake, shared_data))
     job.reload()
     assert job.state == "completed" and [a.state for a in job.attempts] == ["failed", "completed"]
     assert fake_vasp_calls(fake) == 1 and metrics["convergence_rate"] == 1.0
-    assert jobs.unfinished_jobs("c1") == []
+    assert unfinished_jobs("c1") == []

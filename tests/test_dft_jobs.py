@@ -12,6 +12,7 @@ import pytest
 from pymatgen.core import Structure
 
 from crysloop.dft import jobs
+from crysloop.infra.dft import queue_top_candidates, unfinished_jobs
 from crysloop.infra.documents import Candidate, DFTJob, ScreeningResult, utcnow
 
 
@@ -33,23 +34,23 @@ def test_uncovered_candidates_are_not_queued_however_low_their_energy_above_hull
     other = Candidate(structure_hash="x", structure=relaxed.as_dict(), formula="Si", chemsys="Si", campaign="c1").save()
     ScreeningResult(candidate=other, mlip="chgnet", campaign="c1", status="ok", e_above_hull=-1.5, hull_covered=False,
                     relaxed_structure=relaxed.as_dict()).save()  # fmt: skip
-    assert [job.candidate.id for job in jobs.queue_top_candidates("c1", "crysvcd", top_n=5)] == [candidate.id]
+    assert [job.candidate.id for job in queue_top_candidates("c1", "crysvcd", top_n=5)] == [candidate.id]
 
 
 def test_first_attempt_starts_from_the_mlip_relaxed_structure(si_candidate, tmp_path):
     candidate, relaxed = si_candidate
-    [job] = jobs.queue_top_candidates("c1", "crysvcd", top_n=5)
+    [job] = queue_top_candidates("c1", "crysvcd", top_n=5)
     assert job.candidate.id == candidate.id and job.initial_energy_per_atom == -5.3
     structure, overrides, restarted_from = jobs.restart_point(job)
     assert structure.volume == pytest.approx(relaxed.volume) and overrides == {} and restarted_from is None
-    assert jobs.queue_top_candidates("c1", "crysvcd", top_n=5)[0].pk == job.pk  # no duplicate job
+    assert queue_top_candidates("c1", "crysvcd", top_n=5)[0].pk == job.pk  # no duplicate job
     with pytest.raises(ValueError, match="illegal transition"):
         job.transition("completed")  # pending jobs must run first
 
 
 def test_stale_running_job_is_failed_and_requeued(si_candidate, tmp_path):
     candidate, relaxed = si_candidate
-    [job] = jobs.queue_top_candidates("c1", "crysvcd", top_n=1)
+    [job] = queue_top_candidates("c1", "crysvcd", top_n=1)
     jobs.start_attempt(job, relaxed, {"ALGO": "All"}, tmp_path / "attempt-0", None)
     assert jobs.fail_stale_jobs("c1", stale_hours=1.0) == []  # just started: left alone
     job.attempts[0].started_at = utcnow() - timedelta(hours=3)
@@ -67,7 +68,7 @@ def test_stale_running_job_is_failed_and_requeued(si_candidate, tmp_path):
 
 def test_a_job_is_claimed_by_one_process_only(si_candidate, tmp_path):
     _, relaxed = si_candidate
-    [job] = jobs.queue_top_candidates("c1", "crysvcd", top_n=1)
+    [job] = queue_top_candidates("c1", "crysvcd", top_n=1)
     other = DFTJob.objects.get(pk=job.pk)  # a second resume read the same pending job
     assert jobs.start_attempt(job, relaxed, {}, tmp_path / "a", None) is True
     assert jobs.start_attempt(other, relaxed, {}, tmp_path / "b", None) is False
@@ -78,7 +79,7 @@ def test_a_job_is_claimed_by_one_process_only(si_candidate, tmp_path):
 
 def test_running_jobs_of_a_dead_process_are_recovered_and_live_ones_left(si_candidate, tmp_path):
     _, relaxed = si_candidate
-    [job] = jobs.queue_top_candidates("c1", "crysvcd", top_n=1)
+    [job] = queue_top_candidates("c1", "crysvcd", top_n=1)
     jobs.start_attempt(job, relaxed, {}, tmp_path / "attempt-0", None)
     assert jobs.recover_dead_jobs("c1") == []  # this process owns it and is alive
     job.attempts[0].host = "some-other-host"
@@ -91,4 +92,4 @@ def test_running_jobs_of_a_dead_process_are_recovered_and_live_ones_left(si_cand
     [recovered] = jobs.recover_dead_jobs("c1")
     assert recovered.state == "pending" and recovered.attempts[0].state == "failed"
     assert f"pid {dead.pid}" in recovered.attempts[0].error and "is gone" in recovered.errors[0]
-    assert jobs.unfinished_jobs("c1")[0].state == "pending"
+    assert unfinished_jobs("c1")[0].state == "pending"

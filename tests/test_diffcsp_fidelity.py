@@ -8,7 +8,8 @@ from crysloop.models.diffcsp import DiffCSP, DiffCSPConfig
 from crysloop.models.diffcsp.config import DiffCSPConfig as Config
 from crysloop.models.diffcsp.denoiser import fully_connected_edges, lattice_gram
 from crysloop.models.diffcsp.model import condition_mask
-from crysloop.models.diffcsp.training import clip_gradients
+from crysloop.models.diffcsp.training import optimizer_config
+from crysloop.models.training import clip_gradients
 
 
 def _one_atom_outputs(model: DiffCSP, lattice: torch.Tensor):
@@ -73,7 +74,7 @@ def test_value_clipping_bounds_each_gradient_entry_and_norm_clipping_the_norm():
     for mode in ("value", "norm"):
         layer.zero_grad()
         (100.0 * layer(torch.ones(1, 4)).pow(2).sum()).backward()
-        clip_gradients(layer, Config(grad_clip=0.5, grad_clip_mode=mode))
+        clip_gradients(layer, optimizer_config(Config(grad_clip=0.5, grad_clip_mode=mode)))
         grads = torch.cat([p.grad.flatten() for p in layer.parameters()])
         if mode == "value":
             assert grads.abs().max() <= 0.5 + 1e-7 and torch.linalg.norm(grads) > 0.5

@@ -137,13 +137,13 @@ def test_cli_sample_writes_cifs(tmp_path, capsys):
     from crysloop.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["structures", "sample", "CsPbI3", "--samples", "2", "--steps", "10", "--device", "cpu",
+        main(["sample", "structure", "CsPbI3", "--samples", "2", "--steps", "10", "--device", "cpu",
               "--condition", "band_gap=1.5", "--guidance", "1", "--out", str(tmp_path)])
     assert exit_info.value.code == 0
     cifs = sorted(tmp_path.glob("*.cif"))
     assert len(cifs) == 2
     assert Structure.from_file(cifs[0]).composition == Composition("CsPbI3")
     with pytest.raises(SystemExit) as exit_info:
-        main(["structures", "sample", "CsPbI3", "--condition", "band_gap"])
+        main(["sample", "structure", "CsPbI3", "--condition", "band_gap"])
     assert exit_info.value.code == 1
     assert "NAME=VALUE" in capsys.readouterr().err

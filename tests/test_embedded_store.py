@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from crysloop.infra import embedded
+from crysloop.infra import embedded_store as embedded
 
 
 def open_client(folder: Path, readonly: bool = False) -> embedded.EmbeddedClient:
@@ -157,7 +157,7 @@ def test_failed_write_is_undone_in_memory_and_on_disk(tmp_path, monkeypatch):
 
 _CRASHING_WRITER = """
 import builtins, os, sys
-from crysloop.infra import embedded
+from crysloop.infra import embedded_store as embedded
 embedded.COMPACT_MIN_BYTES = 0  # compact after every write: every file replacement is a place to die
 folder, die_at = sys.argv[1], int(sys.argv[2])
 calls = 0
@@ -242,7 +242,7 @@ def test_a_forked_child_does_not_keep_the_database_locked(tmp_path):
     note = tmp_path / "child.txt"
     code = textwrap.dedent(f"""
         import os, time
-        from crysloop.infra import embedded
+        from crysloop.infra import embedded_store as embedded
         client = embedded.client_class({str(tmp_path / "store")!r})()
         client["db"]["items"].insert_one({{"_id": 1}})
         pid = os.fork()

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from test_campaign import tiny_config, tiny_models  # noqa: F401 - tiny_models is a fixture used here
 
-from crysloop.infra import embedded
+from crysloop.infra import embedded_store as embedded
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
 
 from crysloop.campaign.config import LabelConfig
-from crysloop.campaign.labels import stability_class, stability_labels
+from crysloop.campaign.stability import stability_class, stability_labels
 from crysloop.campaign.statistics import round_statistics
 from crysloop.screening.hull import build_phase_diagram, energy_above_hull
 from crysloop.screening.mp_references import corrected_energy, mp2020_entry, mp_hubbards, table_entries

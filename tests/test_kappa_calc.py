@@ -17,7 +17,7 @@ from crysloop.kappa.conductivity import (
     relax_for_kappa,
 )
 from crysloop.kappa.cost import displacement_skip_reason
-from crysloop.kappa.dft import _config_dict, kappa_from_dft_forces
+from crysloop.kappa.vasp import _config_dict, kappa_from_dft_forces
 
 # Small but real: 2x2x2 primitive supercells (16 atoms) for fc3 and fc2, an 11^3 q-mesh.
 CONFIG = KappaConfig(fc3_min_length=6.0, fc2_min_length=6.0, mesh=(11, 11, 11), temperatures=(300.0, 600.0))

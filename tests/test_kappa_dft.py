@@ -10,7 +10,7 @@ from pymatgen.core import Lattice, Structure
 
 from crysloop.cli import main
 from crysloop.kappa.conductivity import KappaConfig, build_phono3py, displaced_supercells
-from crysloop.kappa.dft import dft_kappa_flow, force_static_maker
+from crysloop.kappa.vasp import dft_kappa_flow, force_static_maker
 
 
 def diamond_si() -> Structure:

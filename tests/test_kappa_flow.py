@@ -12,7 +12,8 @@ from crysloop.cli import main
 from crysloop.infra.db import database
 from crysloop.infra.documents import Candidate, KappaResult, ScreeningResult
 from crysloop.infra.store import NewCandidate, add_candidates
-from crysloop.kappa.labels import kappa_labels
+from crysloop.kappa.config import KappaStageConfig
+from crysloop.kappa.targets import kappa_labels
 
 MESH = (11, 11, 11)
 
@@ -49,8 +50,9 @@ def test_kappa_flow_selects_skips_stores_and_labels(settings, prefect_harness, t
     with database():
         ids = seed("hot")
 
-    summary = kappa_flow(campaign="hot", mlip="chgnet", screening_mlip="chgnet", temperatures=(300.0, 600.0), top_n=1, mesh=MESH,
-                         fc3_min_length=6.0, fc2_min_length=6.0)  # fmt: skip
+    config = KappaStageConfig(mlip="chgnet", temperatures=(300.0, 600.0), top_n=1, mesh=MESH, fc3_min_length=6.0,
+                              fc2_min_length=6.0)  # fmt: skip
+    summary = kappa_flow(config, campaign="hot", screening_mlip="chgnet")
     assert (summary.computed, summary.skipped, summary.failed) == (1, 1, 0)
     assert list(cache.glob("fc3-chgnet-*.npz"))  # force sets cached where the settings say
 
@@ -72,8 +74,7 @@ def test_kappa_flow_selects_skips_stores_and_labels(settings, prefect_harness, t
         )
 
     # a second run finds nothing left to do (results are kept, not recomputed)
-    again = kappa_flow(campaign="hot", mlip="chgnet", screening_mlip="chgnet", temperatures=(300.0, 600.0), top_n=1, mesh=MESH,
-                       fc3_min_length=6.0, fc2_min_length=6.0)  # fmt: skip
+    again = kappa_flow(config, campaign="hot", screening_mlip="chgnet")
     assert (again.computed, again.skipped, again.failed) == (0, 0, 0)
 
     with pytest.raises(SystemExit) as exit_info:
@@ -93,7 +94,7 @@ def test_kappa_cli_rejects_bad_temperatures_and_mesh(settings, capsys):
 
 
 def test_kappa_selection_leaves_out_uncovered_systems(settings):
-    from crysloop.tasks.kappa import select_kappa_candidates
+    from crysloop.infra.kappa import select_kappa_candidates
 
     with database():
         seed("cold")

@@ -83,7 +83,7 @@ CASES = [
     ("kappa structure {d}/missing.cif", "missing.cif: no such file"),
     ("kappa structure {d}/broken.cif", "broken.cif"),
     ("kappa dft {d}/broken.cif --output {o}", "broken.cif"),
-    ("compositions label {d}/empty.csv", "empty.csv"),
+    ("data label {d}/empty.csv", "empty.csv"),
     # options
     ("data ingest {d}/good.cif --limit -5", "--limit"),
     ("data ingest {d}/good.cif --limit 0", "--limit"),
@@ -113,14 +113,14 @@ CASES = [
     ("generate --n 2 --condition stable", "--condition 'stable'"),
     ("generate --n 2 --condition ehull=nan", "--condition 'ehull=nan'"),
     ("generate --n 2 --condition ehull=inf", "--condition 'ehull=inf'"),
-    ("structures sample NaCl --condition foo=1 --steps 2", "no condition foo"),
-    ("compositions sample --n 5 --no-db --condition foo=1", "condition 'foo'"),
+    ("sample structure NaCl --condition foo=1 --steps 2", "no condition foo"),
+    ("sample composition --n 5 --no-db --condition foo=1", "condition 'foo'"),
     # formulas
     ("db query --formula Na(Cl", "Na(Cl"),
     ("db query --elements Na,Xx", "unknown element 'Xx'"),
-    ("structures sample Xx2O3 --steps 2", "Xx is not a chemical element"),
-    ("structures sample Na(Cl --steps 2", "Na(Cl"),
-    ("compositions label Na(Cl", "Na(Cl"),
+    ("sample structure Xx2O3 --steps 2", "Xx is not a chemical element"),
+    ("sample structure Na(Cl --steps 2", "Na(Cl"),
+    ("data label Na(Cl", "Na(Cl"),
     # campaign YAML
     ("campaign run {d}/unknown_field.yaml", "round"),
     ("campaign run {d}/unknown_condition.yaml", "unknown condition 'stabel'"),

@@ -7,6 +7,7 @@ from pymatgen.core import Lattice, Structure
 
 from crysloop.infra.documents import Candidate, HullReference, ScreeningResult
 from crysloop.infra.store import NewCandidate, add_candidates
+from crysloop.screening.config import ScreeningConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -23,8 +24,8 @@ def test_screen_flow_stores_results_and_second_run_skips(db, prefect_harness):
     add_candidates([NewCandidate(_nacl(5.60), source="dataset", dataset="test")])  # a known compound: a reference
     add_candidates([NewCandidate(si), NewCandidate(_nacl(5.80)), NewCandidate(broken)], campaign="c1")
 
-    summary = screen_flow(campaign="c1", mlip="chgnet", phonons=True, phonon_min_length=5.0, batch_size=4,
-                          reference_structures=[_nacl(5.40)], hull="mlip")  # fmt: skip
+    config = ScreeningConfig(mlip="chgnet", fmax=0.01, phonons=True, phonon_min_length=5.0, batch_size=4, hull="mlip")
+    summary = screen_flow(config, campaign="c1", reference_structures=[_nacl(5.40)])
     assert summary.screened == 3 and summary.failed == 1 and summary.phonon_checked == 2
     results = {r.formula: r for r in ScreeningResult.objects(mlip="chgnet")}
     assert set(results) == {"Si", "NaCl", "Na"} and ScreeningResult.objects.count() == 3
@@ -42,10 +43,10 @@ def test_screen_flow_stores_results_and_second_run_skips(db, prefect_harness):
     assert len(HullReference.objects(mlip="chgnet", chemsys="Cl-Na").get().entries) == 2  # dataset + argument
     assert ScreeningResult.objects(candidate__in=list(Candidate.objects(source="dataset"))).count() == 0
 
-    again = screen_flow(campaign="c1", mlip="chgnet", phonons=True, phonon_min_length=5.0, hull="mlip")
+    again = screen_flow(config.model_copy(update={"batch_size": 16}), campaign="c1")
     assert again.screened == 0 and ScreeningResult.objects.count() == 3
 
-    retry = screen_flow(campaign="c1", mlip="chgnet", phonons=False, retry_failed=True, hull="mlip")
+    retry = screen_flow(config.model_copy(update={"phonons": False, "batch_size": 16}), campaign="c1", retry_failed=True)
     assert retry.screened == 1 and retry.failed == 1
 
 
@@ -73,7 +74,8 @@ def test_screen_flow_relaxes_in_worker_processes(db, prefect_harness):
     add_candidates([NewCandidate(si), NewCandidate(_nacl(5.70))], campaign="p1")
     runner = task_runner(ExecutorConfig(kind="processes", workers=2))
     summary = screen_flow.with_options(task_runner=runner)(
-        campaign="p1", mlip="chgnet", phonons=True, phonon_min_length=5.0, concurrency=2, hull="mlip",
+        ScreeningConfig(mlip="chgnet", fmax=0.01, phonons=True, phonon_min_length=5.0, hull="mlip"), campaign="p1",
+        executor=ExecutorConfig(kind="processes", workers=2),
         reference_structures=[_nacl(5.40)],  # a known NaCl: the Na-Cl system is covered
     )  # fmt: skip
     assert summary.screened == 2 and summary.failed == 0 and summary.phonon_checked == 2
@@ -87,7 +89,7 @@ def test_mp_hull_records_source_and_coverage_and_unknown_is_not_stable(db, prefe
 
     cuw = Structure(Lattice.cubic(3.05), ["Cu", "W"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     add_candidates([NewCandidate(_nacl(5.60)), NewCandidate(cuw)], campaign="mp1")
-    summary = screen_flow(campaign="mp1", mlip="sevenn-l3i5", phonons=False, fmax=0.05, steps=200)
+    summary = screen_flow(ScreeningConfig(mlip="sevenn-l3i5", phonons=False, fmax=0.05, steps=200), campaign="mp1")
     assert summary.screened == 2 and summary.unknown == 1 and summary.failed == 0
     results = {r.formula: r for r in ScreeningResult.objects(campaign="mp1")}
     nacl, cuw_result = results["NaCl"], results["CuW"]

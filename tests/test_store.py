@@ -11,7 +11,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from crysloop.infra import store
-from crysloop.infra.campaigns import campaign_candidate_ids, round_candidates, round_samples
+from crysloop.infra.campaign import campaign_candidate_ids, round_candidates, round_samples
 from crysloop.infra.documents import ALL_DOCUMENTS, Candidate, RoundSample
 from crysloop.infra.store import NewCandidate, add_candidates, record_round_samples
 
@@ -62,7 +62,7 @@ def test_a_candidate_from_an_earlier_campaign_is_linked_to_the_round_that_sample
     samples = round_samples("new", 0, "chgnet")
     assert len(samples) == 4 and samples[2][0].lattice.a == pytest.approx(2.0)
     # the round's screening takes the linked candidate too, and files its result under the campaign screening it
-    from crysloop.tasks.screen import pending_candidates
+    from crysloop.infra.screening import pending_candidates
 
     queued = pending_candidates("new", "chgnet")
     assert sorted(i.formula for i in queued) == ["KCl", "NaCl"] and {i.campaign for i in queued} == {"new"}

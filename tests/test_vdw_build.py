@@ -14,8 +14,10 @@ from crysloop.data.datasets import read_structures
 from crysloop.screening.potentials import get_calculator, predict_batch
 from crysloop.screening.relax import relax_structures
 from crysloop.vdw.bilayers import Stacking, make_bilayer
-from crysloop.vdw.build import BuildConfig, build_dataset, potential
-from crysloop.vdw.labels import binding_energy_per_area, in_plane_area, layer_parts
+from crysloop.flows.vdw import build_dataset
+from crysloop.vdw.build import potential
+from crysloop.vdw.config import BuildConfig
+from crysloop.vdw.descriptors import binding_energy_per_area, in_plane_area, layer_parts
 from crysloop.vdw.monolayers import Monolayer
 
 GASE = Monolayer(("Ga", "Se"), ("Ga", "Se"))
@@ -44,7 +46,7 @@ def test_d3_keeps_the_monolayer_lattice_and_binds_the_bilayer_more(single_thread
     assert binding["d3"] < binding["plain"] and binding["d3"] < -5.0  # meV/A^2: D3 adds the vdW attraction
 
 
-def test_small_build_is_labelled_split_and_resumes(db, tmp_path, single_thread):
+def test_small_build_is_labelled_split_and_resumes(db, tmp_path, single_thread, prefect_harness):
     config = BuildConfig(mlip="chgnet", device="cpu", elements=("Ga", "Se"), fmax=0.1, steps=80, max_bilayers=3,
                          executor=ExecutorConfig(kind="processes", workers=1))  # bilayers relax in a worker process
     summary = build_dataset(config, tmp_path / "out", progress=False)

@@ -34,16 +34,16 @@ def test_the_vdw_campaign_loads_its_semi_periodic_model_and_decodes_slabs():
     from crysloop.tasks.sample import sample_cdvae_structures_task
 
     config = load_config(CAMPAIGN)
-    assert config.generator == "condition-cdvae-plus"
-    model, gan = load_checkpoint(config.cdvae_model.checkpoint, device="cpu")
+    assert config.generation.generator == "condition-cdvae-plus"
+    model, gan = load_checkpoint(config.generation.cdvae_model.checkpoint, device="cpu")
     assert model.config.semi_periodic and gan is not None
     assert set(config.conditions) <= set(model.config.scalar_conditions)
     assert (PACKAGED / "vdw-cdvae.pt").stat().st_size < 10e6
     bilayer = ValenceAssignment(ionic=False, species=(("Ga", 0, 2), ("In", 0, 2), ("Se", 0, 3), ("S", 0, 1)))
     bulk_like = ValenceAssignment(ionic=True, species=(("Na", 1, 1), ("Cl", -1, 1)))  # outside its vocabulary
-    settings = config.cdvae_model.model_copy(update={"steps_per_level": 1, "candidates": 4})
-    candidates = sample_cdvae_structures_task.fn(config.cdvae_model.checkpoint, [bilayer, bulk_like],
-                                                 config.conditions, settings, seed=0, device="cpu")  # fmt: skip
+    settings = config.generation.cdvae_model.model_copy(update={"steps_per_level": 1, "candidates": 4})
+    candidates = sample_cdvae_structures_task.fn([bilayer, bulk_like], config.conditions, settings, seed=0,
+                                                 device="cpu")  # fmt: skip
     assert len(candidates) == 1
     structure = candidates[0].structure
     assert structure.composition.reduced_formula == bilayer.composition.reduced_formula
@@ -52,7 +52,7 @@ def test_the_vdw_campaign_loads_its_semi_periodic_model_and_decodes_slabs():
     assert low - 1e-5 <= structure.frac_coords[:, 2].min() and structure.frac_coords[:, 2].max() <= high + 1e-5
 
 
-def test_cli_semi_periodic_flag_is_saved_and_honoured_when_sampling(tmp_path, capsys):
+def test_cli_semi_periodic_flag_is_saved_and_honoured_when_sampling(tmp_path, capsys, settings):
     import torch
 
     from crysloop.cli import main
@@ -60,14 +60,14 @@ def test_cli_semi_periodic_flag_is_saved_and_honoured_when_sampling(tmp_path, ca
     subset = Path(str(files("crysloop") / "assets" / "datasets" / "vdw_iii_vi_mini"))
     checkpoint = tmp_path / "slab.pt"
     with pytest.raises(SystemExit) as exit_info:
-        main(["cdvae", "train", str(subset / "train.csv.gz"), "--preset", "cpu-tiny", "--semi-periodic",
+        main(["train", "cdvae", str(subset / "train.csv.gz"), "--preset", "cpu-tiny", "--semi-periodic",
               "--conditions", "formation_energy_per_atom", "--steps", "1", "--gan-epochs", "0", "--device", "cpu",
               "--out", str(checkpoint)])  # fmt: skip
     assert exit_info.value.code == 0
     config = torch.load(checkpoint, weights_only=True)["config"]
     assert config["semi_periodic"] and config["slab_c"] > 28.0 and config["slab_half_width"] > 7.0
     with pytest.raises(SystemExit) as exit_info:
-        main(["cdvae", "sample", "--checkpoint", str(checkpoint), "--n", "2", "--steps-per-level", "1",
+        main(["sample", "cdvae", "--checkpoint", str(checkpoint), "--n", "2", "--steps-per-level", "1",
               "--device", "cpu", "--out", str(tmp_path / "cifs")])  # fmt: skip
     assert exit_info.value.code == 0
     from pymatgen.core import Structure

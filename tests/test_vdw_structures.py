@@ -107,7 +107,8 @@ def test_unknown_twists_are_input_errors():
 
 
 def test_per_pair_spreads_a_subset_over_the_pairs():
-    from crysloop.vdw.build import BuildConfig, candidate_bilayers
+    from crysloop.vdw.build import candidate_bilayers
+    from crysloop.vdw.config import BuildConfig
 
     mono = {m.name: m.structure() for m in select_monolayers(["Ga", "In", "Se"])}  # GaSe, InSe, GaInSe2
     every = candidate_bilayers(BuildConfig(elements=("Ga", "In", "Se")), mono, progress=False)

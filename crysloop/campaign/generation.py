@@ -20,10 +20,10 @@ def model_condition_names(composition_checkpoint: str = "shipped",
                           structure_checkpoint: str = "shipped") -> dict[str, tuple[str, ...]]:  # fmt: skip
     """The conditions each stage's checkpoint was trained on (``shipped`` = the packaged models)."""
     from crysloop.models import composition
-    from crysloop.models.diffcsp.checkpoints import read_checkpoint, shipped_checkpoint_path
+    from crysloop.models.diffcsp.checkpoints import read_checkpoint
 
-    stage1 = composition.load_checkpoint(None if composition_checkpoint == "shipped" else composition_checkpoint)
-    payload = read_checkpoint(shipped_checkpoint_path() if structure_checkpoint == "shipped" else structure_checkpoint)
+    stage1 = composition.load_checkpoint(composition_checkpoint)
+    payload = read_checkpoint(structure_checkpoint)
     return {"stage I": tuple(stage1.condition_names), "stage II": tuple(payload["config"].get("properties") or ())}
 
 

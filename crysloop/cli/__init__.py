@@ -9,14 +9,7 @@ import sys
 import typer
 from rich.console import Console
 
-from crysloop.cli import campaign, data, db, demo, generate
-from crysloop.cli import evaluate
-from crysloop.cli import dft
-from crysloop.cli import kappa
-from crysloop.cli import structures
-from crysloop.cli import compositions
-from crysloop.cli import screen
-from crysloop.cli import cdvae
+from crysloop.cli import campaign, data, db, demo, dft, evaluate, generate, kappa, sample, screen, server, train
 
 app = typer.Typer(
     name="crysloop",
@@ -25,18 +18,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+# Sub-apps by role, in the order of the work: data -> models -> pipeline stages -> results -> services.
 app.add_typer(data.app, name="data")
-app.add_typer(db.app, name="db")
-demo.register(app)
-generate.register(app)
+app.add_typer(train.app, name="train")
+app.add_typer(sample.app, name="sample")
+app.command("generate")(generate.generate)
+app.add_typer(screen.app, name="screen")
 app.add_typer(campaign.app, name="campaign")
-app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(dft.app, name="dft")
 app.add_typer(kappa.app, name="kappa")
-app.add_typer(structures.app, name="structures")
-app.add_typer(compositions.app, name="compositions")
-app.add_typer(screen.app, name="screen")
-app.add_typer(cdvae.app, name="cdvae")
+app.add_typer(evaluate.app, name="evaluate")
+app.add_typer(db.app, name="db")
+app.command("demo")(demo.demo)
+app.command("server")(server.server)
 
 err_console = Console(stderr=True)
 

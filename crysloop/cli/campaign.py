@@ -53,7 +53,7 @@ def run(config: Path = typer.Argument(..., help="Campaign YAML file.")) -> None:
 def resume(name: str = typer.Argument(..., help="Campaign name.")) -> None:
     """Continue a stopped or killed campaign from the database state, skipping finished work."""
     from crysloop.flows.campaign import campaign_flow
-    from crysloop.infra.campaigns import get_campaign
+    from crysloop.infra.campaign import get_campaign
 
     with database(readonly=True):
         stored = dict(get_campaign(name).config)
@@ -85,29 +85,28 @@ def deploy(
 @app.command()
 def status(name: str = typer.Argument(None, help="Campaign name; all campaigns when omitted.")) -> None:
     """Round-by-round statistics of a campaign."""
-    from crysloop.infra.campaigns import get_campaign, rounds
-    from crysloop.infra.documents import Campaign
+    from crysloop.infra.campaign import all_campaigns, get_campaign, rounds
 
     with database(readonly=True):
-        names = [name] if name else [c.name for c in Campaign.objects.order_by("created_at")]
+        names = [name] if name else [c.name for c in all_campaigns()]
         for campaign_name in names:
             campaign = get_campaign(campaign_name)
             config = parse_config(campaign.config)
             done = rounds(campaign_name)
             console.print(f"[bold]{campaign_name}[/] ({campaign.status}): {len([r for r in done if r.status == 'completed'])}"
-                          f"/{config.rounds} rounds, {config.candidates_per_round} candidates per round, {config.mlip}")  # fmt: skip
+                          f"/{config.rounds} rounds, {config.candidates_per_round} candidates per round, {config.screening.mlip}")  # fmt: skip
             print_rounds({r.index: {**r.stats, "stages": r.stages_done} for r in done})
 
 
 @app.command("list")
 def list_campaigns() -> None:
     """Every campaign in the database."""
-    from crysloop.infra.documents import Campaign, Candidate
+    from crysloop.infra.campaign import all_campaigns, candidate_count
 
     with database(readonly=True):
         table = Table("name", "status", "rounds", "candidates", "created", "description")
-        for campaign in Campaign.objects.order_by("created_at"):
+        for campaign in all_campaigns():
             table.add_row(campaign.name, campaign.status, str(campaign.config.get("rounds")),
-                          str(Candidate.objects(campaign=campaign.name).count()),
+                          str(candidate_count(campaign.name)),
                           campaign.created_at.strftime("%Y-%m-%d %H:%M"), campaign.description)  # fmt: skip
     console.print(table)

@@ -33,7 +33,7 @@ def demo(
 
     config = load_config(demo_config_path()).model_copy(update={"name": name})
     console.print(f"[bold]crysloop demo[/]: campaign {name!r}, {config.rounds} rounds x {config.candidates_per_round} "
-                  f"crystals, potential {config.mlip} (offline; users default to MatterSim), device {config.device}")  # fmt: skip
+                  f"crystals, potential {config.screening.mlip} (offline; users default to MatterSim), device {config.device}")  # fmt: skip
     start = time.perf_counter()
     results = campaign_flow(config.model_dump(mode="json"))
     print_rounds(results)
@@ -43,7 +43,3 @@ def demo(
     console.print(f"plots: {campaign_dir(name)}")
     console.print(f"look at the candidates:  [bold].venv/bin/crysloop db query --campaign {name}[/]")
     console.print(f"round statistics:        [bold].venv/bin/crysloop campaign status {name}[/]")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)

@@ -8,23 +8,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crysloop.cli.options import field_option
+from crysloop.dft.config import DFTStageConfig
 from crysloop.dft.metrics import DFTMetrics, dft_metrics
-from crysloop.dft.presets import PRESETS, RunSettings, check_vasp_setup
-from crysloop.errors import InputError
 from crysloop.infra.db import database
-from crysloop.settings import get_settings
 
 app = typer.Typer(help="DFT verification with VASP (atomate2 + custodian): run, resume, report.", no_args_is_help=True)
 console = Console()
 
 CAMPAIGN = typer.Option(None, "--campaign", help="Campaign name; all campaigns when left out.")
-MAX_ERRORS = typer.Option(5, "--max-errors", min=0, help="Errors custodian may correct within one attempt.")
-POLL = typer.Option(10.0, "--poll-seconds", min=0.01, help="Seconds between custodian's checks of a running VASP.")
+MAX_ERRORS = field_option(DFTStageConfig, "max_errors")
+POLL = field_option(DFTStageConfig, "poll_seconds")
 
 
-def _run_settings(max_errors: int, poll_seconds: float) -> RunSettings:
-    return RunSettings(vasp_cmd=get_settings().vasp_cmd, vasp_version=get_settings().vasp_version, max_errors=max_errors,
-                       polling_time_step=poll_seconds)  # fmt: skip
+def _stage(**options) -> DFTStageConfig:
+    """The DFT stage's config from the command's options; those left unset take the class defaults."""
+    from crysloop.strict import build
+
+    return build(DFTStageConfig, options)
 
 
 def _print_metrics(metrics: DFTMetrics, title: str = "DFT verification") -> None:
@@ -45,7 +46,7 @@ def _print_metrics(metrics: DFTMetrics, title: str = "DFT verification") -> None
 
 def _print_failures(campaign: str | None) -> None:
     """One line per failed job with the reason stored for it (custodian's, VASP's or the set-up's)."""
-    from crysloop.dft.jobs import find_jobs
+    from crysloop.infra.dft import find_jobs
 
     for job in find_jobs(campaign):
         if job.state == "failed":
@@ -56,20 +57,20 @@ def _print_failures(campaign: str | None) -> None:
 @app.command()
 def run(
     campaign: str = CAMPAIGN,
-    preset: str = typer.Option("crysvcd", "--preset", help=f"Input preset: {', '.join(PRESETS)}."),
-    top_n: int = typer.Option(10, "--top-n", min=1, help="How many screened candidates (lowest e_above_hull)."),
+    preset: str = field_option(DFTStageConfig, "preset"),
+    top_n: int = field_option(DFTStageConfig, "top_n"),
     max_errors: int = MAX_ERRORS,
     poll_seconds: float = POLL,
 ) -> None:
     """Relax the best screened candidates with VASP (command: CRYSLOOP_VASP_CMD) and store the results."""
-    if preset not in PRESETS:
-        raise InputError(f"unknown DFT preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    from crysloop.dft.presets import RunSettings, check_vasp_setup
     from crysloop.flows.dft import dft_flow
 
-    run_settings = _run_settings(max_errors, poll_seconds)
+    config = _stage(preset=preset, top_n=top_n, max_errors=max_errors, poll_seconds=poll_seconds)
+    run_settings = RunSettings.of(config)
     check_vasp_setup(run_settings)  # one error line now, not after starting a flow
     with database():
-        metrics = dft_flow(campaign=campaign, preset=preset, top_n=top_n, run=run_settings)
+        metrics = dft_flow(config, campaign=campaign, run=run_settings)
         _print_metrics(DFTMetrics(**metrics))
         _print_failures(campaign)
 
@@ -77,7 +78,7 @@ def run(
 @app.command()
 def resume(
     campaign: str = CAMPAIGN,
-    max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Attempts a job may have in all."),
+    max_attempts: int = field_option(DFTStageConfig, "max_attempts"),
     max_errors: int = MAX_ERRORS,
     poll_seconds: float = POLL,
     stale_hours: float | None = typer.Option(
@@ -87,13 +88,9 @@ def resume(
     """Restart failed jobs from their last CONTCAR with the INCAR corrections custodian recorded."""
     from crysloop.flows.dft import dft_resume_flow
 
+    config = _stage(max_attempts=max_attempts, max_errors=max_errors, poll_seconds=poll_seconds)
     with database():
-        metrics = dft_resume_flow(
-            campaign=campaign,
-            max_attempts=max_attempts,
-            run=_run_settings(max_errors, poll_seconds),
-            stale_hours=stale_hours,
-        )
+        metrics = dft_resume_flow(config, campaign=campaign, stale_hours=stale_hours)
         _print_metrics(DFTMetrics(**metrics))
         _print_failures(campaign)
 
@@ -105,8 +102,9 @@ def report(
     by_generator: bool = typer.Option(False, "--by-generator", help="Metrics per generator (ConditionCDVAE+, DiffCSP, ...)."),
 ) -> None:
     """Convergence rate, mean ionic steps and mean energy difference of the DFT jobs (ConditionCDVAE+ metrics)."""
-    from crysloop.dft.jobs import find_jobs, job_generators
+    from crysloop.dft.jobs import job_generators
     from crysloop.dft.metrics import dft_metrics_by_generator
+    from crysloop.infra.dft import find_jobs
 
     with database(readonly=True):
         job_list = find_jobs(campaign)

@@ -9,17 +9,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crysloop.cli.options import finite, positive
+from crysloop.campaign.config import LabelConfig
+from crysloop.cli.options import field_option, finite
 from crysloop.errors import InputError
-from crysloop.kappa.cost import DEFAULT_MAX_DISPLACEMENTS
+from crysloop.kappa.config import KappaStageConfig
 
 app = typer.Typer(help="Lattice thermal conductivity (phono3py): run on screened candidates, show, verify with DFT.",
                   no_args_is_help=True)  # fmt: skip
 console = Console()
 
 
-def parse_temperatures(text: str) -> tuple[float, ...]:
-    """``"300,600"`` -> ``(300.0, 600.0)``."""
+def parse_temperatures(text: str | None) -> tuple[float, ...] | None:
+    """``"300,600"`` -> ``(300.0, 600.0)``; None (option unset) stays None."""
+    if text is None:
+        return None
     try:
         values = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError as exc:
@@ -29,8 +32,10 @@ def parse_temperatures(text: str) -> tuple[float, ...]:
     return values
 
 
-def parse_mesh(text: str) -> tuple[int, int, int] | float:
-    """``"11,11,11"`` -> three integers; ``"40"`` -> a length in Angstrom for phono3py's automatic mesh."""
+def parse_mesh(text: str | None) -> tuple[int, int, int] | float | None:
+    """``"11,11,11"`` -> three integers; ``"40"`` -> a length in Angstrom for phono3py's automatic mesh; None stays."""
+    if text is None:
+        return None
     parts = [p.strip() for p in text.split(",") if p.strip()]
     number = float if len(parts) == 1 else int
     try:
@@ -45,11 +50,11 @@ def parse_mesh(text: str) -> tuple[int, int, int] | float:
                      f"got {text!r}")
 
 
-def _config(temperatures: str, mesh: str, fc3_min_length: float, fc2_min_length: float, lbte: bool):
-    from crysloop.kappa.conductivity import KappaConfig
+def _stage(temperatures: str | None, mesh: str | None, **options) -> KappaStageConfig:
+    """The kappa stage's config from the command's options; those left unset take the class defaults."""
+    from crysloop.strict import build
 
-    return KappaConfig(fc3_min_length=fc3_min_length, fc2_min_length=fc2_min_length, mesh=parse_mesh(mesh),
-                       temperatures=parse_temperatures(temperatures), lbte=lbte)  # fmt: skip
+    return build(KappaStageConfig, {**options, "temperatures": parse_temperatures(temperatures), "mesh": parse_mesh(mesh)})
 
 
 def _read_structure(path: Path):
@@ -63,26 +68,25 @@ def _read_structure(path: Path):
         raise InputError(f"{path}: not a readable structure ({exc})") from exc
 
 
-TEMPERATURES = typer.Option("300", "--temperatures", "-t", help="Comma-separated temperatures in K.")
-MESH = typer.Option("40", help="q-mesh: three integers (11,11,11) or one length in Angstrom.")
-FC3 = typer.Option(6.0, callback=positive, help="Minimum perpendicular width (A) of the fc3 supercell.")
-FC2 = typer.Option(12.0, callback=positive, help="Minimum perpendicular width (A) of the fc2 supercell.")
-LBTE = typer.Option(False, "--lbte", help="Solve the linearised BTE exactly instead of the RTA.")
+TEMPERATURES = field_option(KappaStageConfig, "temperatures", "--temperatures", "-t")
+MESH = field_option(KappaStageConfig, "mesh")
+FC3 = field_option(KappaStageConfig, "fc3_min_length")
+FC2 = field_option(KappaStageConfig, "fc2_min_length")
+LBTE = field_option(KappaStageConfig, "lbte", "--lbte")
+MLIP = field_option(KappaStageConfig, "mlip")
 
 
 @app.command()
 def run(
     campaign: str = typer.Option(None, help="Only candidates of this campaign."),
-    mlip: str = typer.Option(None, help="Potential that relaxes each candidate and gives the forces (default sevenn-0, "
-                             "the offline potential that passes benchmarks/kappa.py)."),
+    mlip: str = MLIP,
     screening_mlip: str = typer.Option(None, help="Take candidates from screening results of this potential "
                                        "(default: settings)."),
     temperatures: str = TEMPERATURES,
-    top_n: int = typer.Option(5, min=1, help="Compute kappa for at most this many candidates."),
-    max_e_above_hull: float = typer.Option(0.1, callback=finite, help="Largest energy above hull (eV/atom) considered."),
-    max_atoms: int = typer.Option(20, min=1, help="Skip primitive cells with more atoms."),
-    max_displacements: int = typer.Option(DEFAULT_MAX_DISPLACEMENTS, min=1,
-                                          help="Skip candidates needing more displaced supercells (low symmetry)."),
+    top_n: int = field_option(KappaStageConfig, "top_n"),
+    max_e_above_hull: float = field_option(LabelConfig, "ehull_stable", "--max-e-above-hull"),
+    max_atoms: int = field_option(KappaStageConfig, "max_atoms"),
+    max_displacements: int = field_option(KappaStageConfig, "max_displacements"),
     mesh: str = MESH,
     fc3_min_length: float = FC3,
     fc2_min_length: float = FC2,
@@ -93,14 +97,15 @@ def run(
 ) -> None:
     """Kappa of the best screened candidates (ok, phonon-stable, low e_above_hull), stored in the database."""
     from crysloop.flows.kappa import kappa_flow
+    from crysloop.strict import build
 
-    config = _config(temperatures, mesh, fc3_min_length, fc2_min_length, lbte)
-    labels = {**{key: False for key in nonmetal}, **{key: True for key in metal}}
-    summary = kappa_flow(
-        campaign=campaign, mlip=mlip, screening_mlip=screening_mlip, temperatures=config.temperatures, top_n=top_n,
-        max_e_above_hull=max_e_above_hull, max_atoms=max_atoms, max_displacements=max_displacements, mesh=config.mesh, fc3_min_length=fc3_min_length,
-        fc2_min_length=fc2_min_length, lbte=lbte, metal_labels=labels or None, recompute=recompute,
-    )  # fmt: skip
+    config = _stage(temperatures, mesh, mlip=mlip, top_n=top_n, max_atoms=max_atoms,
+                    max_displacements=max_displacements, fc3_min_length=fc3_min_length,
+                    fc2_min_length=fc2_min_length, lbte=lbte)  # fmt: skip
+    labels = build(LabelConfig, {"ehull_stable": max_e_above_hull}, flags={"ehull_stable": "--max-e-above-hull"})
+    metal_labels = {**{key: False for key in nonmetal}, **{key: True for key in metal}}
+    summary = kappa_flow(config, labels, campaign=campaign, screening_mlip=screening_mlip,
+                         metal_labels=metal_labels or None, recompute=recompute)  # fmt: skip
     table = Table(title=f"kappa ({summary.mlip}, W/m/K)")
     for column in ("candidate", "formula", "E_hull", *(f"{t:g} K" for t in config.temperatures), "time (s)"):
         table.add_column(column)
@@ -120,12 +125,11 @@ def show(
 ) -> None:
     """Stored kappa results, highest kappa first."""
     from crysloop.infra.db import database
-    from crysloop.infra.documents import KappaResult
-    from crysloop.kappa.labels import kappa_at
+    from crysloop.infra.kappa import kappa_results
+    from crysloop.kappa.targets import kappa_at
 
     with database(readonly=True):
-        query = KappaResult.objects(**{k: v for k, v in (("campaign", campaign), ("calculator", mlip)) if v})
-        rows = [(kappa_at(r, temperature), r) for r in query]
+        rows = [(kappa_at(r, temperature), r) for r in kappa_results(campaign, mlip)]
     rows.sort(key=lambda pair: -1.0 if pair[0] is None else pair[0], reverse=True)
     table = Table(title=f"kappa at {temperature:g} K (W/m/K)")
     for column in ("formula", "calculator", "method", "status", "kappa", "mesh", "note"):
@@ -140,7 +144,7 @@ def show(
 @app.command()
 def structure(
     path: Path = typer.Argument(..., help="Relaxed structure (CIF, POSCAR, ...)."),
-    mlip: str = typer.Option(None, help="Potential for forces (default: settings)."),
+    mlip: str = MLIP,
     d3: bool = typer.Option(False, "--d3", help="Add D3 dispersion (zero damping, PBE) to the potential."),
     temperatures: str = TEMPERATURES,
     mesh: str = MESH,
@@ -149,13 +153,14 @@ def structure(
     lbte: bool = LBTE,
 ) -> None:
     """Kappa of one structure file, without the database (force sets cached for resuming)."""
-    from crysloop.settings import get_settings
-    from crysloop.kappa.conductivity import compute_kappa
+    from crysloop.kappa.conductivity import KappaConfig, compute_kappa
     from crysloop.screening.potentials import with_d3_name
+    from crysloop.settings import get_settings
 
-    config = _config(temperatures, mesh, fc3_min_length, fc2_min_length, lbte)
-    name = with_d3_name(mlip, d3)
-    outcome = compute_kappa(_read_structure(path), name, config, calculator_name=name,
+    stage = _stage(temperatures, mesh, mlip=mlip, fc3_min_length=fc3_min_length, fc2_min_length=fc2_min_length,
+                   lbte=lbte)  # fmt: skip
+    name = with_d3_name(stage.mlip, d3)
+    outcome = compute_kappa(_read_structure(path), name, KappaConfig.of(stage), calculator_name=name,
                             cache_dir=get_settings().cache_dir / "kappa")  # fmt: skip
     table = Table(title=f"{outcome.formula}: kappa ({name}, {outcome.method}, mesh {outcome.mesh}), W/m/K")
     for column in ("T (K)", "average", "xx", "yy", "zz", "yz", "xz", "xy"):
@@ -180,10 +185,11 @@ def dft(
     """Write the VASP verification flow (atomate2 statics on every displaced supercell, then kappa) as JSON."""
     from monty.serialization import dumpfn
 
-    from crysloop.kappa.dft import dft_kappa_flow
+    from crysloop.kappa.conductivity import KappaConfig
+    from crysloop.kappa.vasp import dft_kappa_flow
 
-    config = _config(temperatures, mesh, fc3_min_length, fc2_min_length, lbte)
-    flow = dft_kappa_flow(_read_structure(path), config)
+    stage = _stage(temperatures, mesh, fc3_min_length=fc3_min_length, fc2_min_length=fc2_min_length, lbte=lbte)
+    flow = dft_kappa_flow(_read_structure(path), KappaConfig.of(stage))
     dumpfn(flow, output)
     console.print(f"{output}: {len(flow.jobs) - 1} VASP statics + 1 kappa job; run it with jobflow "
                   f"(run_locally or a manager such as jobflow-remote)")  # fmt: skip

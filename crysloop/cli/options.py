@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import typer
+from pydantic import BaseModel
 
 from crysloop.errors import InputError
 
@@ -38,3 +39,24 @@ def positive(value: float | None) -> float | None:
     if finite(value) is not None and value <= 0:
         raise typer.BadParameter(f"{value} is not positive")
     return value
+
+
+def field_option(model: type[BaseModel], name: str, *flags: str, **kwargs) -> typer.models.OptionInfo:
+    """An option for field ``name`` of a config class: its help is the field's description and, left unset (None),
+    it takes the class default, so no default is restated here."""
+    info = model.model_fields[name]
+    shown = "" if info.default_factory is not None else f" (default: {_shown(info.default)})"
+    return typer.Option(None, *flags, help=f"{info.description}{shown}", show_default=False, **kwargs)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def names(text: str) -> tuple[str, ...]:
+    """``"a, b,c"`` -> ``("a", "b", "c")``: a comma-separated option as a tuple of names."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())

@@ -6,7 +6,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crysloop.cli.options import finite, positive
+from crysloop.campaign.config import LabelConfig
+from crysloop.cli.options import field_option
+from crysloop.infra.executors import ExecutorConfig
+from crysloop.screening.config import ScreeningConfig
 
 app = typer.Typer(help="Screen candidates with an ML potential: relaxation, energy above hull, phonon stability.",
                   invoke_without_command=True)  # fmt: skip
@@ -16,38 +19,41 @@ console = Console()
 @app.callback()
 def screen(
     campaign: str = typer.Option(None, help="Only candidates of this campaign (default: all generated and user ones)."),
-    mlip: str = typer.Option(None, help="sevenn-l3i5, sevenn-0, chgnet, mattersim-1m or mattersim-5m (default: settings)."),
+    mlip: str = field_option(ScreeningConfig, "mlip"),
     d3: bool = typer.Option(False, "--d3", help="Add D3 dispersion (zero damping, PBE) to the potential; layered materials."),
-    phonons: bool = typer.Option(True, "--phonons/--no-phonons", help="Check phonon stability near the hull."),
-    ehull_threshold: float = typer.Option(0.1, callback=finite, help="Phonons only below this energy above hull (eV/atom)."),
+    phonons: bool = field_option(ScreeningConfig, "phonons", "--phonons/--no-phonons"),
+    ehull_threshold: float = field_option(LabelConfig, "ehull_stable", "--ehull-threshold"),
     max_candidates: int = typer.Option(None, min=1, help="Screen at most this many candidates."),
-    fmax: float = typer.Option(0.01, callback=positive, help="Force threshold of the relaxation (eV/A)."),
-    steps: int = typer.Option(500, min=0, help="Step limit of the relaxation."),
-    batch_size: int = typer.Option(16, min=1, help="Structures per forward pass."),
-    phonon_min_length: float = typer.Option(10.0, callback=positive, help="Minimum plane spacing of the phonon supercell (A)."),
-    phonon_tolerance: float = typer.Option(0.5, callback=positive, help="A mode below -this (THz) is imaginary."),
-    concurrency: int = typer.Option(2, min=1, help="Relaxation parts and phonon checks running at once."),
+    fmax: float = field_option(ScreeningConfig, "fmax"),
+    steps: int = field_option(ScreeningConfig, "steps"),
+    batch_size: int = field_option(ScreeningConfig, "batch_size"),
+    phonon_min_length: float = field_option(ScreeningConfig, "phonon_min_length"),
+    phonon_tolerance: float = field_option(ScreeningConfig, "phonon_tolerance_thz", "--phonon-tolerance"),
+    concurrency: int = field_option(ExecutorConfig, "workers", "--concurrency"),
     processes: bool = typer.Option(False, "--processes", help="Run them in worker processes (CPU) instead of threads."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Screen again candidates that failed before."),
-    hull: str = typer.Option("mp", help="Hull references: mp (Materials Project table, or mp-api with MP_API_KEY) or "
-                                        "mlip (relaxed with the same potential)."),
+    hull: str = field_option(ScreeningConfig, "hull"),
     materials_project: bool = typer.Option(False, "--materials-project",
                                            help="With --hull mlip: add MP structures (mp-api, MP_API_KEY)."),
 ) -> None:
     """Screen the unscreened candidates; finished ones are skipped, so an interrupted run resumes."""
-    from crysloop.infra.executors import ExecutorConfig
     from crysloop.flows.runners import task_runner
     from crysloop.flows.screen import screen_flow
     from crysloop.screening.potentials import with_d3_name
+    from crysloop.strict import build
 
-    mlip = with_d3_name(mlip, d3)
-    executor = ExecutorConfig(kind="processes" if processes else "threads", workers=max(1, concurrency))
-    with console.status(f"screening with {mlip} ..."):
+    config = build(ScreeningConfig, {
+        "mlip": with_d3_name(mlip, d3) if mlip or d3 else None, "fmax": fmax, "steps": steps,
+        "batch_size": batch_size, "hull": hull, "phonons": phonons, "phonon_min_length": phonon_min_length,
+        "phonon_tolerance_thz": phonon_tolerance,
+    }, flags={"phonon_tolerance_thz": "--phonon-tolerance"})  # fmt: skip
+    labels = build(LabelConfig, {"ehull_stable": ehull_threshold}, flags={"ehull_stable": "--ehull-threshold"})
+    executor = build(ExecutorConfig, {"kind": "processes" if processes else "threads", "workers": concurrency},
+                     flags={"workers": "--concurrency"})  # fmt: skip
+    with console.status(f"screening with {config.mlip} ..."):
         summary = screen_flow.with_options(task_runner=task_runner(executor))(
-            campaign=campaign, mlip=mlip, phonons=phonons, ehull_threshold=ehull_threshold,
-            max_candidates=max_candidates, fmax=fmax, steps=steps, batch_size=batch_size,
-            phonon_min_length=phonon_min_length, phonon_tolerance_thz=phonon_tolerance, concurrency=concurrency, retry_failed=retry_failed,
-            materials_project=materials_project, hull=hull,
+            config, labels, campaign=campaign, executor=executor, max_candidates=max_candidates,
+            retry_failed=retry_failed, materials_project=materials_project,
         )  # fmt: skip
     table = Table(title=f"screened with {summary.mlip}")
     for column in ("formula", "status", "steps", "E (eV/atom)", "E_hull (eV/atom)", "stability", "hull refs", "phonons",

@@ -1,9 +1,9 @@
-"""DFTJob bookkeeping: which candidates go to DFT, and how each attempt moves a job through its states.
+"""The DFT job state machine: where each attempt starts, which process owns it, and how it ends.
 
-This is the database edge of the DFT stage; the science (inputs, running, parsing) lives in the other modules.
 Every attempt is appended to ``DFTJob.attempts`` and never rewritten after it ends. State changes are conditional
-updates (a job is claimed pending -> running by exactly one process), and each attempt records the host and process
-that own it, so the running jobs of a killed process are found and resumed.
+updates (a job is claimed pending -> running by exactly one process; :mod:`crysloop.infra.dft` holds the queries),
+and each attempt records the host and process that own it, so the running jobs of a killed process are found and
+resumed.
 """
 
 from __future__ import annotations
@@ -13,61 +13,19 @@ import socket
 from datetime import timedelta, timezone
 from pathlib import Path
 
-from mongoengine.errors import NotUniqueError, SaveConditionError
-
 from pymatgen.core import Structure
 
 from crysloop.dft.parse import RelaxOutcome, incar_overrides, read_contcar, read_corrections
 from crysloop.dft.presets import RunSettings
 from crysloop.dft.run import relax_in_subprocess
-from crysloop.infra.documents import DFT_TRANSITIONS, Candidate, DFTAttempt, DFTJob, ScreeningResult, utcnow
-
-
-def queue_top_candidates(campaign: str | None, preset: str, top_n: int) -> list[DFTJob]:
-    """Pending DFT jobs for the ``top_n`` screened candidates (status ok, hull covered) with the lowest energy above hull.
-
-    A candidate screened with several potentials counts once, with its lowest value; candidates that already
-    have a job under ``preset`` keep it (it is returned only while pending).
-    """
-    query = ScreeningResult.objects(status="ok", e_above_hull__ne=None, hull_covered__ne=False)  # uncovered: unknown
-    if campaign is not None:
-        query = query.filter(campaign=campaign)
-    chosen: dict = {}
-    for result in query.order_by("e_above_hull").no_dereference():
-        key = result.candidate.id
-        if key not in chosen:
-            chosen[key] = result
-        if len(chosen) == top_n:
-            break
-    jobs = []
-    for candidate_id, result in chosen.items():
-        job = DFTJob.objects(candidate=candidate_id, preset=preset).first()
-        if job is None:
-            candidate = Candidate.objects.get(id=candidate_id)
-            job = DFTJob(
-                candidate=candidate,
-                campaign=campaign if campaign is not None else candidate.campaign,
-                formula=candidate.formula,
-                preset=preset,
-                initial_energy_per_atom=result.energy_per_atom,
-            )
-            try:
-                job.save()
-            except NotUniqueError:  # another process queued it meanwhile
-                job = DFTJob.objects.get(candidate=candidate_id, preset=preset)
-        if job.state == "pending":
-            jobs.append(job)
-    return jobs
+from crysloop.infra.dft import best_relaxed_structure, claim_attempt, failed_jobs, running_jobs, save_if
+from crysloop.infra.documents import DFT_TRANSITIONS, DFTAttempt, DFTJob, utcnow
 
 
 def input_structure(job: DFTJob) -> Structure:
     """The structure a first attempt starts from: the MLIP-relaxed one when screening kept it, else the candidate."""
-    result = ScreeningResult.objects(candidate=job.candidate.id, status="ok", e_above_hull__ne=None).order_by(
-        "e_above_hull"
-    ).first()
-    if result is not None and result.relaxed_structure:
-        return Structure.from_dict(result.relaxed_structure)
-    return Structure.from_dict(job.candidate.structure)
+    relaxed = best_relaxed_structure(job.candidate.id)
+    return Structure.from_dict(relaxed if relaxed is not None else job.candidate.structure)
 
 
 def restart_point(job: DFTJob) -> tuple[Structure, dict, str | None]:
@@ -131,23 +89,8 @@ def start_attempt(
     """
     if "running" not in DFT_TRANSITIONS[job.state]:
         raise ValueError(f"DFT job {job.pk}: illegal transition {job.state} -> running")
-    attempt = DFTAttempt(index=len(job.attempts), run_dir=str(run_dir), structure=structure.as_dict(),
-                         incar_overrides=overrides, restarted_from=restarted_from, **owner())  # fmt: skip
-    claimed = DFTJob.objects(id=job.pk, state="pending", attempts__size=len(job.attempts)).update_one(
-        set__state="running", set__updated_at=utcnow(), push__attempts=attempt
-    )
-    job.reload()
-    return bool(claimed)
-
-
-def _save_if(job: DFTJob, state: str) -> bool:
-    """Save ``job`` only if the stored one is still in ``state`` with the same attempts (no lost update)."""
-    try:
-        job.save(save_condition={"state": state, "attempts__size": len(job.attempts)})
-    except SaveConditionError:
-        job.reload()
-        return False
-    return True
+    return claim_attempt(job, run_dir=str(run_dir), structure=structure.as_dict(), incar_overrides=overrides,
+                         restarted_from=restarted_from, **owner())  # fmt: skip
 
 
 def record_outcome(job: DFTJob, outcome: RelaxOutcome) -> None:
@@ -168,7 +111,7 @@ def record_outcome(job: DFTJob, outcome: RelaxOutcome) -> None:
         job.transition("completed")
     else:
         job.transition("failed", error=f"attempt {attempt.index}: {outcome.error}")
-    _save_if(job, "running")
+    save_if(job, "running")
 
 
 def _fail_attempt(job: DFTJob, message: str) -> bool:
@@ -178,19 +121,14 @@ def _fail_attempt(job: DFTJob, message: str) -> bool:
         attempt.state, attempt.finished_at, attempt.error = "failed", utcnow(), message
         attempt.corrections = read_corrections(Path(attempt.run_dir)) if attempt.run_dir else []
     job.transition("failed", error=f"attempt {attempt.index if attempt else '-'}: {message}")
-    return _save_if(job, "running")
-
-
-def _running(campaign: str | None):
-    query = DFTJob.objects(state="running")
-    return query.filter(campaign=campaign) if campaign is not None else query
+    return save_if(job, "running")
 
 
 def fail_stale_jobs(campaign: str | None, stale_hours: float) -> list[DFTJob]:
     """Mark ``running`` jobs whose last attempt started more than ``stale_hours`` ago as failed (a killed run)."""
     cutoff = utcnow() - timedelta(hours=stale_hours)
     stale = []
-    for job in _running(campaign):
+    for job in running_jobs(campaign):
         attempt = job.attempts[-1] if job.attempts else None
         started = attempt.started_at if attempt is not None else job.updated_at
         if started.tzinfo is None:
@@ -208,42 +146,27 @@ def recover_dead_jobs(campaign: str | None) -> list[DFTJob]:
     A killed run is not the job's fault, so it goes back to pending whatever its number of attempts.
     """
     recovered = []
-    for job in _running(campaign):
+    for job in running_jobs(campaign):
         attempt = job.attempts[-1] if job.attempts else None
         if attempt is None or owner_alive(attempt) is not False:
             continue
         if _fail_attempt(job, f"the process that ran it (pid {attempt.pid} on {attempt.host}) is gone"):
             job.transition("pending")
-            if _save_if(job, "failed"):
+            if save_if(job, "failed"):
                 recovered.append(job)
     return recovered
 
 
 def resumable_jobs(campaign: str | None, max_attempts: int) -> list[DFTJob]:
     """Failed jobs with fewer than ``max_attempts`` attempts, moved back to pending (failed -> pending)."""
-    query = DFTJob.objects(state="failed")
-    if campaign is not None:
-        query = query.filter(campaign=campaign)
     jobs = []
-    for job in query:
+    for job in failed_jobs(campaign):
         if len(job.attempts) >= max_attempts:
             continue
         job.transition("pending")
-        if _save_if(job, "failed"):
+        if save_if(job, "failed"):
             jobs.append(job)
     return jobs
-
-
-def unfinished_jobs(campaign: str | None) -> list[DFTJob]:
-    """Jobs still pending or running (of one campaign or of all)."""
-    query = DFTJob.objects(state__in=("pending", "running"))
-    return list(query.filter(campaign=campaign) if campaign is not None else query)
-
-
-def find_jobs(campaign: str | None = None) -> list[DFTJob]:
-    """All DFT jobs, of one campaign or of all."""
-    query = DFTJob.objects if campaign is None else DFTJob.objects(campaign=campaign)
-    return list(query.order_by("created_at"))
 
 
 def job_generators(jobs: list[DFTJob]) -> list[str]:

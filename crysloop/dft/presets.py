@@ -24,10 +24,13 @@ import numpy as np
 from pymatgen.core import Structure
 from pymatgen.io.vasp.inputs import Kpoints, PotcarSingle
 
+from crysloop.dft.config import PRESETS, DFTStageConfig
 from crysloop.errors import InputError
+from crysloop.settings import Settings, get_settings
 
 POTCAR_FUNCTIONAL = "PBE_54"
-PRESETS = ("condition-cdvae-plus", "crysvcd")
+_STAGE = DFTStageConfig.model_fields
+_MACHINE = Settings.model_fields
 
 _CONDITION_CDVAE_PLUS_INCAR = {
     "GGA": "PE",
@@ -55,15 +58,22 @@ class RunSettings:
     (``PMG_VASP_PSP_DIR``).
     """
 
-    vasp_cmd: str = "vasp_std"
-    max_errors: int = 5
+    vasp_cmd: str = _MACHINE["vasp_cmd"].default
+    max_errors: int = _STAGE["max_errors"].default
     handlers: Sequence | None = None
     validators: Sequence | None = None
     potcar_spec: bool = False
     enmax: Mapping[str, float] = field(default_factory=dict)
     vacuum_gap: float = 7.0  # A; a gap at least this wide along a lattice direction counts as vacuum
-    polling_time_step: float = 10.0  # s between custodian's checks of a running VASP
-    vasp_version: str = "6.4"  # LATTICE_CONSTRAINTS needs 6.4 or later
+    polling_time_step: float = _STAGE["poll_seconds"].default  # s between custodian's checks of a running VASP
+    vasp_version: str = _MACHINE["vasp_version"].default  # LATTICE_CONSTRAINTS needs 6.4 or later
+
+    @classmethod
+    def of(cls, config: DFTStageConfig) -> RunSettings:
+        """How the stage's jobs run on this machine: the configured VASP command and version, the stage's limits."""
+        settings = get_settings()
+        return cls(vasp_cmd=settings.vasp_cmd, vasp_version=settings.vasp_version, max_errors=config.max_errors,
+                   polling_time_step=config.poll_seconds)  # fmt: skip
 
 
 def check_vasp_setup(run: RunSettings) -> None:

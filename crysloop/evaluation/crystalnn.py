@@ -1,4 +1,5 @@
-"""CrystalNN "ops" site fingerprints as matminer defines them, vectorised (6.5-8.4x faster than matminer).
+"""CrystalNN "ops" site fingerprints as matminer defines them, vectorised (several times faster than matminer;
+benchmarks/evaluate.py compares them).
 
 matminer's ``CrystalNNFingerprint.featurize`` spends most of its time in pymatgen's ``LocalStructOrderParams``
 (a triple Python loop over neighbours, run once per motif type), in ``VoronoiNN``'s per-facet geometry and in

@@ -15,14 +15,15 @@ from prefect.artifacts import create_markdown_artifact
 from pymatgen.core import Composition, Structure
 
 from crysloop.campaign.config import CampaignConfig, parse_config
-from crysloop.campaign.labels import stability_class, stability_labels
+from crysloop.campaign.stability import stability_class, stability_labels
 from crysloop.campaign.report import best_candidates_markdown, ehull_plot, png_markdown
 from crysloop.campaign.statistics import round_statistics
 from crysloop.data.datasets import load_dataset
 from crysloop.flows.generate import generate_flow
 from crysloop.flows.runners import task_runner
 from crysloop.flows.screen import screen_flow
-from crysloop.infra import campaigns as store
+from crysloop.infra import campaign as store
+from crysloop.infra import models
 from crysloop.infra import faults
 from crysloop.infra.db import database
 from crysloop.settings import get_settings
@@ -53,31 +54,32 @@ def _checkpoint_name(campaign: str, index: int, kind: str) -> str:
 
 def _models_for_round(config: CampaignConfig, index: int) -> tuple[str, str]:
     """Checkpoints a round samples from: the previous round's fine-tuned models, else the configured ones."""
-    composition, structure = config.composition_model.checkpoint, _stage2(config)[2].checkpoint
+    composition, structure = config.generation.composition_model.checkpoint, config.generation.stage2.checkpoint
     if index > 0 and config.finetune:
-        previous_c = store.find_checkpoint(_checkpoint_name(config.name, index - 1, "composition"))
-        previous_s = store.find_checkpoint(_checkpoint_name(config.name, index - 1, "structure"))
+        previous_c = models.find_checkpoint(_checkpoint_name(config.name, index - 1, "composition"))
+        previous_s = models.find_checkpoint(_checkpoint_name(config.name, index - 1, "structure"))
         composition = previous_c.path if previous_c else composition
         structure = previous_s.path if previous_s else structure
     return composition, structure
 
 
 def _stage2(config: CampaignConfig):
-    """The Stage II fine-tuning task, its extra arguments and the model settings of the configured generator."""
-    if config.generator == "condition-cdvae-plus":
-        return finetune_cdvae_task, {"gan_epochs": config.cdvae_model.gan_epochs}, config.cdvae_model
-    return finetune_structure_task, {"scope": config.structure_model.finetune_scope}, config.structure_model
+    """The Stage II fine-tuning task and its extra arguments for the configured generator."""
+    generation = config.generation
+    if generation.generator == "condition-cdvae-plus":
+        return finetune_cdvae_task, {"gan_epochs": generation.cdvae_model.gan_epochs}
+    return finetune_structure_task, {"scope": generation.structure_model.finetune_scope}
 
 
 def _labelled(config: CampaignConfig, upto: int) -> list[tuple[Composition, Structure, dict]]:
     """Every screened candidate of rounds 0..``upto`` with its stability (and kappa) labels."""
-    from crysloop.infra.documents import KappaResult
-    from crysloop.kappa.labels import kappa_labels
+    from crysloop.infra.kappa import kappa_results
+    from crysloop.kappa.targets import kappa_labels
 
-    kappa = kappa_labels(KappaResult.objects(campaign=config.name)) if config.kappa.enabled else {}
+    kappa = kappa_labels(kappa_results(config.name)) if config.kappa.enabled else {}
     examples = []
     for index in range(upto + 1):
-        for candidate, result in store.round_screening(config.name, index, config.mlip):
+        for candidate, result in store.round_screening(config.name, index, config.screening.mlip):
             if result is None or result.status != "ok":
                 continue
             labels = stability_labels(result.e_above_hull, result.phonon_stable, config.labels, result.hull_covered)
@@ -95,26 +97,26 @@ def _finetune(config: CampaignConfig, index: int, composition: str, structure: s
         return {"finetune_examples": 0}
     folder = campaign_dir(config.name) / "checkpoints"
     stats = {"finetune_examples": len(examples)}
-    structure_task, structure_kwargs, structure_config = _stage2(config)
+    structure_task, structure_kwargs = _stage2(config)
     for kind, task, kwargs, parent, data, epochs in (
         ("composition", finetune_composition_task, {}, composition, [(c, l) for c, _, l in examples],
-         config.composition_model.finetune_epochs),
+         config.generation.composition_model.finetune_epochs),
         ("structure", structure_task, structure_kwargs, structure, [(s, l) for _, s, l in examples],
-         structure_config.finetune_epochs),
+         config.generation.stage2.finetune_epochs),
     ):  # fmt: skip
         name = _checkpoint_name(config.name, index, kind)
-        if store.find_checkpoint(name) is not None or epochs == 0:
+        if models.find_checkpoint(name) is not None or epochs == 0:
             continue
         out = folder / f"round-{index}-{kind}.pt"
         report = task.with_options(task_run_name=f"finetune-{kind}-{config.name}-r{index}")(
             parent, data, out, epochs, config.device, config.seed + index, **kwargs)
-        store.register_checkpoint(name, kind, out, campaign=config.name, round_index=index, parent=parent,
+        models.register_checkpoint(name, kind, out, campaign=config.name, round_index=index, parent=parent,
                                   conditions=report.get("conditions"), metrics=report)  # fmt: skip
     return stats
 
 
 def _statistics(config: CampaignConfig, index: int, reference: tuple[Structure, ...]) -> dict:
-    samples = store.round_samples(config.name, index, config.mlip)  # all sampled: before validity filter and dedup
+    samples = store.round_samples(config.name, index, config.screening.mlip)  # all sampled: before validity filter and dedup
     generated = [structure for structure, _ in samples]
     ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in samples]
     phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in samples]
@@ -137,16 +139,16 @@ def _publish(config: CampaignConfig, index: int) -> None:
 
     per_round = {}
     for r in range(index + 1):  # converged results of covered systems: uncovered hull distances are formation energies
-        per_round[r] = [res.e_above_hull for _, res in store.round_screening(config.name, r, config.mlip)
+        per_round[r] = [res.e_above_hull for _, res in store.round_screening(config.name, r, config.screening.mlip)
                         if res is not None and res.status == "ok" and res.e_above_hull is not None
                         and res.hull_covered is not False]  # fmt: skip
     plot = ehull_plot(per_round, campaign_dir(config.name) / f"ehull-round-{index}.png", config.labels.ehull_stable)
     classes = {c.structure_hash: stability_class(r.status if r else None, r.e_above_hull if r else None,
                                                  r.hull_covered if r else None, r.phonon_stable if r else None,
                                                  config.labels)
-               for c, r in store.round_screening(config.name, index, config.mlip)}  # fmt: skip
+               for c, r in store.round_screening(config.name, index, config.screening.mlip)}  # fmt: skip
     rows = [{**row.as_dict(), "stability": classes.get(row.structure_hash, "unscreened")}
-            for row in candidate_rows(store.round_candidates(config.name, index), mlip=config.mlip)]  # fmt: skip
+            for row in candidate_rows(store.round_candidates(config.name, index), mlip=config.screening.mlip)]  # fmt: skip
     stats = store.open_round(config.name, index).stats
     lines = [f"# {config.name}: round {index}", "", "| statistic | value |", "|---|---|"]
     lines += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in stats.items()]
@@ -167,11 +169,8 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
     if "generate" not in done:
         faults.enter("generate", index)
         summary = generate_flow.with_options(task_runner=task_runner(config.executor))(
-            n=config.candidates_per_round, conditions=config.conditions, campaign=config.name, round_index=index,
-            composition_checkpoint=composition, structure_checkpoint=structure,
-            composition_config=config.composition_model, structure_config=config.structure_model,
-            seed=config.seed + 1000 * index, device=config.device, generator=config.generator,
-            cdvae_config=config.cdvae_model,
+            config.candidates_per_round, config.conditions, config.generation.with_checkpoints(composition, structure),
+            campaign=config.name, round_index=index, seed=config.seed + 1000 * index, device=config.device,
         )  # fmt: skip
         store.mark_stage(round_, "generate", sampled=summary.generated, invalid_discarded=summary.invalid,
                          new_candidates=store.first_stored_by(config.name, index),  # the same after a resume
@@ -179,32 +178,26 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
                          conditions_stage2=summary.conditions_stage2)  # fmt: skip
     if "screen" not in done:
         faults.enter("screen", index)
-        screening = config.screening
         screen_flow.with_options(task_runner=task_runner(config.executor))(
-            campaign=config.name, mlip=config.mlip, phonons=screening.phonons,
-            ehull_threshold=config.labels.ehull_stable, fmax=screening.fmax,
+            config.screening, config.labels, campaign=config.name, executor=config.executor,
             reference_structures=references_for(store.round_candidates(config.name, index), reference),
-            steps=screening.steps, batch_size=screening.batch_size, phonon_min_length=screening.phonon_min_length,
-            phonon_tolerance_thz=screening.phonon_tolerance_thz, concurrency=config.executor.workers, hull=screening.hull,
         )  # fmt: skip
         store.mark_stage(round_, "screen")
     if config.kappa.enabled and "kappa" not in done:
         from crysloop.flows.kappa import kappa_flow
 
         faults.enter("kappa", index)
-        kappa_flow(campaign=config.name, mlip=config.kappa.mlip, screening_mlip=config.mlip, temperatures=config.kappa.temperatures,
-                   top_n=config.kappa.top_n, max_e_above_hull=config.labels.ehull_stable,
-                   max_displacements=config.kappa.max_displacements)  # fmt: skip
+        kappa_flow(config.kappa, config.labels, campaign=config.name, screening_mlip=config.screening.mlip)
         store.mark_stage(round_, "kappa")
     if config.finetune and index < config.rounds - 1 and "finetune" not in done:
         faults.enter("finetune", index)
         store.mark_stage(round_, "finetune", **_finetune(config, index, composition, structure))
     if config.dft.enabled and "dft" not in done:
-        from crysloop.dft.jobs import unfinished_jobs
         from crysloop.flows.dft import dft_flow
+        from crysloop.infra.dft import unfinished_jobs
 
         faults.enter("dft", index)
-        dft_flow(campaign=config.name, preset=config.dft.preset, top_n=config.dft.top_n)
+        dft_flow(config.dft, campaign=config.name)
         unfinished = unfinished_jobs(config.name)
         if unfinished:  # running in another live process: the stage stays open for `campaign resume`
             raise RuntimeError(f"{len(unfinished)} DFT jobs of {config.name} are still pending or running "
@@ -225,7 +218,8 @@ def campaign_flow(config: dict, resume: bool = False) -> dict:
     config_model = parse_config(config)
     results = {}
     with database():
-        campaign = store.open_campaign(config_model.model_dump(mode="json"), resume=resume)
+        campaign = store.open_campaign(config_model.model_dump(mode="json"), resume=resume,
+                                       normalise=lambda stored: parse_config(stored).model_dump(mode="json"))
         config_model = parse_config(campaign.config)
         store.set_status(campaign, "running")
         try:

@@ -9,7 +9,7 @@ from prefect import flow
 from crysloop.errors import InputError
 from crysloop.infra.db import database
 from crysloop.infra.store import NewCandidate
-from crysloop.tasks.data import load_dataset_task
+from crysloop.tasks.ingest import load_dataset_task
 from crysloop.tasks.store import store_candidates_task
 
 

@@ -1,13 +1,13 @@
 """The ``screen`` flow: candidates in the database -> MLIP relaxation -> energy above hull -> phonons -> results.
 
-Hull references: Materials Project phases (``hull="mp"``, the default: the shipped table, or mp-api with
-``MP_API_KEY``; candidate energies MP2020-corrected) or structures relaxed with the same potential (``hull="mlip"``).
+Hull references (``ScreeningConfig.hull``): Materials Project phases (``mp``: the shipped table, or mp-api with
+``MP_API_KEY``; candidate energies MP2020-corrected) or structures relaxed with the same potential (``mlip``).
 Only converged relaxations are placed on a hull; a candidate whose system has no known compound is stored with
 its hull distance but an unknown stability.
 
 Resumable: candidates with a ``ScreeningResult`` for the potential are skipped, and each chunk's results are stored
 as soon as the chunk is done. Relaxations run ``batch_size`` candidates per forward pass; phonon checks run at most
-``concurrency`` at a time (tasks are tagged ``mlip``, so ``prefect concurrency-limit create mlip N`` caps them
+``executor.workers`` at a time (tasks are tagged ``mlip``, so ``prefect concurrency-limit create mlip N`` caps them
 across flows as well).
 """
 
@@ -23,20 +23,20 @@ from prefect.runtime import flow_run
 from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
+from crysloop.campaign.config import LabelConfig
 from crysloop.infra.db import database
-from crysloop.errors import InputError
+from crysloop.infra.executors import ExecutorConfig
+from crysloop.infra.screening import ScreenItem, pending_candidates
+from crysloop.screening.config import ScreeningConfig
 from crysloop.screening.hull import chemical_subsystems, chemsys_of, energy_above_hull, materials_project_structures
 from crysloop.screening.mp_references import SOURCE_MLIP, corrected_energy
-from crysloop.screening.phonons import DEFAULT_TOLERANCE_THZ, PhononConfig
-from crysloop.screening.potentials import check_mlip_name
+from crysloop.screening.phonons import PhononConfig
+from crysloop.screening.record import stability
 from crysloop.screening.relax import RelaxConfig, RelaxResult
 from crysloop.tasks.screen import (
-    ScreenItem,
     hull_references_task,
     mp_references_task,
-    pending_candidates,
     phonon_task,
-    reference_set,
     relax_candidates_task,
     save_screening_result_task,
 )
@@ -57,7 +57,9 @@ class ScreenSummary:
 
 def _run_name() -> str:
     params = flow_run.parameters
-    return f"screen-{params.get('campaign') or 'all'}-{params.get('mlip') or 'default-mlip'}"
+    config = params.get("config")
+    mlip = config.get("mlip") if isinstance(config, dict) else getattr(config, "mlip", None)
+    return f"screen-{params.get('campaign') or 'all'}-{mlip or 'default-mlip'}"
 
 
 def _label(items: Sequence[ScreenItem]) -> str:
@@ -74,37 +76,30 @@ def _reference_structures_by_chemsys(structures: Sequence[Structure]) -> dict[st
 
 @flow(name="screen", flow_run_name=_run_name)
 def screen_flow(
+    config: ScreeningConfig | None = None,
+    labels: LabelConfig | None = None,
     campaign: str | None = None,
-    mlip: str | None = None,
-    phonons: bool = True,
-    ehull_threshold: float = 0.1,
+    executor: ExecutorConfig | None = None,
     max_candidates: int | None = None,
     reference_structures: list[Structure] | None = None,
-    fmax: float = 0.01,
-    steps: int = 500,
-    batch_size: int = 16,
-    phonon_min_length: float = 10.0,
-    phonon_tolerance_thz: float = DEFAULT_TOLERANCE_THZ,
-    concurrency: int = 2,
     retry_failed: bool = False,
     materials_project: bool = False,
-    hull: str = "mp",
 ) -> ScreenSummary:
-    """Screen the unscreened candidates (of ``campaign``) with ``mlip`` and store ``ScreeningResult`` documents.
+    """Screen the unscreened candidates (of ``campaign``) under ``config`` and store ``ScreeningResult`` documents.
 
-    Energies above hull use Materials Project references (``hull="mp"``) or references relaxed with the same
-    potential (``hull="mlip"``: elements, the dataset's known compounds, ``reference_structures`` and, with
+    Energies above hull use Materials Project references (``config.hull="mp"``) or references relaxed with the same
+    potential (``"mlip"``: elements, the dataset's known compounds, ``reference_structures`` and, with
     ``materials_project``, MP structures); phonons run for converged candidates of covered systems within
-    ``ehull_threshold`` eV/atom of the hull.
+    ``labels.ehull_stable`` eV/atom of the hull. ``executor.workers`` relaxation parts and phonon checks run at once
+    (on the task runner the caller gives the flow). Unset configs take their class defaults.
     """
-    mlip = check_mlip_name(mlip)
-    if batch_size < 1 or concurrency < 1:
-        raise InputError("batch_size and concurrency must be at least 1")
-    if hull not in ("mp", "mlip"):
-        raise InputError(f"hull must be 'mp' (Materials Project references) or 'mlip', not {hull!r}")
+    config = config or ScreeningConfig()
+    labels = labels or LabelConfig()
+    concurrency = (executor or ExecutorConfig()).workers
+    mlip = config.mlip
     logger = get_run_logger()
-    relax_config = RelaxConfig(fmax=fmax, steps=steps)
-    phonon_config = PhononConfig(min_length=phonon_min_length, tolerance_thz=phonon_tolerance_thz)
+    relax_config = RelaxConfig.of(config)
+    phonon_config = PhononConfig.of(config) if config.phonons else None
     extra = _reference_structures_by_chemsys(reference_structures or [])
     summary = ScreenSummary(mlip=mlip)
     references: dict[str, list[ComputedStructureEntry]] = {}
@@ -115,15 +110,15 @@ def screen_flow(
         if not items:
             return summary
         progress = create_progress_artifact(0.0, key="screen-progress", description=f"screening with {mlip}")
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            relaxed = _relax_chunk(chunk, mlip, relax_config, batch_size, concurrency)
-            if hull == "mp":
+        for start in range(0, len(items), config.batch_size):
+            chunk = items[start : start + config.batch_size]
+            relaxed = _relax_chunk(chunk, mlip, relax_config, config.batch_size, concurrency)
+            if config.hull == "mp":
                 _ensure_mp_references(chunk, references, sources)
             else:
-                _ensure_references(chunk, mlip, relax_config, batch_size, extra, materials_project, references)
-            _finish_chunk(chunk, relaxed, mlip, phonons, ehull_threshold, phonon_config, concurrency, references,
-                          sources, summary)  # fmt: skip
+                _ensure_references(chunk, mlip, relax_config, config.batch_size, extra, materials_project, references)
+            _finish_chunk(chunk, relaxed, mlip, labels.ehull_stable, phonon_config, concurrency, references, sources,
+                          summary)  # fmt: skip
             done = start + len(chunk)
             update_progress_artifact(progress, 100.0 * done / len(items))
             logger.info("screened %d/%d (%d failed, %d unconverged, %d of unknown stability)", done, len(items),
@@ -165,23 +160,16 @@ def _hull_of(item: ScreenItem, relax: RelaxResult, mlip: str, references: dict[s
     if item.chemsys in sources:  # Materials Project references: candidate energy on MP's corrected scale
         energy = corrected_energy(relax.structure, relax.energy, mlip)
         return energy_above_hull(relax.structure, energy, references[item.chemsys], sources[item.chemsys])
-    return energy_above_hull(relax.structure, relax.energy, reference_set(item.chemsys, references), SOURCE_MLIP)
+    subsystems = [entry for sub in chemical_subsystems(item.chemsys) for entry in references.get(sub, [])]
+    return energy_above_hull(relax.structure, relax.energy, subsystems, SOURCE_MLIP)
 
 
-def _stability(status: str, hull, threshold: float) -> str:
-    """stable | unstable | unknown (uncovered system) | unconverged | failed, as the results table shows it."""
-    if status != "ok" or hull is None:
-        return status if status != "ok" else "failed"
-    if not hull.covered:
-        return "unknown"
-    return "stable" if hull.e_above_hull <= threshold else "unstable"
-
-
-def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], mlip: str, phonons: bool,
-                  ehull_threshold: float, phonon_config: PhononConfig, concurrency: int,
+def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], mlip: str, ehull_stable: float,
+                  phonon_config: PhononConfig | None, concurrency: int,
                   references: dict[str, list[ComputedStructureEntry]], sources: dict[str, str],
                   summary: ScreenSummary) -> None:  # fmt: skip
-    """Hull distances for the converged part of the chunk, phonons for those near a covered hull, then store all."""
+    """Hull distances for the converged part of the chunk, phonons (unless ``phonon_config`` is None) for those near
+    a covered hull, then store all."""
     hulls, errors = {}, {}
     for item, relax in zip(chunk, relaxed, strict=True):
         if not relax.ok:
@@ -191,8 +179,8 @@ def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], m
         except Exception as exc:  # noqa: BLE001 - recorded on the candidate, the batch goes on
             errors[item.candidate_id] = f"hull: {exc}"
     queue = [(item, relax) for item, relax in zip(chunk, relaxed, strict=True)
-             if phonons and item.candidate_id in hulls and hulls[item.candidate_id].covered
-             and hulls[item.candidate_id].e_above_hull <= ehull_threshold]  # fmt: skip
+             if phonon_config and item.candidate_id in hulls and hulls[item.candidate_id].covered
+             and hulls[item.candidate_id].e_above_hull <= ehull_stable]  # fmt: skip
     phonon_results = {}
     for start in range(0, len(queue), concurrency):
         wave = [(item, phonon_task.submit(item, relax.structure, mlip, phonon_config)) for item, relax in queue[start : start + concurrency]]
@@ -205,7 +193,7 @@ def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], m
                 errors[item.candidate_id] = f"phonons: {state.message or 'failed'}"
     for item, relax in zip(chunk, relaxed, strict=True):
         hull, phonon = hulls.get(item.candidate_id), phonon_results.get(item.candidate_id)
-        status = save_screening_result_task(item, mlip, relax, hull, phonon, ehull_threshold, errors.get(item.candidate_id))
+        status = save_screening_result_task(item, mlip, relax, hull, phonon, ehull_stable, errors.get(item.candidate_id))
         unknown = status == "ok" and hull is not None and not hull.covered
         summary.screened += 1
         summary.failed += status == "failed"
@@ -216,7 +204,7 @@ def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], m
             {"candidate": item.candidate_id, "formula": item.formula, "status": status,
              "error": errors.get(item.candidate_id) or relax.error, "converged": relax.converged, "steps": relax.steps,
              "energy_per_atom": relax.energy_per_atom, "e_above_hull": hull.e_above_hull if hull else None,
-             "stability": _stability(status, hull, ehull_threshold),
+             "stability": stability(status, hull, ehull_stable),
              "hull_source": hull.source if hull else None, "hull_compounds": hull.n_compounds if hull else None,
              "formation_energy_per_atom": hull.formation_energy_per_atom if hull else None,
              "phonon_stable": phonon.stable if phonon else None,

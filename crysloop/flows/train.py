@@ -1,4 +1,5 @@
-"""The ``train`` flow: Stage I (composition language model) and Stage II (DiffCSP) from a dataset, registered."""
+"""The ``train`` flow: Stage I (composition language model) or Stage II (DiffCSP, ConditionCDVAE+) from a dataset,
+recorded in the results database."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from typing import Literal
 from prefect import flow, get_run_logger
 
 from crysloop.data.datasets import load_dataset
-from crysloop.infra.campaigns import register_checkpoint
-from crysloop.infra.db import database
-from crysloop.tasks.train import train_composition_task, train_structure_task
+from crysloop.errors import InputError
+from crysloop.infra.models import register_model
+from crysloop.models.cdvae import FORMULA
+from crysloop.tasks.train import train_cdvae_task, train_composition_task, train_structure_task
 
 
 @flow(name="train", flow_run_name="train-{stage}-{name}")
 def train_flow(
-    stage: Literal["composition", "structure"],
+    stage: Literal["composition", "structure", "cdvae"],
     data: str,
     out: str,
     name: str,
@@ -25,19 +27,21 @@ def train_flow(
     mode: str = "csp",
     device: str = "auto",
     seed: int = 0,
+    gan_epochs: int = 50,
 ) -> dict:
-    """Train one stage on ``data`` (a dataset name or path) and record the checkpoint as ``name``."""
-    records = load_dataset(data, progress=False)
-    missing = [p for p in properties if not any(r.properties.get(p) is not None for r in records)]
+    """Train one stage on ``data`` (a dataset name or path) and record the checkpoint as ``name``; ``properties``
+    are the conditions (for ``cdvae`` also ``formula``), ``mode`` is DiffCSP's, ``gan_epochs`` ConditionCDVAE+'s."""
+    records = list(load_dataset(data, progress=False))
+    columns = [p for p in properties if not (stage == "cdvae" and p == FORMULA)]
+    missing = [p for p in columns if not any(r.properties.get(p) is not None for r in records)]
     if missing:
-        from crysloop.errors import InputError
-
         raise InputError(f"{data}: no values for the properties {missing}")
     if stage == "composition":
-        report = train_composition_task(list(records), list(properties), Path(out), epochs, device, seed)
+        report = train_composition_task(records, list(properties), Path(out), epochs, device, seed)
+    elif stage == "structure":
+        report = train_structure_task(records, list(properties), Path(out), epochs, preset, mode, device, seed)
     else:
-        report = train_structure_task(list(records), list(properties), Path(out), epochs, preset, mode, device, seed)
-    with database():
-        register_checkpoint(name, stage, Path(out), conditions=report.get("conditions"), metrics=report)
+        report = train_cdvae_task(records, list(properties), Path(out), epochs, preset, gan_epochs, device, seed)
+    register_model(name, stage, out, report.get("conditions", ()), report)
     get_run_logger().info("trained %s model %s on %d crystals -> %s", stage, name, len(records), out)
     return report

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import mongoengine as me
 
-from crysloop.infra import embedded
+from crysloop.infra import embedded_store as embedded
 from crysloop.infra.documents import ALL_DOCUMENTS
 from crysloop.settings import Settings, get_settings
 

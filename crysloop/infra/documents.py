@@ -273,7 +273,7 @@ class KappaResult(me.Document):
 class VdwRecord(me.Document):
     """One relaxation of a van der Waals dataset build: an elemental reference, a monolayer or a bilayer."""
 
-    build = me.StringField(required=True)  # potential and settings of the build, see crysloop.vdw.build.BuildConfig.key
+    build = me.StringField(required=True)  # potential and settings of the build, see crysloop.vdw.config.BuildConfig.key
     kind = me.StringField(required=True, choices=("reference", "monolayer", "bilayer"))
     name = me.StringField(required=True)  # element, monolayer name or stacking key
     formula = me.StringField()

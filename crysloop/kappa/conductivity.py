@@ -20,6 +20,9 @@ from crysloop.kappa.cells import (
     to_ase,
     to_phonopy,
 )
+from crysloop.kappa.config import KappaStageConfig
+
+_STAGE = KappaStageConfig.model_fields  # the defaults of supercells, mesh, temperatures and method
 
 
 @dataclass(frozen=True)
@@ -28,14 +31,15 @@ class KappaConfig:
 
     ``mesh`` is three integers or one length (phono3py's automatic mesh from a length in Angstrom).
     ``fc2_min_length`` <= ``fc3_min_length`` means fc2 comes from the fc3 supercell (no separate set).
+    Supercells, mesh, temperatures and method default to the kappa stage's (:class:`KappaStageConfig`).
     """
 
-    fc3_min_length: float = 6.0
-    fc2_min_length: float = 12.0
+    fc3_min_length: float = _STAGE["fc3_min_length"].default
+    fc2_min_length: float = _STAGE["fc2_min_length"].default
     displacement: float = 0.03
-    mesh: tuple[int, int, int] | float = 40.0
-    temperatures: tuple[float, ...] = (300.0,)
-    lbte: bool = False
+    mesh: tuple[int, int, int] | float = _STAGE["mesh"].default
+    temperatures: tuple[float, ...] = _STAGE["temperatures"].default
+    lbte: bool = _STAGE["lbte"].default
     fc_calculator: str | None = "symfc"
     is_isotope: bool = True  # natural isotope scattering, as Matbench Discovery's kappa protocol
     symprec: float = 1e-5
@@ -53,6 +57,12 @@ class KappaConfig:
     @property
     def method(self) -> str:
         return "LBTE" if self.lbte else "RTA"
+
+    @classmethod
+    def of(cls, stage: KappaStageConfig) -> KappaConfig:
+        """The calculation a kappa stage asks for."""
+        return cls(fc3_min_length=stage.fc3_min_length, fc2_min_length=stage.fc2_min_length, mesh=stage.mesh,
+                   temperatures=tuple(stage.temperatures), lbte=stage.lbte)  # fmt: skip
 
 
 @dataclass
@@ -78,6 +88,17 @@ class KappaOutcome:
         data = asdict(self)
         data["primitive"] = self.primitive.as_dict()
         return data
+
+
+def kappa_fields(config: KappaConfig, outcome: KappaOutcome | None = None) -> dict:
+    """The stored fields of one kappa result: the outcome's, or empty values at the asked temperatures (a candidate
+    skipped or failed)."""
+    if outcome is None:
+        return {"temperatures": [float(t) for t in config.temperatures], "kappa": [], "kappa_average": [], "mesh": [],
+                "fc3_supercell": [], "fc2_supercell": [], "min_frequency_thz": None, "wall_time_s": None}  # fmt: skip
+    return {"temperatures": outcome.temperatures, "kappa": outcome.kappa, "kappa_average": outcome.kappa_average,
+            "mesh": outcome.mesh, "fc3_supercell": outcome.fc3_supercell, "fc2_supercell": outcome.fc2_supercell,
+            "min_frequency_thz": outcome.min_frequency_thz, "wall_time_s": outcome.wall_time_s}  # fmt: skip
 
 
 def build_phono3py(structure: Structure, config: KappaConfig) -> Phono3py:

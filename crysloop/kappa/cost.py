@@ -3,13 +3,12 @@ low-symmetry cells that need too many displaced supercells."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from pymatgen.core import Composition, Structure
 
 from crysloop.kappa.conductivity import KappaConfig, displacement_count
-
-DEFAULT_MAX_DISPLACEMENTS = 1500
-"""Displaced supercells (fc3 and fc2) allowed per candidate. The phononDB zincblendes and wurtzites at the 6 A default
-need 116-1,260; the 5-atom P1 K2NaClO of a campaign needed 7,260 and ran over 45 minutes on CPU without finishing."""
+from crysloop.kappa.config import KappaStageConfig
 
 
 def looks_metallic(composition: Composition) -> bool:
@@ -30,7 +29,7 @@ def looks_metallic(composition: Composition) -> bool:
 
 def skip_reason(
     structure: Structure,
-    max_atoms: int = 20,
+    max_atoms: int,
     band_gap: float | None = None,
     is_metal: bool | None = None,
     min_band_gap: float = 0.0,
@@ -60,3 +59,19 @@ def displacement_skip_reason(structure: Structure, config: KappaConfig, max_disp
     if count > max_displacements:
         return f"needs {count} displaced supercells > max_displacements={max_displacements} (low symmetry)"
     return None
+
+
+def metal_label(keys: Iterable[str], labels: Mapping[str, bool] | None) -> bool | None:
+    """The user's metal label under the first of ``keys`` it has (candidate id, structure hash, reduced formula)."""
+    for key in keys:
+        if key in (labels or {}):
+            return bool(labels[key])
+    return None
+
+
+def stage_skip_reason(structure: Structure, stage: KappaStageConfig, band_gap: float | None = None,
+                      is_metal: bool | None = None) -> str | None:  # fmt: skip
+    """Cost control of the kappa stage for one candidate: cell size, metal (label, band gap or composition), then the
+    displaced-supercell count of the stage's calculation."""
+    reason = skip_reason(structure, max_atoms=stage.max_atoms, band_gap=band_gap, is_metal=is_metal)
+    return reason or displacement_skip_reason(structure, KappaConfig.of(stage), stage.max_displacements)

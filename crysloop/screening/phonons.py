@@ -1,14 +1,15 @@
 """Dynamical stability from harmonic phonons: phonopy finite displacements with forces from an ML potential.
 
 Supercell: the smallest diagonal multiple of the cell whose three plane spacings (perpendicular heights) are at
-least ``min_length`` (default 10 A, a screening compromise; CrysVCD uses 20 A, which costs ~8x the atoms).
+least ``min_length`` (a screening compromise; CrysVCD uses 20 A, see docs/defaults.md).
 
 Stability rule: frequencies are evaluated on a Gamma-centred q-mesh and along the seekpath band path, after
 subtracting the residual forces of the undisplaced supercell and enforcing translational invariance (acoustic
-sum rule) on the force constants. A structure is unstable when any mode is below ``-tolerance_thz`` (0.5 THz
-by default, see ``DEFAULT_TOLERANCE_THZ``), except the three acoustic branches at q-points closer than ``gamma_radius`` (0.05 1/A, no 2*pi)
-to Gamma, where small negative values are numerical noise of the long-wavelength limit. A real elastic
-instability makes the acoustic branches imaginary beyond that radius as well, so it is still caught.
+sum rule) on the force constants. A structure is unstable when any mode is below ``-tolerance_thz``, except the
+three acoustic branches at q-points closer than ``gamma_radius`` (1/A, no 2*pi) to Gamma, where small negative
+values are numerical noise of the long-wavelength limit. A real elastic instability makes the acoustic branches
+imaginary beyond that radius as well, so it is still caught. Supercell length and tolerance default to the
+screening stage's (:class:`crysloop.screening.config.ScreeningConfig`; docs/defaults.md says how they were chosen).
 """
 
 from __future__ import annotations
@@ -25,13 +26,10 @@ from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.phonopy import get_phonopy_structure, get_pmg_structure
 
+from crysloop.screening.config import ScreeningConfig
 from crysloop.screening.potentials import MAX_BATCH_ATOMS, batch_forces
 
-
-# Chosen from benchmarks/phonons.py (29 MP-20 test crystals within 0.08 eV/atom of the DFT hull, SevenNet-l3i5): at
-# 0.01 THz 31 % (10 A supercells) and 34 % (6 A) of these known compounds were flagged, at 0.5 THz 14 % and 21 %;
-# the flags between were shallow modes (-0.03 to -0.43 THz) of GaTe, MgCd5, AlAu4, HoZnSn2 and CsYbBr3.
-DEFAULT_TOLERANCE_THZ = 0.5
+_SCREENING = ScreeningConfig.model_fields
 
 
 @dataclass(frozen=True)
@@ -39,14 +37,19 @@ class PhononConfig:
     """Finite-displacement and stability-test settings; see the module docstring for the rule."""
 
     displacement: float = 0.01  # A
-    min_length: float = 10.0  # A, minimum plane spacing of the supercell
+    min_length: float = _SCREENING["phonon_min_length"].default  # A, minimum plane spacing of the supercell
     mesh: float | tuple[int, int, int] = 20.0  # phonopy mesh length (A) or explicit mesh numbers
     band_points: int = 31  # per band-path segment
-    tolerance_thz: float = DEFAULT_TOLERANCE_THZ
+    tolerance_thz: float = _SCREENING["phonon_tolerance_thz"].default
     gamma_radius: float = 0.05  # 1/A (no 2*pi), where acoustic branches are exempt
     symprec: float = 1e-4
-    batch_size: int = 16  # displaced supercells per MLIP call, at most ...
+    batch_size: int = _SCREENING["batch_size"].default  # displaced supercells per MLIP call, at most ...
     max_batch_atoms: int = MAX_BATCH_ATOMS  # ... and at most this many atoms in all: memory grows with atoms
+
+    @classmethod
+    def of(cls, config: ScreeningConfig) -> PhononConfig:
+        """The phonon check a screening run asks for."""
+        return cls(min_length=config.phonon_min_length, tolerance_thz=config.phonon_tolerance_thz)
 
 
 @dataclass

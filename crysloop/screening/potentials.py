@@ -38,10 +38,6 @@ SEVENN_MODELS = {"sevenn-l3i5": "7net-l3i5", "sevenn-0": "7net-0"}
 MATTERSIM_CHECKPOINTS = {"mattersim-1m": "mattersim-v1.0.0-1M.pth", "mattersim-5m": "mattersim-v1.0.0-5M.pth"}
 MLIP_NAMES = (*SEVENN_MODELS, "chgnet", *MATTERSIM_CHECKPOINTS)
 OFFLINE_DEFAULT = "sevenn-l3i5"
-# The potential for kappa, chosen from benchmarks/kappa.py (phono3py RTA, 300 K): SevenNet-0 alone puts Si, GaAs and
-# NaCl in the experimental order and each within 2.5x of experiment (115 / 23.9 / 14.0 W/m/K against ~150 / 50 / 7);
-# SevenNet-l3i5 gives Si 57.8 and CHGNet is off by orders of magnitude. Screening keeps its own default.
-DEFAULT_KAPPA_MLIP = "sevenn-0"
 D3_SUFFIX = "+d3"
 MATTERSIM_CACHE = Path("~/.local/mattersim/pretrained_models").expanduser()
 
@@ -240,7 +236,7 @@ def _as_structure(item: Atoms | Structure) -> Structure:
     return item if isinstance(item, Structure) else AseAtomsAdaptor.get_structure(item)
 
 
-MAX_BATCH_ATOMS = 200  # atoms per forward pass: CHGNet needs ~6 MB per atom of a dense oxide (forces and stress)
+MAX_BATCH_ATOMS = 200  # atoms per forward pass: memory grows with atoms (docs/defaults.md)
 
 
 def atom_batches(sizes: Sequence[int], batch_size: int, max_atoms: int = MAX_BATCH_ATOMS) -> list[range]:
@@ -269,8 +265,8 @@ def predict_batch(items: Sequence[Atoms | Structure], calculator: Calculator, ba
     CHGNet and MatterSim calculators run up to ``batch_size`` structures and ``max_atoms`` atoms per forward pass
     (see :func:`atom_batches`), and so does SevenNet on a GPU. SevenNet on a CPU, D3 sums and any other ASE
     calculator are called one structure at a time: on CPU a batched SevenNet pass measured slower than the same
-    structures one by one (0.66x, ``benchmarks/sevenn_batch.py``). Without ``stress`` the stress entries
-    are zeros and CHGNet skips the lattice gradient.
+    structures one by one (docs/defaults.md). Without ``stress`` the stress entries are zeros and CHGNet skips the
+    lattice gradient.
     """
     if not items:
         return []
@@ -302,7 +298,7 @@ def _predict_chgnet(model: CHGNet, structures: list[Structure], stress: bool, st
     """One CHGNet forward pass over ``structures``, forces (and stress) by a first-order gradient only.
 
     ``CHGNet.predict_structure`` differentiates with ``create_graph=True`` (for training on forces), which keeps a
-    second graph alive and costs ~2.5x the memory; inference needs no second derivative.
+    second graph alive and costs memory (docs/defaults.md); inference needs no second derivative.
     """
     import torch
     from ase.stress import full_3x3_to_voigt_6_stress

@@ -24,17 +24,22 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from crysloop.errors import InputError
+from crysloop.screening.config import ScreeningConfig
 from crysloop.screening.potentials import Prediction, get_calculator, predict_batch
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"FIRE": FIRE, "BFGS": BFGS}
+_SCREENING = ScreeningConfig.model_fields  # the defaults of force threshold, step limit and batch size
 
 
 @dataclass(frozen=True)
 class RelaxConfig:
-    """How to relax: force threshold (eV/A, stress scaled alike by the cell filter), step limit and sanity limits."""
+    """How to relax: force threshold (eV/A, stress scaled alike by the cell filter), step limit and sanity limits.
 
-    fmax: float = 0.01
-    steps: int = 500
+    Force threshold and step limit default to the screening stage's (:class:`ScreeningConfig`).
+    """
+
+    fmax: float = _SCREENING["fmax"].default
+    steps: int = _SCREENING["steps"].default
     optimizer: str = "FIRE"
     relax_cell: bool = True
     cell_mask: tuple[int, ...] | None = None  # Voigt strain components the cell filter may change; None = all
@@ -49,6 +54,11 @@ class RelaxConfig:
             raise InputError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.fmax <= 0 or self.steps < 0:
             raise InputError("fmax must be positive and steps non-negative")
+
+    @classmethod
+    def of(cls, config: ScreeningConfig) -> RelaxConfig:
+        """The relaxation a screening run asks for."""
+        return cls(fmax=config.fmax, steps=config.steps)
 
 
 @dataclass
@@ -169,17 +179,17 @@ def _evaluate(relaxations: list[_Relaxation], calculator: Calculator, batch_size
 def relax_structures(
     structures: Sequence[Structure],
     calculator: Calculator | str | None = None,
-    fmax: float = 0.01,
-    steps: int = 500,
-    batch_size: int = 16,
+    fmax: float | None = None,
+    steps: int | None = None,
+    batch_size: int = _SCREENING["batch_size"].default,
     config: RelaxConfig | None = None,
 ) -> list[RelaxResult]:
     """Relax cells and positions of ``structures`` with one potential (a calculator or an MLIP name).
 
     ``batch_size`` structures share each forward pass (1 = one at a time); results keep the input order.
-    ``config`` overrides ``fmax`` and ``steps`` when given.
+    ``config`` overrides ``fmax`` and ``steps`` when given; unset, they are :class:`RelaxConfig`'s.
     """
-    config = config or RelaxConfig(fmax=fmax, steps=steps)
+    config = config or RelaxConfig(**{k: v for k, v in (("fmax", fmax), ("steps", steps)) if v is not None})
     if calculator is None or isinstance(calculator, str):
         calculator = get_calculator(calculator)
     batch_size = max(1, batch_size)
@@ -198,7 +208,7 @@ def relax_structures(
     return [r for r in results if r is not None]
 
 
-def relax_structure(structure: Structure, calculator: Calculator | str | None = None, fmax: float = 0.01,
-                    steps: int = 500, config: RelaxConfig | None = None) -> RelaxResult:  # fmt: skip
+def relax_structure(structure: Structure, calculator: Calculator | str | None = None, fmax: float | None = None,
+                    steps: int | None = None, config: RelaxConfig | None = None) -> RelaxResult:  # fmt: skip
     """Relax one structure; see :func:`relax_structures`."""
     return relax_structures([structure], calculator, fmax=fmax, steps=steps, batch_size=1, config=config)[0]

@@ -9,19 +9,19 @@ from prefect.cache_policies import NO_CACHE
 
 from crysloop.dft import jobs
 from crysloop.dft.presets import RunSettings
-from crysloop.infra.documents import DFTJob
+from crysloop.infra.dft import get_job, queue_top_candidates
 
 
 @task(name="dft-queue", cache_policy=NO_CACHE)
 def queue_dft_jobs(campaign: str | None, preset: str, top_n: int) -> list[str]:
     """Ids of the pending DFT jobs of the ``top_n`` lowest-e_above_hull screened candidates."""
-    return [str(job.pk) for job in jobs.queue_top_candidates(campaign, preset, top_n)]
+    return [str(job.pk) for job in queue_top_candidates(campaign, preset, top_n)]
 
 
 @task(name="dft-relax", cache_policy=NO_CACHE, tags=["vasp"])
 def relax_dft_job(job_id: str, run: RunSettings, runs_dir: Path) -> str:
     """Run the next VASP attempt of one pending job; returns its new state (completed or failed)."""
-    return jobs.run_dft_job(DFTJob.objects.get(pk=job_id), run, runs_dir)
+    return jobs.run_dft_job(get_job(job_id), run, runs_dir)
 
 
 @task(name="dft-recover", cache_policy=NO_CACHE)

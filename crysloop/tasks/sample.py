@@ -15,24 +15,13 @@ from crysloop.models import cdvae, composition, diffcsp
 from crysloop.models.composition import sample_valid_compositions
 
 
-def composition_checkpoint(path: str) -> str:
-    return str(composition.shipped_checkpoint_path()) if path == "shipped" else path
-
-
-def structure_checkpoint(path: str) -> str:
-    return str(diffcsp.shipped_checkpoint_path()) if path == "shipped" else path
-
-
-def cdvae_checkpoint(path: str) -> str:
-    return str(cdvae.resolve_checkpoint(path))
-
 
 @task(name="sample-compositions", tags=["gpu", "stage-1"], retries=1)
-def sample_compositions_task(checkpoint: str, n: int, conditions: dict[str, float], config: CompositionModelConfig,
-                             seed: int, device: str = "auto") -> tuple[list[ValenceAssignment], dict]:  # fmt: skip
+def sample_compositions_task(n: int, conditions: dict[str, float], config: CompositionModelConfig, seed: int,
+                             device: str = "auto") -> tuple[list[ValenceAssignment], dict]:  # fmt: skip
     """Stage I: ``n`` charge-neutral compositions; returns them and the conditions the model could use."""
     device = resolve_device(device)
-    model = composition.load_checkpoint(composition_checkpoint(checkpoint), device=device)
+    model = composition.load_checkpoint(config.checkpoint, device=device)
     assignments = sample_valid_compositions(model, n, conditions, max_atoms=config.max_atoms,
                                             temperature=config.temperature, top_k=config.top_k, seed=seed,
                                             device=device)  # fmt: skip
@@ -40,25 +29,25 @@ def sample_compositions_task(checkpoint: str, n: int, conditions: dict[str, floa
 
 
 @task(name="sample-structures", tags=["gpu", "stage-2"], retries=1)
-def sample_structures_task(checkpoint: str, assignments: list[ValenceAssignment], conditions: dict[str, float],
+def sample_structures_task(assignments: list[ValenceAssignment], conditions: dict[str, float],
                            config: StructureModelConfig, seed: int, device: str = "auto",
                            origin: dict | None = None) -> list[NewCandidate]:  # fmt: skip
     """Stage II: one structure per composition, with classifier-free guidance toward ``conditions``."""
     device = resolve_device(device)
-    model = diffcsp.load_checkpoint(structure_checkpoint(checkpoint), device=device)
-    origin = {**(origin or {}), "structure_checkpoint": checkpoint}
+    model = diffcsp.load_checkpoint(config.checkpoint, device=device)
+    origin = {**(origin or {}), "structure_checkpoint": config.checkpoint}
     return structures_for(assignments, model, conditions, guidance=config.guidance, steps=config.steps,
                           batch_size=config.batch_size, seed=seed, device=device, origin=origin,
                           rescale_volume=config.rescale_volume)  # fmt: skip
 
 
 @task(name="sample-cdvae-structures", tags=["gpu", "stage-2"], retries=1)
-def sample_cdvae_structures_task(checkpoint: str, assignments: list[ValenceAssignment], conditions: dict[str, float],
+def sample_cdvae_structures_task(assignments: list[ValenceAssignment], conditions: dict[str, float],
                                  config: CDVAEModelConfig, seed: int, device: str = "auto",
                                  origin: dict | None = None) -> list[NewCandidate]:  # fmt: skip
     """Stage II with ConditionCDVAE+: a structure for each composition, steered toward ``conditions``."""
-    model, gan = cdvae.load_checkpoint(cdvae_checkpoint(checkpoint), device=resolve_device(device))
-    origin = {**(origin or {}), "structure_checkpoint": checkpoint}
+    model, gan = cdvae.load_checkpoint(config.checkpoint, device=resolve_device(device))
+    origin = {**(origin or {}), "structure_checkpoint": config.checkpoint}
     return cdvae_structures_for(assignments, model, gan, conditions, candidates=config.candidates,
                                 steps_per_level=config.steps_per_level, batch_size=config.batch_size, seed=seed,
                                 origin=origin)  # fmt: skip

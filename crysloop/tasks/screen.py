@@ -1,6 +1,6 @@
-"""Prefect tasks of MLIP screening: pick candidates, relax them, relax and cache hull references, check phonons, store.
+"""Prefect tasks of MLIP screening: relax candidates, relax and cache hull references, check phonons, store results.
 
-Database access happens here (through the documents); the science is in :mod:`crysloop.screening`.
+The science is in :mod:`crysloop.screening`, the database side in :mod:`crysloop.infra.screening`.
 """
 
 from __future__ import annotations
@@ -8,65 +8,27 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
-from crysloop.data.canonical import structure_hash
-from crysloop.infra.campaigns import campaign_candidate_ids
-from crysloop.infra.documents import Candidate, HullReference, ScreeningResult, utcnow
-from crysloop.screening.hull import (
-    HullResult,
-    chemical_subsystems,
-    elemental_reference_structures,
-    reference_entry,
+from crysloop.infra.screening import (
+    ScreenItem,
+    dataset_reference_structures,
+    hull_reference_entries,
+    save_hull_reference_entries,
+    save_screening_result,
 )
+from crysloop.screening.config import ScreeningConfig
+from crysloop.screening.hull import HullResult
 from crysloop.screening.mp_references import SOURCE_API, SOURCE_TABLE, api_entries, table_entries
 from crysloop.screening.phonons import PhononConfig, PhononResult, phonon_stability
 from crysloop.screening.potentials import get_calculator
+from crysloop.screening.record import result_fields
+from crysloop.screening.references import new_reference_entries
 from crysloop.screening.relax import RelaxConfig, RelaxResult, relax_structures
-
-SCREENED_SOURCES = ("generated", "user")  # dataset records are the known compounds: references, not candidates
-
-
-@dataclass
-class ScreenItem:
-    """A candidate queued for screening: its id, formula, chemical system and starting structure."""
-
-    candidate_id: str
-    formula: str
-    chemsys: str
-    structure: Structure
-    campaign: str | None = None
-
-
-def pending_candidates(campaign: str | None, mlip: str, max_candidates: int | None = None,
-                       retry_failed: bool = False) -> list[ScreenItem]:  # fmt: skip
-    """Generated and user candidates (of ``campaign`` if given) without a screening result under ``mlip``."""
-    results = ScreeningResult.objects(mlip=mlip)
-    if retry_failed:
-        results = results.filter(status="ok")
-    done = {r.to_mongo()["candidate"] for r in results.only("candidate")}
-    query = Candidate.objects(source__in=SCREENED_SOURCES).order_by("created_at")
-    if campaign:
-        query = query.filter(id__in=campaign_candidate_ids(campaign))  # its own and those its rounds sampled again
-    items = []
-    for candidate in query:
-        if candidate.pk in done:
-            continue
-        items.append(ScreenItem(str(candidate.pk), candidate.formula, candidate.chemsys,
-                                Structure.from_dict(candidate.structure), campaign or candidate.campaign))  # fmt: skip
-        if max_candidates is not None and len(items) >= max_candidates:
-            break
-    return items
-
-
-def dataset_reference_structures(chemsys: str) -> list[Structure]:
-    """Structures of known compounds (dataset records) whose chemical system is exactly ``chemsys``."""
-    return [Structure.from_dict(c.structure) for c in Candidate.objects(source="dataset", chemsys=chemsys).only("structure")]
 
 
 def _config_key(*configs: object) -> str:
@@ -88,32 +50,17 @@ def relax_candidates_task(items: Sequence[ScreenItem], mlip: str, config: RelaxC
 
 @task(name="hull-references", task_run_name="references-{mlip}-{chemsys}", tags=["mlip"], cache_policy=NO_CACHE)
 def hull_references_task(chemsys: str, mlip: str, config: RelaxConfig, extra_structures: Sequence[Structure] = (),
-                         batch_size: int = 16) -> list[ComputedStructureEntry]:  # fmt: skip
-    """Reference entries of exactly ``chemsys`` under ``mlip``: cached ones, plus any new reference relaxed now.
-
-    Sources: ASE elemental structures (for elements), the dataset's known compounds and ``extra_structures``.
-    Entries are keyed by canonical structure hash, so a reference is relaxed once per potential; only converged
-    relaxations become references.
-    """
-    document = HullReference.objects(mlip=mlip, chemsys=chemsys).first()
-    entries = [ComputedStructureEntry.from_dict(d) for d in (document.entries if document else [])]
-    known = {e.entry_id for e in entries}
-    candidates = list(extra_structures) + dataset_reference_structures(chemsys)
-    if "-" not in chemsys:
-        candidates = elemental_reference_structures(chemsys) + candidates
-    todo: dict[str, Structure] = {}
-    for structure in candidates:
-        key = structure_hash(structure)
-        if key not in known and key not in todo:
-            todo[key] = structure
-    if not todo:
-        return entries
-    relaxed = relax_structures(list(todo.values()), get_calculator(mlip), batch_size=batch_size, config=config)
-    new = [reference_entry(r.structure, r.energy, key, mlip) for key, r in zip(todo, relaxed, strict=True) if r.ok]
-    entries += new
-    HullReference.objects(mlip=mlip, chemsys=chemsys).update_one(
-        upsert=True, set__entries=[e.as_dict() for e in entries], set__created_at=utcnow()
-    )
+                         batch_size: int = ScreeningConfig.model_fields["batch_size"].default,
+                         ) -> list[ComputedStructureEntry]:  # fmt: skip
+    """Reference entries of exactly ``chemsys`` under ``mlip``: the cached ones, plus any new reference relaxed now
+    (from ``extra_structures``, the dataset's known compounds and, for an element, its elemental structures)."""
+    cached = hull_reference_entries(mlip, chemsys)
+    entries = [ComputedStructureEntry.from_dict(d) for d in cached or []]
+    structures = list(extra_structures) + dataset_reference_structures(chemsys)
+    new = new_reference_entries(chemsys, {e.entry_id for e in entries}, structures, mlip, config, batch_size)
+    if new or cached is None:  # a system tried once is cached, even when no reference converged
+        entries += new
+        save_hull_reference_entries(mlip, chemsys, [e.as_dict() for e in entries])
     return entries
 
 
@@ -122,23 +69,16 @@ def mp_references_task(chemsys: str) -> tuple[list[ComputedEntry], str]:
     """Materials Project entries of ``chemsys`` and its sub-systems, with their source name.
 
     With ``MP_API_KEY`` set, the system's full hull is fetched once through mp-api and cached in the database
-    (``HullReference`` under ``mp-api``); otherwise the shipped table serves.
+    (under ``mp-api``); otherwise the shipped table serves.
     """
     if not os.environ.get("MP_API_KEY"):
         return table_entries(chemsys), SOURCE_TABLE
-    document = HullReference.objects(mlip=SOURCE_API, chemsys=chemsys).first()
-    if document is not None:
-        return [ComputedEntry.from_dict(d) for d in document.entries], SOURCE_API
+    cached = hull_reference_entries(SOURCE_API, chemsys)
+    if cached is not None:
+        return [ComputedEntry.from_dict(d) for d in cached], SOURCE_API
     entries = api_entries(chemsys)
-    HullReference.objects(mlip=SOURCE_API, chemsys=chemsys).update_one(
-        upsert=True, set__entries=[e.as_dict() for e in entries], set__created_at=utcnow()
-    )
+    save_hull_reference_entries(SOURCE_API, chemsys, [e.as_dict() for e in entries])
     return entries, SOURCE_API
-
-
-def reference_set(chemsys: str, cache: dict[str, list[ComputedStructureEntry]]) -> list[ComputedStructureEntry]:
-    """All cached entries of every sub-system of ``chemsys`` (``cache`` maps sub-system -> entries)."""
-    return [entry for sub in chemical_subsystems(chemsys) for entry in cache.get(sub, [])]
 
 
 def _phonon_cache_key(context, parameters: dict) -> str:
@@ -157,41 +97,11 @@ def phonon_task(item: ScreenItem, structure: Structure, mlip: str, config: Phono
 
 @task(name="save-screening-result", task_run_name="save-{item.formula}-{item.candidate_id}", tags=["db"],
       retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)  # fmt: skip
-def save_screening_result_task(item: ScreenItem, mlip: str, relax: RelaxResult, hull: HullResult | None = None,
-                               phonon: PhononResult | None = None, ehull_threshold: float = 0.1,
+def save_screening_result_task(item: ScreenItem, mlip: str, relax: RelaxResult, hull: HullResult | None,
+                               phonon: PhononResult | None, ehull_stable: float,
                                error: str | None = None) -> str:  # fmt: skip
-    """Upsert the ``ScreeningResult`` of one candidate; any ``error`` (or a failed relaxation) marks it failed.
-
-    A relaxation that hit its step limit is ``unconverged``. ``stable`` means within ``ehull_threshold`` of the
-    hull (metastable window), not strictly on it, and is None (unknown) for an uncovered system or a result
-    that is not ``ok``.
-    """
-    status = "failed" if error or relax.status == "failed" else relax.status
-    error = error or (None if relax.ok else f"relaxation: {relax.error}")
-    known = hull is not None and hull.covered and status == "ok"
-    fields = {
-        "campaign": item.campaign,
-        "formula": item.formula,
-        "chemsys": item.chemsys,
-        "status": status,
-        "error": error,
-        "converged": relax.converged,
-        "steps": relax.steps,
-        "energy_per_atom": relax.energy_per_atom,
-        "relaxed_structure": relax.structure.as_dict() if relax.ok else {},
-        "formation_energy_per_atom": hull.formation_energy_per_atom if hull else None,
-        "e_above_hull": hull.e_above_hull if hull else None,
-        "hull_source": hull.source if hull else None,
-        "hull_compounds": hull.n_compounds if hull else None,
-        "hull_covered": hull.covered if hull else None,
-        "stable": (hull.e_above_hull <= ehull_threshold) if known else None,
-        "phonon_stable": phonon.stable if phonon else None,
-        "min_frequency_thz": phonon.min_frequency_thz if phonon else None,
-        "wall_time_s": relax.wall_time_s + (phonon.wall_time_s if phonon else 0.0),
-        "created_at": utcnow(),
-    }
-    candidate = Candidate.objects(pk=item.candidate_id).first()
-    ScreeningResult.objects(candidate=candidate, mlip=mlip).update_one(
-        upsert=True, **{f"set__{k}": v for k, v in fields.items()}
-    )
+    """Store the ``ScreeningResult`` of one candidate (:func:`crysloop.screening.record.result_fields`); its status."""
+    fields = result_fields(relax, hull, phonon, ehull_stable, error)
+    save_screening_result(item.candidate_id, mlip, {"campaign": item.campaign, "formula": item.formula,
+                                                    "chemsys": item.chemsys, **fields})  # fmt: skip
     return fields["status"]

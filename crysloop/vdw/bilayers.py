@@ -174,10 +174,3 @@ def pair_bilayers(monolayers: dict[str, Structure], first: str, second: str, twi
              for lower, upper in orders for s in stackings(lower, upper, twists)]  # fmt: skip
     return unique_bilayers(items)
 
-
-def all_bilayers(monolayers: dict[str, Structure], twists: Sequence[str] = (), gap: float = DEFAULT_GAP,
-                 vacuum: float = DEFAULT_VACUUM) -> list[tuple[Stacking, Structure]]:  # fmt: skip
-    """Distinct bilayers of every ordered pair of ``monolayers`` (name -> relaxed cell), duplicates removed."""
-    names = list(monolayers)
-    return [item for i, first in enumerate(names) for second in names[i:]
-            for item in pair_bilayers(monolayers, first, second, twists, gap, vacuum)]  # fmt: skip

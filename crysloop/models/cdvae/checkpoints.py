@@ -5,19 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from crysloop.errors import InputError
-from crysloop.settings import resolve_device
 from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.gan import GANConfig, LatentGAN
 from crysloop.models.cdvae.model import ConditionCDVAE
-from crysloop.models.checkpoint_io import save_atomically
+from crysloop.models.checkpoint import read_checkpoint as read_kind
+from crysloop.models.checkpoint import write_checkpoint
 from crysloop.resources import asset_path
 from crysloop.resources import resolve_checkpoint as resolve_shipped
+from crysloop.settings import resolve_device
 
-FORMAT = "crysloop-cdvae"
-FORMAT_VERSION = 1
+KIND = "cdvae"
 SHIPPED_CHECKPOINT = "cdvae_mp20_small.pt"
 
 
@@ -32,36 +29,20 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
 
 
 def save_checkpoint(model: ConditionCDVAE, path: str | Path, gan: LatentGAN | None = None,
-                    metadata: dict[str, Any] | None = None) -> Path:  # fmt: skip
-    """Write config (with the training-set scalers), weights and the GAN's generator to ``path`` atomically."""
-    payload: dict[str, Any] = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metadata": metadata or {},
-        "gan": None,
-    }
+                    metadata: dict[str, Any] | None = None, training_state: dict[str, Any] | None = None) -> Path:  # fmt: skip
+    """Write config (with the training-set scalers), weights and the GAN's generator (and, for resuming,
+    ``training_state``) to ``path`` atomically."""
+    saved_gan = None
     if gan is not None:
-        payload["gan"] = {"config": gan.config.to_dict(), "cond_dim": gan.cond_dim,
-                          "generator": {k: v.detach().cpu() for k, v in gan.generator.state_dict().items()}}
-    return save_atomically(payload, path)
+        saved_gan = {"config": gan.config.to_dict(), "cond_dim": gan.cond_dim,
+                     "generator": {k: v.detach().cpu() for k, v in gan.generator.state_dict().items()}}  # fmt: skip
+    return write_checkpoint(path, KIND, model.config.to_dict(), model.state_dict(), metadata, training_state,
+                            gan=saved_gan)  # fmt: skip
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw checkpoint dictionary (weights-only unpickling); another model's checkpoint is an InputError."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no ConditionCDVAE+ checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file fails in many ways
-        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    kind = payload.get("format") if isinstance(payload, dict) else None
-    if kind != FORMAT:
-        found = f"a {kind} checkpoint" if isinstance(kind, str) else "not a crysloop checkpoint"
-        raise InputError(f"{path} is {found}, not a ConditionCDVAE+ ({FORMAT}) checkpoint")
-    return payload
+    """The checkpoint dictionary (``crysloop.models.checkpoint``); another model's checkpoint is an InputError."""
+    return read_kind(path, KIND)
 
 
 def load_checkpoint(path: str | Path | None = None, device: str | None = None) -> tuple[ConditionCDVAE, LatentGAN | None]:

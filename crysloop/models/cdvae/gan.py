@@ -3,17 +3,17 @@ encoder (latents cached once), so that conditional sampling draws z from noise +
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from crysloop.models.cdvae.conditions import composition_fractions
 from crysloop.data.tensors import CrystalTensors
+from crysloop.models.cdvae.conditions import composition_fractions
+from crysloop.models.training import OptimizerConfig, RunConfig, Trainer, seed_everything
 
 
 @dataclass(frozen=True)
@@ -152,72 +152,86 @@ def moment_distance(gan: LatentGAN, model, cache: dict[str, torch.Tensor]) -> fl
     return float(((fake.mean(0) - real.mean(0)) ** 2).mean() + ((fake.std(0) - real.std(0)) ** 2).mean())
 
 
+def optimizer_config(config: GANConfig) -> OptimizerConfig:
+    """The optimisation of the generator and of the critic: Adam with the WGAN-GP betas, the rate cut on plateau."""
+    return OptimizerConfig("adam", lr=config.lr, betas=config.betas, schedule="plateau",
+                           plateau_factor=config.plateau_factor, plateau_patience=config.plateau_patience,
+                           min_lr=config.min_lr)  # fmt: skip
+
+
+class _LatentWGAN:
+    """The latent WGAN-GP in the training loop: a critic step ("d") on every batch, a generator step ("g") on every
+    ``critic_steps``-th; both rates follow ``moment_distance``."""
+
+    monitor = "moment_distance"
+
+    def __init__(self, model, gan: LatentGAN, cache: dict[str, torch.Tensor]):
+        self.model, self.gan, self.cache, self.config = model, gan, cache, gan.config
+        n, size = len(cache["mu"]), self.config.batch_size
+        sizes = [size] * (n // size) + ([n % size] if n % size else [])
+        self.steps_per_epoch = sum(s >= 2 for s in sizes)  # a batch of one is skipped (batch norm needs two)
+        self.generators: dict = {}  # torch's global generator only
+
+    def batches(self) -> list[torch.Tensor]:
+        order = torch.randperm(len(self.cache["mu"]), device=self.cache["mu"].device)
+        return [idx for idx in order.split(self.config.batch_size) if len(idx) >= 2]
+
+    def step(self, idx: torch.Tensor, trainer: Trainer) -> dict[str, float]:
+        model, gan, cache, config = self.model, self.gan, self.cache, self.config
+        real = cache["mu"][idx] + torch.randn_like(cache["mu"][idx]) * (0.5 * cache["logvar"][idx]).exp()
+        keep = torch.rand(len(idx), len(model.config.conditions), device=idx.device) >= config.cond_drop_prob
+        props = cache["properties"][idx]
+        with torch.no_grad():
+            cond = condition_vector(model, props, cache["compositions"][idx], keep)
+        fake = gan.generator(torch.randn(len(idx), config.noise_dim, device=idx.device), cond)
+        d_real, d_fake = gan.critic(real, cond).mean(), gan.critic(fake.detach(), cond).mean()
+        d_loss = d_fake - d_real + config.gp_weight * gradient_penalty(gan.critic, real, fake.detach(), cond)
+        trainer.optimise("d", d_loss)
+        metrics = {"wasserstein": float((d_real - d_fake).detach())}
+        if (trainer.step + 1) % config.critic_steps:
+            return metrics
+        g_loss = -gan.critic(fake, cond).mean()
+        if config.property_weight > 0 and model.property_head is not None:
+            target = model.condition_encoder.standardise(props)
+            known = ~torch.isnan(target) & keep[:, [model.config.conditions.index(c)
+                                                    for c in model.config.scalar_conditions]]  # fmt: skip
+            if known.any():
+                pred = model.predict_properties(fake)
+                g_loss = g_loss + config.property_weight * ((pred - target)[known] ** 2).mean()
+        trainer.optimise("g", g_loss)
+        return {**metrics, "g_loss": float(g_loss.detach())}
+
+    def end_epoch(self, trainer: Trainer, metrics: dict[str, float]) -> dict[str, float]:
+        gap = moment_distance(self.gan, self.model, self.cache)
+        return {"moment_distance": gap, "g_loss": metrics.get("g_loss", 0.0)}
+
+
 def train_latent_gan(model, data: CrystalTensors, config: GANConfig, epochs: int = 50, seed: int = 0,
-                     log_path: str | Path | None = None, progress: bool = True) -> LatentGAN:  # fmt: skip
+                     log_path: str | Path | None = None, progress: bool = True,
+                     on_checkpoint: Callable[[LatentGAN, Trainer], None] | None = None, checkpoint_every: int = 0,
+                     resume_state: dict[str, Any] | None = None) -> LatentGAN:  # fmt: skip
     """Train the conditional WGAN-GP on the frozen model's cached latents; both learning rates follow a plateau
     schedule on ``moment_distance``, stepped every epoch (the critic's Wasserstein estimate rises while the critic
-    learns, so it would cut the rates from the first epochs)."""
-    torch.manual_seed(seed)
+    learns, so it would cut the rates from the first epochs). ``on_checkpoint(gan, trainer)`` is called every
+    ``checkpoint_every`` epochs and at the end; ``resume_state`` (a trainer state) continues a run."""
+    seed_everything(seed)
     device = model.device
     for p in model.parameters():
         p.requires_grad_(False)
-    cache = cache_latents(model, data.to(device))
-    n, k = len(cache["mu"]), len(model.config.conditions)
-    gan = LatentGAN(config, k * model.config.cond_dim, model.config.latent_dim).to(device)
-    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=config.lr, betas=config.betas)
-    opt_d = torch.optim.Adam(gan.critic.parameters(), lr=config.lr, betas=config.betas)
-    sched_g, sched_d = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=config.plateau_factor,
-                                                                   patience=config.plateau_patience,
-                                                                   min_lr=config.min_lr)
-                        for opt in (opt_g, opt_d))  # fmt: skip
-    log = open(log_path, "a") if log_path else None  # noqa: SIM115 - closed below
-    gan.train()
-    step = 0
     try:
-        for epoch in tqdm(range(epochs), desc="training latent WGAN-GP", disable=not progress):
-            distances, g_losses = [], []
-            for idx in torch.randperm(n, device=device).split(config.batch_size):
-                if len(idx) < 2:
-                    continue
-                real = cache["mu"][idx] + torch.randn_like(cache["mu"][idx]) * (0.5 * cache["logvar"][idx]).exp()
-                keep = torch.rand(len(idx), k, device=device) >= config.cond_drop_prob
-                props = cache["properties"][idx]
-                with torch.no_grad():
-                    cond = condition_vector(model, props, cache["compositions"][idx], keep)
-                fake = gan.generator(torch.randn(len(idx), config.noise_dim, device=device), cond)
-                d_real, d_fake = gan.critic(real, cond).mean(), gan.critic(fake.detach(), cond).mean()
-                d_loss = d_fake - d_real + config.gp_weight * gradient_penalty(gan.critic, real, fake.detach(), cond)
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-                distances.append(float((d_real - d_fake).detach()))
-                step += 1
-                if step % config.critic_steps:
-                    continue
-                g_loss = -gan.critic(fake, cond).mean()
-                if config.property_weight > 0 and model.property_head is not None:
-                    target = model.condition_encoder.standardise(props)
-                    known = ~torch.isnan(target) & keep[:, [model.config.conditions.index(c)
-                                                            for c in model.config.scalar_conditions]]  # fmt: skip
-                    if known.any():
-                        pred = model.predict_properties(fake)
-                        g_loss = g_loss + config.property_weight * ((pred - target)[known] ** 2).mean()
-                opt_g.zero_grad(set_to_none=True)
-                g_loss.backward()
-                opt_g.step()
-                g_losses.append(float(g_loss.detach()))
-            distance = sum(distances) / max(len(distances), 1)
-            gap = moment_distance(gan, model, cache)
-            sched_g.step(gap)
-            sched_d.step(gap)
-            if log is not None:
-                log.write(json.dumps({"gan_epoch": epoch + 1, "wasserstein": distance, "moment_distance": gap,
-                                      "lr_g": opt_g.param_groups[0]["lr"],
-                                      "g_loss": sum(g_losses) / max(len(g_losses), 1)}) + "\n")  # fmt: skip
-                log.flush()
+        cache = cache_latents(model, data.to(device))
+        cond_dim = len(model.config.conditions) * model.config.cond_dim
+        gan = LatentGAN(config, cond_dim, model.config.latent_dim).to(device)
+        run = RunConfig(epochs=epochs, checkpoint_every=checkpoint_every, log_path=log_path, log_prefix="gan_",
+                        progress=progress, name="training latent WGAN-GP")  # fmt: skip
+        save = (lambda trainer: on_checkpoint(gan, trainer)) if on_checkpoint is not None else None
+        trainer = Trainer({"g": (gan.generator, optimizer_config(config)), "d": (gan.critic, optimizer_config(config))},
+                          _LatentWGAN(model, gan, cache), run, save)  # fmt: skip
+        if resume_state is not None:
+            trainer.load_state_dict(resume_state)
+        gan.train()
+        trainer.fit()
     finally:
-        if log is not None:
-            log.close()
         for p in model.parameters():
             p.requires_grad_(True)
     return gan.eval()

@@ -1,39 +1,31 @@
-"""Training of ConditionCDVAE+: the VAE (teacher forcing of the lattice early, LR decay on plateau), then the
-latent WGAN-GP on the frozen encoder; fine-tuning continues both on new labelled crystals.
+"""Training of ConditionCDVAE+ on the shared loop (``crysloop.models.training``): the VAE (teacher forcing of the
+lattice early, LR decay on plateau), then the latent WGAN-GP on the frozen encoder, both resumable from one
+checkpoint; fine-tuning continues both on new labelled crystals.
 
-The shipped checkpoint ``crysloop/assets/checkpoints/cdvae_mp20_small.pt`` is made by::
-
-    OMP_NUM_THREADS=1 crysloop cdvae train ../shared/data/mp_20_sample/train.csv.gz --preset cpu-small \\
-        --encoder equiformer --conditions formation_energy_per_atom,band_gap,formula --epochs 400 --batch-size 16 \\
-        --time-limit 840 --gan-epochs 60 --seed 0 --threads 1 --out crysloop/assets/checkpoints/cdvae_mp20_small.pt
-
-(847 MP-20 crystals, batch 16.) On the shared, overloaded 2-core CPU the 840 s limit stopped the VAE after 36
-epochs (1,868 steps): a demo model, far from converged. The metrics log
-sits beside the checkpoint.
+How the shipped checkpoint was trained, and its figures: docs/checkpoints.md.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from crysloop.data.graph import radius_graph_pbc
+from crysloop.data.tensors import CrystalTensors
 from crysloop.errors import InputError
-from crysloop.settings import resolve_device
-from crysloop.models.cdvae.checkpoints import save_checkpoint
+from crysloop.models.cdvae.checkpoints import KIND, save_checkpoint
 from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.gan import GANConfig, LatentGAN, train_latent_gan
 from crysloop.models.cdvae.model import ConditionCDVAE, lattice_features
-from crysloop.data.tensors import CrystalTensors
+from crysloop.models.checkpoint import resume_from
 from crysloop.models.slab import fits_slab, slab_geometry, to_slab_cells
+from crysloop.models.training import OptimizerConfig, RunConfig, Trainer, seed_everything
+from crysloop.settings import resolve_device
 
 
 def as_tensors(data: Iterable[Any] | CrystalTensors, config: CDVAEConfig) -> CrystalTensors:
@@ -78,6 +70,60 @@ def dataset_statistics(data: CrystalTensors, config: CDVAEConfig, sample: int = 
     return stats
 
 
+def optimizer_config(config: CDVAEConfig) -> OptimizerConfig:
+    """The VAE's optimisation: Adam, the rate cut on plateau of the training loss, global-norm clipping."""
+    return OptimizerConfig("adam", lr=config.lr, schedule="plateau", plateau_factor=config.plateau_factor,
+                           plateau_patience=config.plateau_patience, min_lr=config.min_lr, clip=config.grad_clip)  # fmt: skip
+
+
+class _Autoencoding:
+    """The VAE in the training loop: shuffled batches, the lattice teacher-forced for the first
+    ``teacher_forcing_fraction`` of the steps (and of the time limit)."""
+
+    monitor = "train_loss"
+
+    def __init__(self, model: ConditionCDVAE, data: CrystalTensors, seed: int, time_limit_s: float | None):
+        self.model, self.data, self.time_limit_s = model, data, time_limit_s
+        self.batch_size = model.config.batch_size
+        self.steps_per_epoch = math.ceil(len(data.num_atoms) / self.batch_size)
+        self.generators = {"order": torch.Generator().manual_seed(seed)}
+
+    def batches(self) -> list[torch.Tensor]:
+        return list(torch.randperm(len(self.data.num_atoms), generator=self.generators["order"]).split(self.batch_size))
+
+    def step(self, idx: torch.Tensor, trainer: Trainer) -> dict[str, float]:
+        fraction = self.model.config.teacher_forcing_fraction
+        teacher = trainer.step < fraction * trainer.total_steps and (
+            self.time_limit_s is None or trainer.elapsed < fraction * self.time_limit_s)
+        losses = self.model.loss(self.data.select(idx.to(self.data.num_atoms.device)), teacher_forcing=teacher)
+        trainer.optimise("model", losses["loss"])
+        return {f"train_{key}": float(value.detach()) for key, value in losses.items()}
+
+    def end_epoch(self, trainer: Trainer, metrics: dict[str, float]) -> dict[str, float]:
+        return {}
+
+
+class _Checkpoints:
+    """Both stages checkpoint to one file: the VAE's weights, the GAN's generator once it trains, a summary, and
+    (unless ``slim``) the training state of the stage in progress."""
+
+    def __init__(self, model: ConditionCDVAE, path: str | Path | None, slim: bool, summary: dict[str, Any]):
+        self.model, self.path, self.slim, self.summary = model, path, slim, summary
+
+    def vae(self, trainer: Trainer) -> None:
+        self.summary.update(steps=trainer.step, epochs=trainer.epoch, vae_seconds=round(trainer.elapsed, 1))
+        self._write(None, trainer, "vae", trainer.elapsed)
+
+    def gan(self, gan: LatentGAN, trainer: Trainer) -> None:
+        self._write(gan, trainer, "gan", self.summary["vae_seconds"] + trainer.elapsed)
+
+    def _write(self, gan: LatentGAN | None, trainer: Trainer, stage: str, seconds: float) -> None:
+        if self.path is None:
+            return
+        state = None if self.slim else {**trainer.state_dict(), "stage": stage, "summary": self.summary}
+        save_checkpoint(self.model, self.path, gan, {**self.summary, "train_seconds": round(seconds, 1)}, state)
+
+
 def train_cdvae(
     records: Iterable[Any] | CrystalTensors,
     config: CDVAEConfig,
@@ -92,14 +138,19 @@ def train_cdvae(
     model: ConditionCDVAE | None = None,
     seed: int = 0,
     progress: bool = True,
+    resume: bool = False,
+    checkpoint_every: int = 10,
+    slim: bool = False,
 ) -> tuple[ConditionCDVAE, LatentGAN | None]:
     """Train the VAE for ``steps`` optimiser steps or ``epochs`` passes (default 100) or until ``time_limit_s``,
-    then (``gan_epochs`` > 0) the latent WGAN-GP; returns both in eval mode and writes ``checkpoint_path``.
+    then (``gan_epochs`` > 0) the latent WGAN-GP; returns both in eval mode.
 
     A new model takes its scalers from ``records``; ``model`` continues training an existing one (fine-tuning).
+    ``checkpoint_path`` is written every ``checkpoint_every`` epochs of either stage and at the end (``slim``:
+    without the training state); ``resume=True`` continues the run saved there, in whichever stage it stopped.
     """
     device = resolve_device(device)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     data = as_tensors(records, config)
     if model is None:
         config = replace(config, **dataset_statistics(data, config))
@@ -110,63 +161,30 @@ def train_cdvae(
         raise InputError(f"a training crystal has more than the model's {model.config.max_atoms} atoms")
     data = data.to(device)
     model = model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.plateau_factor,
-                                                           patience=config.plateau_patience, min_lr=config.min_lr)
-    n = len(data.num_atoms)
-    total = steps if steps is not None else (epochs if epochs is not None else 100) * math.ceil(n / config.batch_size)
-    teacher_steps = config.teacher_forcing_fraction * total
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "a") if log_path else None  # noqa: SIM115 - closed in the finally below
-    start, step, epoch = time.monotonic(), 0, 0
-    generator = torch.Generator().manual_seed(seed)
-    bar = tqdm(total=total, desc="training ConditionCDVAE+", disable=not progress, dynamic_ncols=True)
-    try:
-        out_of_time = False
-        while step < total and not out_of_time:
-            sums: dict[str, float] = {}
-            seen = 0
-            for idx in torch.randperm(n, generator=generator).to(device).split(config.batch_size):
-                elapsed = time.monotonic() - start
-                teacher = step < teacher_steps and (time_limit_s is None or elapsed < config.teacher_forcing_fraction * time_limit_s)
-                losses = model.loss(data.select(idx), teacher_forcing=teacher)
-                optimizer.zero_grad(set_to_none=True)
-                losses["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                step, seen = step + 1, seen + 1
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + float(value.detach())
-                bar.update(1)
-                if step >= total:
-                    break
-                if time_limit_s is not None and time.monotonic() - start > time_limit_s:
-                    out_of_time = True
-                    break
-            epoch += 1
-            metrics = {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
-            scheduler.step(metrics.get("train_loss", float("inf")))
-            metrics.update(epoch=epoch, step=step, lr=optimizer.param_groups[0]["lr"],
-                           seconds=round(time.monotonic() - start, 2))  # fmt: skip
-            bar.set_postfix(loss=f"{metrics.get('train_loss', float('nan')):.3f}")
-            if log is not None:
-                log.write(json.dumps(metrics) + "\n")
-                log.flush()
-    finally:
-        bar.close()
-        if log is not None:
-            log.close()
+    saved = resume_from(checkpoint_path, KIND) if resume else None
+    state = saved["training_state"] if saved is not None else None
+    checkpoints = _Checkpoints(model, checkpoint_path, slim, {"train_crystals": len(data.num_atoms), "device": device,
+                                                              "gan_epochs": gan_epochs})  # fmt: skip
+    if state is not None and state["stage"] == "gan":  # the VAE was trained to the end before the GAN began
+        model.load_state_dict(saved["state_dict"])
+        checkpoints.summary.update(state["summary"])
+    else:
+        run = RunConfig(steps=steps, epochs=epochs if epochs is not None else 100, time_limit_s=time_limit_s,
+                        checkpoint_every=checkpoint_every, log_path=log_path, progress=progress,
+                        name="training ConditionCDVAE+")  # fmt: skip
+        vae = Trainer({"model": (model, optimizer_config(config))}, _Autoencoding(model, data, seed, time_limit_s),
+                      run, checkpoints.vae)  # fmt: skip
+        if state is not None:
+            vae.load_state_dict(state)
+            state = None
+        vae.fit()
     model.eval()
-    vae_seconds = time.monotonic() - start
     gan = None
     if gan_epochs > 0:
         gan = train_latent_gan(model, data, gan_config or GANConfig(), epochs=gan_epochs, seed=seed,
-                               log_path=log_path, progress=progress)  # fmt: skip
-    if checkpoint_path is not None:
-        save_checkpoint(model, checkpoint_path, gan, {
-            "steps": step, "epochs": epoch, "train_crystals": n, "device": device, "vae_seconds": round(vae_seconds, 1),
-            "gan_epochs": gan_epochs, "train_seconds": round(time.monotonic() - start, 1)})  # fmt: skip
+                               log_path=log_path, progress=progress,
+                               on_checkpoint=checkpoints.gan,
+                               checkpoint_every=checkpoint_every, resume_state=state)  # fmt: skip
     return model, gan
 
 

@@ -1,17 +1,17 @@
-"""Saving and loading composition-model checkpoints as plain types (config, vocabulary, state dict, metadata)."""
+"""Saving and loading composition-model checkpoints: config, vocabulary (its species), weights, metadata."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from crysloop.errors import InputError
+from crysloop.models.checkpoint import read_checkpoint as read_kind
+from crysloop.models.checkpoint import write_checkpoint
 from crysloop.models.composition.model import CompositionLM, CompositionLMConfig
 from crysloop.models.composition.vocab import CompositionVocabulary
-from crysloop.resources import asset_path
+from crysloop.resources import asset_path, resolve_checkpoint
 
-FORMAT = "crysloop.composition_lm/1"
+KIND = "composition_lm"
 SHIPPED_CHECKPOINT = "composition_lm.pt"
 
 
@@ -20,32 +20,21 @@ def shipped_checkpoint_path() -> Path:
     return asset_path("checkpoints", SHIPPED_CHECKPOINT)
 
 
-def save_checkpoint(model: CompositionLM, path: str | Path) -> Path:
-    """Write the model to ``path`` (parent folders created); loadable with ``torch.load(weights_only=True)``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": FORMAT,
-        "config": model.config.as_dict(),
-        "species": [[element, state] for element, state in model.vocabulary.species],
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metadata": model.metadata,
-    }
-    torch.save(payload, path)
-    return path
+def save_checkpoint(model: CompositionLM, path: str | Path, training_state: dict[str, Any] | None = None) -> Path:
+    """Write the model (and, for resuming, ``training_state``) to ``path`` atomically."""
+    species = [[element, state] for element, state in model.vocabulary.species]
+    return write_checkpoint(path, KIND, model.config.as_dict(), model.state_dict(), model.metadata, training_state,
+                            species=species)  # fmt: skip
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dictionary (``crysloop.models.checkpoint``); another file is an InputError."""
+    return read_kind(path, KIND)
 
 
 def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> CompositionLM:
     """Load a checkpoint (default: the shipped one) in eval mode on ``device``."""
-    path = Path(path) if path is not None else shipped_checkpoint_path()
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors of foreign or corrupt files
-        raise InputError(f"{path}: not a composition-model checkpoint ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError(f"{path}: not a composition-model checkpoint (format {FORMAT} expected)")
+    payload = read_checkpoint(resolve_checkpoint(path, SHIPPED_CHECKPOINT))
     vocabulary = CompositionVocabulary([tuple(sp) for sp in payload["species"]])
     config = {"vocabulary": "full", **payload["config"]}  # checkpoints from before the choice used the full one
     model = CompositionLM(CompositionLMConfig.from_dict(config), vocabulary)

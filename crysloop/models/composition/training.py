@@ -1,26 +1,23 @@
-"""Training and fine-tuning of the composition language model on labelled compositions.
+"""Training and fine-tuning of the composition language model on labelled compositions, on the shared loop
+(``crysloop.models.training``: AdamW, one-cycle learning rate, norm clipping, resumable checkpoints).
 
 Each epoch shows every composition once with its (species, count) tuples in a fresh random order (permutation
 augmentation). Property values are dropped to "no condition" with probability ``condition_dropout`` so the same
 model samples unconditionally.
 
 Training compositions are labelled with the model's oxidation-state vocabulary (``CompositionLMConfig.vocabulary``,
-default the curated ``common`` one; see :mod:`crysloop.chemistry.oxidation`). The shipped checkpoint
-``crysloop/assets/checkpoints/composition_lm.pt`` (common vocabulary, 215 species) was trained, from the
-repository root with the MP-20 data beside the checkout, by::
+default the curated ``common`` one; see :mod:`crysloop.chemistry.oxidation`).
 
-    crysloop compositions train ../shared/data/mp_20_sample/train.csv.gz \\
-        ../shared/data/mp_20_biternary/val.csv.gz \\
-        --property ehull=e_above_hull --property formation_energy=formation_energy_per_atom \\
-        --epochs 60 --seed 0 --device cpu --out crysloop/assets/checkpoints/composition_lm.pt
+How the shipped checkpoint was trained, and its figures: docs/checkpoints.md.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,9 +26,12 @@ from pymatgen.core import Composition
 
 from crysloop.chemistry.valence import ValenceAssignment, label_compositions
 from crysloop.errors import InputError
-from crysloop.settings import resolve_device
+from crysloop.models.checkpoint import resume_from
+from crysloop.models.composition.checkpoint import KIND, save_checkpoint
 from crysloop.models.composition.model import CompositionLM, CompositionLMConfig, ConditionSpec
 from crysloop.models.composition.vocab import BOS, EOS, PAD, CompositionVocabulary
+from crysloop.models.training import OptimizerConfig, RunConfig, Trainer, seed_everything
+from crysloop.settings import resolve_device
 
 CompositionLike = Composition | str | dict | ValenceAssignment
 
@@ -104,50 +104,87 @@ class _Examples:
         return species, counts, target_species, target_counts
 
 
-def _fit(model: CompositionLM, examples: _Examples, names: list[str], epochs: int, batch_size: int, lr: float,
-         device: str, seed: int, condition_dropout: float, progress: bool) -> dict:  # fmt: skip
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    steps = max(epochs * math.ceil(len(examples.tokens) / batch_size), 4)
-    # OneCycle needs at least two warm-up steps (a campaign round may fine-tune on a handful of labels)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=max(0.1, 2 / steps))
-    start, losses = time.perf_counter(), []
-    for epoch in range(epochs):
-        order = list(range(len(examples.tokens)))
-        rng.shuffle(order)
-        epoch_loss = []
-        for first in range(0, len(order), batch_size):
-            indices = order[first : first + batch_size]
-            species, counts, target_species, target_counts = (
-                t.to(device) for t in examples.batch(indices, rng)
-            )
-            values = examples.values[indices].clone()
-            values[torch.rand(values.shape) < condition_dropout] = math.nan
-            conditions = {name: values[:, i].to(device) for i, name in enumerate(names)}
-            hidden = model(species, counts, conditions)
-            species_loss = F.cross_entropy(model.species_logits(hidden).flatten(0, 1), target_species.flatten())
-            with_count = target_counts >= 0
-            count_logits = model.count_logits(hidden[with_count], target_species[with_count])
-            loss = species_loss + F.cross_entropy(count_logits, target_counts[with_count])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            epoch_loss.append(loss.item())
-        losses.append(float(np.mean(epoch_loss)))
-        if progress:
-            print(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}", flush=True)
+OPTIMIZER = OptimizerConfig("adamw", weight_decay=0.01, schedule="one-cycle", clip=1.0)  # lr: the trainer's
+
+
+class _LanguageModelling:
+    """The composition model in the training loop: compositions in a fresh random order each epoch, their tuples
+    freshly permuted, each condition value dropped with probability ``condition_dropout``."""
+
+    monitor = None
+
+    def __init__(self, model: CompositionLM, examples: _Examples, names: list[str], batch_size: int, seed: int,
+                 condition_dropout: float, device: str):  # fmt: skip
+        self.model, self.examples, self.names, self.batch_size = model, examples, names, batch_size
+        self.condition_dropout, self.device = condition_dropout, device
+        self.steps_per_epoch = math.ceil(len(examples.tokens) / batch_size)
+        self.generators = {"order": random.Random(seed)}
+
+    def batches(self) -> list[list[int]]:
+        order = list(range(len(self.examples.tokens)))
+        self.generators["order"].shuffle(order)
+        return [order[first : first + self.batch_size] for first in range(0, len(order), self.batch_size)]
+
+    def step(self, indices: list[int], trainer: Trainer) -> dict[str, float]:
+        batch = self.examples.batch(indices, self.generators["order"])
+        species, counts, target_species, target_counts = (t.to(self.device) for t in batch)
+        values = self.examples.values[indices].clone()
+        values[torch.rand(values.shape) < self.condition_dropout] = math.nan
+        conditions = {name: values[:, i].to(self.device) for i, name in enumerate(self.names)}
+        hidden = self.model(species, counts, conditions)
+        species_loss = F.cross_entropy(self.model.species_logits(hidden).flatten(0, 1), target_species.flatten())
+        with_count = target_counts >= 0
+        count_logits = self.model.count_logits(hidden[with_count], target_species[with_count])
+        loss = species_loss + F.cross_entropy(count_logits, target_counts[with_count])
+        trainer.optimise("model", loss)
+        return {"train_loss": loss.item()}
+
+    def end_epoch(self, trainer: Trainer, metrics: dict[str, float]) -> dict[str, float]:
+        return {}
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """One training or fine-tuning run of the composition model (the public functions' arguments)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    device: str
+    seed: int
+    condition_dropout: float
+    progress: bool
+    checkpoint_path: str | Path | None
+    resume: bool
+    checkpoint_every: int
+
+
+def _fit(model: CompositionLM, examples: _Examples, names: list[str], fit: _Fit,
+         record: Callable[[dict], None]) -> None:  # fmt: skip
+    """Train ``model`` on ``examples``; ``record(report)`` stores the run's report in the model's metadata before
+    each checkpoint and at the end."""
+    seed_everything(fit.seed)
+    model.to(fit.device).train()
+
+    def report(trainer: Trainer) -> dict:
+        return {"n_train": len(examples.tokens), "skipped": examples.skipped, "epochs": trainer.epoch,
+                "final_loss": trainer.metrics.get("train_loss", math.nan), "train_seconds": trainer.elapsed}  # fmt: skip
+
+    def save(trainer: Trainer) -> None:
+        if fit.checkpoint_path is not None:
+            record(report(trainer))
+            save_checkpoint(model, fit.checkpoint_path, trainer.state_dict())
+
+    task = _LanguageModelling(model, examples, names, fit.batch_size, fit.seed, fit.condition_dropout, fit.device)
+    run = RunConfig(epochs=fit.epochs, checkpoint_every=fit.checkpoint_every, progress=fit.progress,
+                    name="training composition model")  # fmt: skip
+    trainer = Trainer({"model": (model, replace(OPTIMIZER, lr=fit.lr))}, task, run, save)
+    saved = resume_from(fit.checkpoint_path, KIND) if fit.resume else None
+    if saved is not None:
+        trainer.load_state_dict(saved["training_state"])
+    trainer.fit()
     model.eval()
-    return {
-        "n_train": len(examples.tokens),
-        "skipped": examples.skipped,
-        "epochs": epochs,
-        "final_loss": losses[-1] if losses else math.nan,
-        "train_seconds": time.perf_counter() - start,
-    }
+    record(report(trainer))
 
 
 def train_composition_lm(
@@ -162,11 +199,16 @@ def train_composition_lm(
     seed: int = 0,
     condition_dropout: float = 0.3,
     progress: bool = False,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 10,
 ) -> CompositionLM:
     """Train a new model on compositions (labelled here unless given as assignments).
 
     ``conditions`` names the properties to condition on (``{name: "binary" | "continuous" | None}``, None =
     infer from the values); their values come from ``properties``, one dict per composition (missing = NaN).
+    ``checkpoint_path`` is written every ``checkpoint_every`` epochs and at the end; ``resume=True`` continues the
+    run saved there.
     """
     properties = list(properties) if properties is not None else [{} for _ in compositions]
     if len(properties) != len(compositions):
@@ -176,12 +218,13 @@ def train_composition_lm(
     config.conditions = [
         _condition_spec(name, kind, [_value(p, name) for p in properties]) for name, kind in kinds.items()
     ]
-    torch.manual_seed(seed)
+    seed_everything(seed)
     model = CompositionLM(config)
     names = model.condition_names
     examples = _Examples(model, compositions, properties, names)
-    model.metadata = {"training": _fit(model, examples, names, epochs, batch_size, lr, resolve_device(device), seed,
-                                       condition_dropout, progress)}  # fmt: skip
+    fit = _Fit(epochs, batch_size, lr, resolve_device(device), seed, condition_dropout, progress, checkpoint_path,
+               resume, checkpoint_every)  # fmt: skip
+    _fit(model, examples, names, fit, lambda report: model.metadata.update(training=report))
     return model
 
 
@@ -196,13 +239,17 @@ def finetune_composition_lm(
     seed: int = 0,
     condition_dropout: float = 0.3,
     progress: bool = False,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 10,
 ) -> CompositionLM:
     """Continue training ``model`` (in place, weights kept) on (composition, labels) pairs.
 
     Conditions default to every label name; names the model lacks are added as new conditions (kind from
-    ``conditions`` or inferred), so each campaign round can fine-tune on fresh stability labels.
+    ``conditions`` or inferred), so each campaign round can fine-tune on fresh stability labels. Checkpoints and
+    resuming as in ``train_composition_lm``.
     """
-    torch.manual_seed(seed)  # new condition embeddings start the same wherever this runs (a resumed campaign too)
+    seed_everything(seed)  # new condition embeddings start the same wherever this runs (a resumed campaign too)
     compositions = [c for c, _ in records_with_labels]
     labels = [dict(l or {}) for _, l in records_with_labels]
     if conditions is None:
@@ -213,6 +260,13 @@ def finetune_composition_lm(
             model.add_condition(_condition_spec(name, kind, [_value(l, name) for l in labels]))
     names = model.condition_names
     examples = _Examples(model, compositions, labels, names)
-    report = _fit(model, examples, names, epochs, batch_size, lr, resolve_device(device), seed, condition_dropout, progress)
-    model.metadata.setdefault("finetunes", []).append({**report, "conditions": list(kinds)})
+    fit = _Fit(epochs, batch_size, lr, resolve_device(device), seed, condition_dropout, progress, checkpoint_path,
+               resume, checkpoint_every)  # fmt: skip
+    finetunes = model.metadata.setdefault("finetunes", [])
+    finetunes.append({})
+
+    def record(report: dict) -> None:
+        finetunes[-1] = {**report, "conditions": list(kinds)}
+
+    _fit(model, examples, names, fit, record)
     return model

@@ -1,20 +1,18 @@
-"""Saving and loading DiffCSP checkpoints (config + weights, optionally the training state for resuming)."""
+"""Saving and loading DiffCSP checkpoints (config + EMA weights, optionally the training state for resuming)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from crysloop.errors import InputError
-from crysloop.settings import resolve_device
-from crysloop.models.checkpoint_io import save_atomically
+from crysloop.models.checkpoint import read_checkpoint as read_kind
+from crysloop.models.checkpoint import write_checkpoint
 from crysloop.models.diffcsp.config import DiffCSPConfig
 from crysloop.models.diffcsp.model import DiffCSP
-from crysloop.resources import asset_path
+from crysloop.resources import asset_path, resolve_checkpoint
+from crysloop.settings import resolve_device
 
-FORMAT_VERSION = 1
+KIND = "diffcsp"
 SHIPPED_CHECKPOINT = "diffcsp_mp20_small.pt"
 
 
@@ -26,32 +24,18 @@ def shipped_checkpoint_path() -> Path:
 def save_checkpoint(model: DiffCSP, path: str | Path, training_state: dict[str, Any] | None = None,
                     metadata: dict[str, Any] | None = None) -> Path:
     """Write the model's config and weights (and, for resuming, ``training_state``) to ``path`` atomically."""
-    payload = {
-        "format": "crysloop-diffcsp",
-        "version": FORMAT_VERSION,
-        "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metadata": metadata or {},
-    }
-    if training_state is not None:
-        payload["training_state"] = training_state
-    return save_atomically(payload, path)
+    return write_checkpoint(path, KIND, model.config.to_dict(), model.state_dict(), metadata, training_state)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw checkpoint dictionary (weights-only unpickling)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no DiffCSP checkpoint at {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != "crysloop-diffcsp":
-        raise InputError(f"{path} is not a crysloop DiffCSP checkpoint")
-    return payload
+def read_checkpoint(path: str | Path | None) -> dict[str, Any]:
+    """The checkpoint dictionary (``crysloop.models.checkpoint``) a setting names (``None``/``shipped``, a packaged
+    file name or a path; ``crysloop.resources.resolve_checkpoint``); another file is an InputError."""
+    return read_kind(resolve_checkpoint(path, SHIPPED_CHECKPOINT), KIND)
 
 
 def load_checkpoint(path: str | Path | None = None, device: str | None = None) -> DiffCSP:
-    """The DiffCSP model stored at ``path`` (default: the shipped checkpoint), in eval mode on ``device``."""
-    payload = read_checkpoint(path or shipped_checkpoint_path())
+    """The DiffCSP model a checkpoint setting names (default: the shipped checkpoint), in eval mode on ``device``."""
+    payload = read_checkpoint(path)
     model = DiffCSP(DiffCSPConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     return model.to(resolve_device(device)).eval()

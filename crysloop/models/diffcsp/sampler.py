@@ -30,12 +30,10 @@ if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
 
 # ``lattice_clip="auto"`` (the default) clips the clean-lattice estimate at DEFAULT_LATTICE_CLIP, about the range of
-# the training lattices (MP-20 Niggli cells have entries up to 41 A). The first reverse step from t = T divides by
-# sqrt(alpha_T) = 0.01 (beta_T = 0.9999 in the cosine schedule), so an error of the predicted lattice noise becomes
-# 100x that in A (the shipped model's noise RMSE at t = T is 0.05: ~5 A per entry) and the trajectory leaves the
-# training distribution: unclipped, 11 of 24 of the demo's cells came out 2-25x their composition's expected volume.
-# Clipped, the clean-lattice term of that first step is at most sqrt(abar_{T-1}) * 50 A = 0.08 A, and 0 of 24 were
-# (median 1.01x; benchmarks/survival.py). DiffCSP samples unclipped: ``lattice_clip=None``.
+# the training lattices. The first reverse step from t = T divides by sqrt(alpha_T) = 0.01 (beta_T = 0.9999 in the
+# cosine schedule), so an error of the predicted lattice noise becomes 100x that in A and the trajectory leaves the
+# training distribution; clipped, the clean-lattice term of that first step is at most sqrt(abar_{T-1}) * 50 A. The
+# measurements behind the choice: docs/defaults.md. DiffCSP samples unclipped: ``lattice_clip=None``.
 DEFAULT_LATTICE_CLIP = 50.0
 LatticeClip = float | None | Literal["auto"]
 

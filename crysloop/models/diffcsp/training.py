@@ -1,46 +1,32 @@
-"""Training and fine-tuning of DiffCSP: EMA weights, gradient clipping, LR decay on plateau, resumable checkpoints.
+"""Training and fine-tuning of DiffCSP on the shared loop (``crysloop.models.training``): AdamW, EMA weights,
+gradient clipping, LR decay on plateau, resumable checkpoints.
 
 Runs on CPU and CUDA alike (bf16 autocast on CUDA by default; ``compile=True`` compiles the message-passing
 layers). Progress shows in a tqdm bar; per-epoch metrics go to a JSON-lines log.
 
-The shipped checkpoint ``crysloop/assets/checkpoints/diffcsp_mp20_small.pt`` was first trained by::
-
-    crysloop structures train ../shared/data/mp_20_biternary/val.csv.gz ../shared/data/mp_20_sample/train.csv.gz \\
-        --preset cpu-small --mode abinitio --properties band_gap,formation_energy_per_atom --batch-size 64 \\
-        --epochs 300 --time-limit 2100 --seed 0 --slim --threads 1 \\
-        --out crysloop/assets/checkpoints/diffcsp_mp20_small.pt
-
-(7,987 crystals: the MP-20 binary/ternary val rows plus the MP-20 sample train rows; 5,653 steps, 46 epochs before
-the time limit) with the earlier model (no self-edges, type loss weight 1, global-norm clipping, independent
-condition dropping). It was then retrained with the fixed model and DiffCSP's settings, starting from those
-weights (a copy of them in old.pt), by the same command with ``--init old.pt --time-limit 2400`` (1,646 more
-steps, 14 epochs: the shared 2-core CPU was heavily loaded). Both are demo models, far from converged: the same
-command with ``--device cuda`` and no ``--time-limit`` trains the full 300 epochs. The metrics logs of both runs,
-one after the other, sit beside the checkpoint.
+How the shipped checkpoint was trained, and its figures: docs/checkpoints.md.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch.optim.swa_utils import AveragedModel
-from tqdm.auto import tqdm
 
 from crysloop.data.tensors import CrystalTensors
 from crysloop.data.tensors import records_to_tensors as tensors_of
 from crysloop.errors import InputError
-from crysloop.settings import resolve_device
-from crysloop.models.diffcsp.checkpoints import read_checkpoint, save_checkpoint
+from crysloop.models.checkpoint import resume_from
+from crysloop.models.diffcsp.checkpoints import KIND, save_checkpoint
 from crysloop.models.diffcsp.config import DiffCSPConfig
 from crysloop.models.diffcsp.model import MAX_ATOMS, DiffCSP
 from crysloop.models.slab import slab_geometry, to_slab_cells
+from crysloop.models.training import OptimizerConfig, RunConfig, Trainer, seed_everything
+from crysloop.settings import resolve_device
 
 FinetuneScope = Literal["all", "conditions"]
 
@@ -65,25 +51,12 @@ def property_statistics(tensors: CrystalTensors, names: Sequence[str],
     return stats
 
 
-def _ema_fn(decay: float):
-    """EMA update whose decay warms up as min(decay, (1 + n) / (10 + n)), so short runs are not dominated by
-    the random initial weights (a fixed 0.999 keeps 37% of them after 1,000 steps)."""
-
-    def update(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-        n = float(num_averaged)
-        d = min(decay, (1 + n) / (10 + n))
-        return d * averaged + (1 - d) * current
-
-    return update
-
-
-def clip_gradients(model: torch.nn.Module, config: DiffCSPConfig) -> None:
-    """Clip each gradient value to +-``grad_clip`` (DiffCSP, Lightning's ``gradient_clip_algorithm="value"``) or
-    the global gradient norm to ``grad_clip`` (``grad_clip_mode="norm"``)."""
-    if config.grad_clip_mode == "value":
-        torch.nn.utils.clip_grad_value_(model.parameters(), config.grad_clip)
-    else:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+def optimizer_config(config: DiffCSPConfig) -> OptimizerConfig:
+    """DiffCSP's optimisation: AdamW, the learning rate cut on plateau, gradient clipping, EMA weights."""
+    return OptimizerConfig("adamw", lr=config.lr, weight_decay=config.weight_decay, schedule="plateau",
+                           plateau_factor=config.plateau_factor, plateau_patience=config.plateau_patience,
+                           min_lr=config.min_lr, clip=config.grad_clip, clip_mode=config.grad_clip_mode,
+                           ema_decay=config.ema_decay)  # fmt: skip
 
 
 def _as_tensors(data: Any, properties: Sequence[str]) -> CrystalTensors:
@@ -104,6 +77,32 @@ def _validation_loss(model: DiffCSP, data: CrystalTensors, batch_size: int, seed
     if cuda_state is not None:
         torch.cuda.set_rng_state_all(cuda_state)
     return sum(loss * w for loss, w in zip(losses, weights, strict=True)) / sum(weights)
+
+
+class _Denoising:
+    """DiffCSP in the training loop: shuffled batches, the denoising loss (bf16 autocast on CUDA when ``amp``),
+    the validation loss of the EMA weights at each epoch's end."""
+
+    def __init__(self, model: DiffCSP, data: CrystalTensors, val: CrystalTensors | None, seed: int, amp: bool):
+        self.model, self.data, self.val, self.seed, self.amp = model, data, val, seed, amp
+        self.batch_size = model.config.batch_size
+        self.steps_per_epoch = math.ceil(len(data.num_atoms) / self.batch_size)
+        self.generators = {"order": torch.Generator().manual_seed(seed)}
+        self.monitor = "train_loss" if val is None else "val_loss"
+
+    def batches(self) -> list[torch.Tensor]:
+        return list(torch.randperm(len(self.data.num_atoms), generator=self.generators["order"]).split(self.batch_size))
+
+    def step(self, idx: torch.Tensor, trainer: Trainer) -> dict[str, float]:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            losses = self.model.loss(self.data.select(idx.to(self.data.num_atoms.device)))
+        trainer.optimise("model", losses["loss"])
+        return {f"train_{key}": float(value.detach()) for key, value in losses.items()}
+
+    def end_epoch(self, trainer: Trainer, metrics: dict[str, float]) -> dict[str, float]:
+        if self.val is None:
+            return {}
+        return {"val_loss": _validation_loss(trainer.weights("model"), self.val, self.batch_size, self.seed)}
 
 
 def train_diffcsp(
@@ -129,10 +128,10 @@ def train_diffcsp(
 
     Stops after ``steps`` optimiser steps or ``epochs`` passes (default 100 epochs), or at ``time_limit_s``.
     ``checkpoint_path`` is written every ``checkpoint_every`` epochs and at the end (``slim``: EMA weights only,
-    no optimiser state); ``resume=True`` continues from it. ``model`` continues training an existing model.
+    no training state); ``resume=True`` continues from it. ``model`` continues training an existing model.
     """
     device = resolve_device(device)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     data = _as_tensors(records, config.properties)
     missing = [name for name in config.properties if name not in config.property_stats]
     if missing:
@@ -154,91 +153,28 @@ def train_diffcsp(
     model = model.to(device).train()
     if model.num_atoms_counts.sum() == 0:
         model.num_atoms_counts.copy_(torch.bincount(data.num_atoms, minlength=MAX_ATOMS + 1)[: MAX_ATOMS + 1].float())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
-    )
-    ema = AveragedModel(model, avg_fn=_ema_fn(config.ema_decay), use_buffers=True)
     n = len(data.num_atoms)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total_steps = steps if steps is not None else (epochs if epochs is not None else 100) * steps_per_epoch
-    step, epoch, elapsed_before = 0, 0, 0.0
-    if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
-        payload = read_checkpoint(checkpoint_path)
-        state = payload.get("training_state")
-        if state is None:
-            raise InputError(f"{checkpoint_path} holds no training state (saved slim); cannot resume")
-        model.load_state_dict(state["model"])
-        ema.module.load_state_dict(payload["state_dict"])
-        ema.n_averaged.fill_(state["n_averaged"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch, elapsed_before = state["step"], state["epoch"], state.get("elapsed_s", 0.0)
+
+    def save(trainer: Trainer) -> None:
+        if checkpoint_path is None:
+            return
+        metadata = {"steps": trainer.step, "epochs": trainer.epoch, "train_crystals": n, "device": device,
+                    "train_seconds": trainer.elapsed}  # fmt: skip
+        save_checkpoint(trainer.weights("model"), checkpoint_path, None if slim else trainer.state_dict(), metadata)
+
+    use_amp = device.startswith("cuda") if amp is None else amp
+    run = RunConfig(steps=steps, epochs=epochs if epochs is not None else 100, time_limit_s=time_limit_s,
+                    checkpoint_every=checkpoint_every, log_path=log_path, progress=progress, name="training DiffCSP")
+    trainer = Trainer({"model": (model, optimizer_config(config))}, _Denoising(model, data, val, seed, use_amp), run,
+                      save)  # fmt: skip
+    saved = resume_from(checkpoint_path, KIND) if resume else None
+    if saved is not None:
+        trainer.load_state_dict(saved["training_state"])
     if compile:
         for layer in model.denoiser.layers:
             layer.compile(dynamic=True)
-    use_amp = (device.startswith("cuda")) if amp is None else amp
-    generator = torch.Generator().manual_seed(seed + epoch)
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "a") if log_path else None  # noqa: SIM115 - closed in the finally below
-    start_time = time.monotonic()
-
-    def save() -> None:
-        if checkpoint_path is None:
-            return
-        metadata = {"steps": step, "epochs": epoch, "train_crystals": n, "device": device,
-                    "train_seconds": elapsed_before + time.monotonic() - start_time}
-        training_state = None if slim else {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "n_averaged": int(ema.n_averaged), "step": step, "epoch": epoch, "elapsed_s": metadata["train_seconds"],
-        }
-        save_checkpoint(ema.module, checkpoint_path, training_state, metadata)
-
-    bar = tqdm(total=total_steps, initial=step, desc="training DiffCSP", disable=not progress, dynamic_ncols=True)
-    try:
-        out_of_time = False
-        while step < total_steps and not out_of_time:
-            sums: dict[str, float] = {}
-            seen = 0
-            for idx in torch.randperm(n, generator=generator).to(device).split(config.batch_size):
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                    losses = model.loss(data.select(idx))
-                optimizer.zero_grad(set_to_none=True)
-                losses["loss"].backward()
-                clip_gradients(model, config)
-                optimizer.step()
-                ema.update_parameters(model)
-                step += 1
-                seen += 1
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + float(value.detach())
-                bar.update(1)
-                if step >= total_steps:
-                    break
-                if time_limit_s is not None and time.monotonic() - start_time > time_limit_s:
-                    out_of_time = True
-                    break
-            epoch += 1
-            metrics = {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
-            monitor = metrics.get("train_loss", float("inf"))
-            if val is not None:
-                metrics["val_loss"] = monitor = _validation_loss(ema.module, val, config.batch_size, seed)
-            scheduler.step(monitor)
-            metrics.update(epoch=epoch, step=step, lr=optimizer.param_groups[0]["lr"],
-                           seconds=round(elapsed_before + time.monotonic() - start_time, 2))
-            bar.set_postfix(loss=f"{metrics.get('train_loss', float('nan')):.4f}", lr=f"{metrics['lr']:.1e}")
-            if log is not None:
-                log.write(json.dumps(metrics) + "\n")
-                log.flush()
-            if checkpoint_every and epoch % checkpoint_every == 0:
-                save()
-        save()
-    finally:
-        bar.close()
-        if log is not None:
-            log.close()
-    return ema.module.eval()
+    trainer.fit()
+    return trainer.weights("model").eval()
 
 
 def finetune_diffcsp(
@@ -267,7 +203,7 @@ def finetune_diffcsp(
     missing_stats = [p for p in config.properties if p not in config.property_stats]
     if missing_stats:
         raise InputError(f"no statistics for the conditions {missing_stats}")
-    torch.manual_seed(train_kwargs.get("seed", 0))  # the new property embeddings start the same wherever this runs
+    seed_everything(train_kwargs.get("seed", 0))  # the new property embeddings start the same wherever this runs
     new_model = DiffCSP(config)
     result = new_model.load_state_dict(model.state_dict(), strict=False)
     if result.unexpected_keys or any(not k.startswith("property_embeddings.") for k in result.missing_keys):

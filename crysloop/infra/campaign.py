@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
+from collections.abc import Callable
 
 from pymatgen.core import Structure
 
 from crysloop.errors import InputError
-from crysloop.infra.documents import Campaign, Candidate, ModelCheckpoint, Round, RoundSample, ScreeningResult, utcnow
+from crysloop.infra.documents import Campaign, Candidate, Round, RoundSample, ScreeningResult, utcnow
 
 
-def open_campaign(config: dict, resume: bool = False) -> Campaign:
-    """Create the campaign, or return the stored one when ``config`` is the same (or ``resume`` is asked)."""
+def open_campaign(config: dict, resume: bool = False, normalise: Callable[[dict], dict] | None = None) -> Campaign:
+    """Create the campaign, or return the stored one when ``config`` is the same (or ``resume`` is asked).
+
+    ``normalise`` brings a stored configuration to the current form first (fields moved since it was stored).
+    """
     campaign = Campaign.objects(name=config["name"]).first()
     if campaign is None:
         if resume:
@@ -20,12 +22,22 @@ def open_campaign(config: dict, resume: bool = False) -> Campaign:
         campaign = Campaign(name=config["name"], config=config, description=config.get("description", ""))
         campaign.save()
         return campaign
-    if not resume and campaign.config != config:
+    if not resume and (normalise or dict)(campaign.config) != config:
         raise InputError(
             f"campaign {config['name']!r} exists with a different configuration: "
             f"`crysloop campaign resume {config['name']}` continues it, or choose a new name"
         )
     return campaign
+
+
+def all_campaigns() -> list[Campaign]:
+    """Every campaign, oldest first."""
+    return list(Campaign.objects.order_by("created_at"))
+
+
+def candidate_count(campaign: str) -> int:
+    """How many candidates a campaign stored first."""
+    return Candidate.objects(campaign=campaign).count()
 
 
 def get_campaign(name: str) -> Campaign:
@@ -72,27 +84,6 @@ def finish_round(round_: Round, status: str = "completed") -> None:
 
 def rounds(campaign: str) -> list[Round]:
     return list(Round.objects(campaign=campaign).order_by("index"))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    digest.update(Path(path).read_bytes())
-    return digest.hexdigest()
-
-
-def register_checkpoint(name: str, kind: str, path: Path, campaign: str | None = None, round_index: int | None = None,
-                        parent: str | None = None, conditions: list[str] | None = None,
-                        metrics: dict | None = None) -> ModelCheckpoint:  # fmt: skip
-    """Record a saved model (idempotent by name)."""
-    ModelCheckpoint.objects(name=name).update_one(
-        upsert=True, set__kind=kind, set__path=str(path), set__sha256=sha256_file(path), set__campaign=campaign,
-        set__round=round_index, set__parent=parent, set__conditions=conditions or [], set__metrics=plain(metrics or {}),
-    )  # fmt: skip
-    return ModelCheckpoint.objects.get(name=name)
-
-
-def find_checkpoint(name: str) -> ModelCheckpoint | None:
-    return ModelCheckpoint.objects(name=name).first()
 
 
 def _samples(campaign: str, index: int) -> list[RoundSample]:

@@ -7,6 +7,8 @@ inputs (extxyz, CIF/POSCAR folders) go through :func:`crysloop.data.datasets.rea
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -88,3 +90,19 @@ def read_compositions(path: str | Path) -> list[CompositionRecord]:
         CompositionRecord(r.structure.composition, {k: v for k, p in r.properties.items() if (v := _numeric(p)) is not None}, r.material_id)
         for r in read_structures(path)
     ]
+
+
+def write_assignments_csv(path: Path, assignments, extra: dict | None = None) -> None:
+    """One row per valence assignment (formula, composition, ionic flag, oxidation states, ``extra`` columns); an
+    unlabelled input (None) is an empty row, so rows stay aligned with the inputs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["formula", "composition", "ionic", "oxidation_states", *(extra or {})])
+        for assignment in assignments:
+            if assignment is None:
+                writer.writerow(["", "", "", "", *(extra or {}).values()])
+                continue
+            composition = {e: int(c) for e, c in assignment.composition.get_el_amt_dict().items()}
+            writer.writerow([assignment.formula, json.dumps(composition), assignment.ionic,
+                             json.dumps(assignment.as_records()), *(extra or {}).values()])  # fmt: skip
