@@ -28,8 +28,11 @@ from crysloop.chemistry.valence import label_compositions
 from crysloop.evaluation.distributions import wasserstein
 from crysloop.evaluation.validity import composition_validity
 from crysloop.models.composition import (
-    load_checkpoint, sample_compositions, sample_compositions_rejection, train_composition_lm,
-)  # fmt: skip
+    load_checkpoint,
+    sample_compositions,
+    sample_compositions_rejection,
+    train_composition_lm,
+)
 from crysloop.data.compositions import read_compositions
 from crysloop.models.composition.sampling import admissible
 
@@ -63,10 +66,13 @@ def labelling() -> dict:
             ionic = sum(bool(a and a.ionic) for a in labels)
             covered = sum(a is not None for a, s in zip(labels, supported) if s)
             figures[f"label_{vocabulary}_{rule}"] = {
-                "labelled": labelled, "ionic": ionic, "alloy": labelled - ionic,
+                "labelled": labelled,
+                "ionic": ionic,
+                "alloy": labelled - ionic,
                 "occasional": sum(bool(a and _uses_occasional(a, vocabulary)) for a in labels),
-                "coverage_supported": round(covered / sum(supported), 4), "seconds": round(elapsed, 2),
-            }  # fmt: skip
+                "coverage_supported": round(covered / sum(supported), 4),
+                "seconds": round(elapsed, 2),
+            }
     return figures
 
 
@@ -82,8 +88,9 @@ def _features(assignments) -> dict[str, list[float]]:
     return features
 
 
-def _figures(samples, seconds: float, draws: int, admissible_share: float | None, reference: dict,
-             train_formulas) -> dict:  # fmt: skip
+def _figures(
+    samples, seconds: float, draws: int, admissible_share: float | None, reference: dict, train_formulas
+) -> dict:
     start = time.perf_counter()
     valid = [composition_validity(s.composition) for s in samples]
     seconds += time.perf_counter() - start
@@ -122,12 +129,18 @@ def main() -> None:
     else:
         model = train_composition_lm([r.composition for r in train_records], epochs=args.epochs, seed=0)
         figures["train_epochs"] = args.epochs
-    figures.update(train_seconds=round(model.metadata["training"]["train_seconds"], 1),
-                   train_n=model.metadata["training"]["n_train"], vocabulary=model.config.vocabulary,
-                   vocabulary_size=len(model.vocabulary.species))  # fmt: skip
+    figures.update(
+        train_seconds=round(model.metadata["training"]["train_seconds"], 1),
+        train_n=model.metadata["training"]["n_train"],
+        vocabulary=model.config.vocabulary,
+        vocabulary_size=len(model.vocabulary.species),
+    )
     train_formulas = {r.composition.reduced_formula for r in train_records}
-    held_out = [a for a in label_compositions([r.composition for r in _records(HELD_OUT)],
-                                              vocabulary=model.config.vocabulary) if a is not None]  # fmt: skip
+    held_out = [
+        a
+        for a in label_compositions([r.composition for r in _records(HELD_OUT)], vocabulary=model.config.vocabulary)
+        if a is not None
+    ]
     reference = _features(held_out)
     figures["held_out_n"] = len(held_out)
     figures["held_out_ionic_fraction"] = round(sum(a.ionic for a in held_out) / len(held_out), 4)

@@ -96,7 +96,9 @@ def is_supported_element(symbol: str) -> bool:
 @lru_cache(maxsize=1)
 def supported_elements() -> tuple[str, ...]:
     """Symbols of the vocabulary's elements, ordered by atomic number."""
-    return tuple(Element.from_Z(z).symbol for z in range(1, MAX_Z + 1) if is_supported_element(Element.from_Z(z).symbol))
+    return tuple(
+        Element.from_Z(z).symbol for z in range(1, MAX_Z + 1) if is_supported_element(Element.from_Z(z).symbol)
+    )
 
 
 def check_vocabulary(vocabulary: str) -> str:
@@ -154,7 +156,9 @@ def ionic_states(symbol: str, vocabulary: Vocabulary = "common") -> tuple[int, .
     if vocabulary == "common":
         states = _established_states(element) | _occasional_states(element)
     else:
-        states = set(element.common_oxidation_states) | set(element.icsd_oxidation_states) | set(element.oxidation_states)
+        states = (
+            set(element.common_oxidation_states) | set(element.icsd_oxidation_states) | set(element.oxidation_states)
+        )
     states.discard(0)
     if element.is_metal:
         states = {s for s in states if s > 0}

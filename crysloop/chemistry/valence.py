@@ -109,8 +109,9 @@ def as_composition(composition: Composition | str | dict) -> Composition:
     return parsed.element_composition
 
 
-def _element_options(element: str, count: int, sign: int, vocabulary: Vocabulary,
-                     occasional: bool) -> list[tuple[int, float, tuple[tuple[int, int], ...]]]:  # fmt: skip
+def _element_options(
+    element: str, count: int, sign: int, vocabulary: Vocabulary, occasional: bool
+) -> list[tuple[int, float, tuple[tuple[int, int], ...]]]:
     """(charge, cost, ((state, count), ...)) for every allowed way one element of ``count`` atoms takes states;
     occasional states only if ``occasional``, but always as neighbours in the comproportionation rule."""
     states = ionic_states(element, vocabulary)
@@ -130,8 +131,9 @@ def _element_options(element: str, count: int, sign: int, vocabulary: Vocabulary
     return options
 
 
-def _ionic_assignment(items: tuple[tuple[str, int], ...], vocabulary: Vocabulary,
-                      occasional: bool) -> tuple[tuple[str, int, int], ...] | None:  # fmt: skip
+def _ionic_assignment(
+    items: tuple[tuple[str, int], ...], vocabulary: Vocabulary, occasional: bool
+) -> tuple[tuple[str, int, int], ...] | None:
     """Cheapest neutral ionic assignment of integer counts, or None."""
     if len(items) < 2:
         return None
@@ -174,8 +176,9 @@ def _ionic_assignment(items: tuple[tuple[str, int], ...], vocabulary: Vocabulary
 
 
 @lru_cache(maxsize=200_000)
-def _label_counts(items: tuple[tuple[str, int], ...], vocabulary: Vocabulary,
-                  alloy_rule: AlloyRule) -> ValenceAssignment | None:  # fmt: skip
+def _label_counts(
+    items: tuple[tuple[str, int], ...], vocabulary: Vocabulary, alloy_rule: AlloyRule
+) -> ValenceAssignment | None:
     if not all(is_supported_element(element) for element, _ in items):
         return None
     alloy = all(has_metallic_state(element) for element, _ in items)
@@ -207,8 +210,9 @@ def check_alloy_rule(alloy_rule: str) -> str:
     return alloy_rule
 
 
-def label_composition(composition: Composition | str | dict, vocabulary: Vocabulary = "common",
-                      alloy_rule: AlloyRule = "ionic-first") -> ValenceAssignment | None:  # fmt: skip
+def label_composition(
+    composition: Composition | str | dict, vocabulary: Vocabulary = "common", alloy_rule: AlloyRule = "ionic-first"
+) -> ValenceAssignment | None:
     """Charge-neutral valence assignment of a composition (ionic), the alloy label, or None if neither exists.
 
     Counts are those of the composition given (a cell stays a cell); fractional amounts are first made integer.
@@ -234,13 +238,18 @@ def _label_chunk(args: tuple[list, str, str]) -> list[ValenceAssignment | None]:
 
 
 def label_compositions(
-    compositions: list[Composition | str | dict], processes: int = 1, chunk_size: int = 2000,
-    vocabulary: Vocabulary = "common", alloy_rule: AlloyRule = "ionic-first",
+    compositions: list[Composition | str | dict],
+    processes: int = 1,
+    chunk_size: int = 2000,
+    vocabulary: Vocabulary = "common",
+    alloy_rule: AlloyRule = "ionic-first",
 ) -> list[ValenceAssignment | None]:
     """Label many compositions (same order); ``processes`` > 1 spreads chunks over a process pool."""
     if processes <= 1 or len(compositions) <= chunk_size:
         return _label_chunk((list(compositions), vocabulary, alloy_rule))
-    chunks = [(list(compositions[i : i + chunk_size]), vocabulary, alloy_rule)
-              for i in range(0, len(compositions), chunk_size)]  # fmt: skip
+    chunks = [
+        (list(compositions[i : i + chunk_size]), vocabulary, alloy_rule)
+        for i in range(0, len(compositions), chunk_size)
+    ]
     with ProcessPoolExecutor(max_workers=processes) as pool:
         return [label for chunk in pool.map(_label_chunk, chunks) for label in chunk]
