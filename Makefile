@@ -24,6 +24,8 @@ demo: $(STAMP)
 	$(VENV)/bin/crysloop demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check crysloop tests benchmarks
+	$(VENV)/bin/ruff format --check crysloop tests benchmarks
 	$(PY) -m pytest -q
 
 # Re-resolve the pinned set after editing pyproject.toml (keeps the header of constraints.txt).

@@ -42,8 +42,11 @@ sys.path.insert(0, str(ROOT))
 
 from crysloop.models.cdvae import CDVAEConfig, load_checkpoint, train_cdvae  # noqa: E402
 
-PUBLISHED = {"cdvae_perov_5": [97.52, 0.0156], "cdvae_mp_20": [45.43, 0.0356],
-             "condition_cdvae_plus_heterostructures": [25.35, 0.1842]}  # fmt: skip
+PUBLISHED = {
+    "cdvae_perov_5": [97.52, 0.0156],
+    "cdvae_mp_20": [45.43, 0.0356],
+    "condition_cdvae_plus_heterostructures": [25.35, 0.1842],
+}
 
 
 def _subset(records: list, n: int, seed: int) -> list:
@@ -88,15 +91,20 @@ def _decode_diagnostics(predicted: list, truth: list) -> dict:
     import numpy as np
 
     same_count = [len(p) == len(t) for p, t in zip(predicted, truth, strict=True)]
-    same_formula = [p.composition.reduced_formula == t.composition.reduced_formula
-                    for p, t in zip(predicted, truth, strict=True)]  # fmt: skip
+    same_formula = [
+        p.composition.reduced_formula == t.composition.reduced_formula for p, t in zip(predicted, truth, strict=True)
+    ]
     volume = [abs(p.volume / len(p) / (t.volume / len(t)) - 1) for p, t in zip(predicted, truth, strict=True)]
-    lengths = [float(np.abs(np.sort(p.lattice.abc) / np.sort(t.lattice.abc) - 1).max())
-               for p, t in zip(predicted, truth, strict=True)]  # fmt: skip
-    return {"natom_accuracy": round(float(np.mean(same_count)), 3),
-            "formula_accuracy": round(float(np.mean(same_formula)), 3),
-            "median_volume_rel_error": round(float(np.nanmedian(volume)), 3),
-            "median_max_length_rel_error": round(float(np.nanmedian(lengths)), 3)}  # fmt: skip
+    lengths = [
+        float(np.abs(np.sort(p.lattice.abc) / np.sort(t.lattice.abc) - 1).max())
+        for p, t in zip(predicted, truth, strict=True)
+    ]
+    return {
+        "natom_accuracy": round(float(np.mean(same_count)), 3),
+        "formula_accuracy": round(float(np.mean(same_formula)), 3),
+        "median_volume_rel_error": round(float(np.nanmedian(volume)), 3),
+        "median_max_length_rel_error": round(float(np.nanmedian(lengths)), 3),
+    }
 
 
 def _match(predicted: list, truth: list) -> dict:
@@ -105,10 +113,14 @@ def _match(predicted: list, truth: list) -> dict:
 
     valid = [validity(s).valid for s in predicted]
     figures = reconstruction(predicted, truth, valid, [validity(s).valid for s in truth], n_jobs=1)
-    return {"match_rate_percent": round(100 * figures["match_rate"], 2),
-            "rmse": None if figures["n_matched"] == 0 else round(figures["rms_dist"], 4),
-            "n_matched": figures["n_matched"], "n_test": figures["n_pairs"],
-            "valid_percent": round(100 * sum(valid) / len(valid), 1), **_decode_diagnostics(predicted, truth)}
+    return {
+        "match_rate_percent": round(100 * figures["match_rate"], 2),
+        "rmse": None if figures["n_matched"] == 0 else round(figures["rms_dist"], 4),
+        "n_matched": figures["n_matched"],
+        "n_test": figures["n_pairs"],
+        "valid_percent": round(100 * sum(valid) / len(valid), 1),
+        **_decode_diagnostics(predicted, truth),
+    }
 
 
 def reconstruction_part(args) -> dict:
@@ -119,8 +131,10 @@ def reconstruction_part(args) -> dict:
     from crysloop.models.cdvae.sampling import reconstruct_structures
 
     data = Path(args.data_dir)
-    sets = {"perov_5": (data / "perov_5" / "val.csv.gz", data / "perov_5" / "test.csv.gz"),
-            "mp_20": (data / "mp_20_sample" / "train.csv.gz", data / "mp_20_sample" / "test.csv.gz")}  # fmt: skip
+    sets = {
+        "perov_5": (data / "perov_5" / "val.csv.gz", data / "perov_5" / "test.csv.gz"),
+        "mp_20": (data / "mp_20_sample" / "train.csv.gz", data / "mp_20_sample" / "test.csv.gz"),
+    }
     results = {}
     for name in args.datasets:
         train_path, test_path = sets[name]
@@ -138,18 +152,32 @@ def reconstruction_part(args) -> dict:
             else:
                 config = CDVAEConfig.preset(args.preset, encoder=encoder, batch_size=args.batch_size)
                 start = time.monotonic()
-                model, _ = train_cdvae(train, config, device=args.device, steps=args.steps, seed=args.seed,
-                                       progress=False, checkpoint_path=path, log_path=args.models / f"{key}.log")
+                model, _ = train_cdvae(
+                    train,
+                    config,
+                    device=args.device,
+                    steps=args.steps,
+                    seed=args.seed,
+                    progress=False,
+                    checkpoint_path=path,
+                    log_path=args.models / f"{key}.log",
+                )
                 train_s = round(time.monotonic() - start, 1)
-            results[key] = {"train_crystals": len(train), "train_steps": args.steps, "batch_size": args.batch_size,
-                            "train_seconds": train_s, "parameters": sum(p.numel() for p in model.parameters()),
-                            "langevin_steps_per_level": args.recon_steps_per_level,
-                            "test_losses": _held_out_losses(model, test, args.seed),
-                            "composition_head_element_accuracy": _composition_head_accuracy(model, test)}  # fmt: skip
+            results[key] = {
+                "train_crystals": len(train),
+                "train_steps": args.steps,
+                "batch_size": args.batch_size,
+                "train_seconds": train_s,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "langevin_steps_per_level": args.recon_steps_per_level,
+                "test_losses": _held_out_losses(model, test, args.seed),
+                "composition_head_element_accuracy": _composition_head_accuracy(model, test),
+            }
             for mode, fixed in (("free", False), ("true_composition", True)):
                 start = time.monotonic()
-                predicted, truth = reconstruct_structures(model, test, args.recon_steps_per_level, seed=args.seed,
-                                                          fixed_composition=fixed)  # fmt: skip
+                predicted, truth = reconstruct_structures(
+                    model, test, args.recon_steps_per_level, seed=args.seed, fixed_composition=fixed
+                )
                 results[key][mode] = {**_match(predicted, truth), "decode_seconds": round(time.monotonic() - start, 1)}
             print(json.dumps({key: results[key]}), file=sys.stderr, flush=True)
     return results
@@ -171,8 +199,9 @@ def throughput_part(args) -> dict:
     full_sigmas = model.sigmas
     model.sigmas = full_sigmas[: args.throughput_levels]  # the first levels; each step costs the same
     start = time.monotonic()
-    annealed_langevin(model, z_c, num_atoms, lattice, types, False, steps_per_level=100, step_lr=1e-4,
-                      generator=generator)  # fmt: skip
+    annealed_langevin(
+        model, z_c, num_atoms, lattice, types, False, steps_per_level=100, step_lr=1e-4, generator=generator
+    )
     if str(model.device).startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = time.monotonic() - start
@@ -180,11 +209,16 @@ def throughput_part(args) -> dict:
     steps = args.throughput_levels * 100
     per_step = elapsed / steps
     total_steps = config.num_noise_levels * 100
-    return {"device": str(model.device), "batch": args.throughput_batch, "mean_atoms": float(num_atoms.float().mean()),
-            "timed_steps": steps, "seconds_per_step": round(per_step, 4),
-            "samples_per_second": round(args.throughput_batch / (per_step * total_steps), 5),
-            "seconds_per_batch_full_schedule": round(per_step * total_steps, 1),
-            "gpu": torch.cuda.is_available()}  # fmt: skip
+    return {
+        "device": str(model.device),
+        "batch": args.throughput_batch,
+        "mean_atoms": float(num_atoms.float().mean()),
+        "timed_steps": steps,
+        "seconds_per_step": round(per_step, 4),
+        "samples_per_second": round(args.throughput_batch / (per_step * total_steps), 5),
+        "seconds_per_batch_full_schedule": round(per_step * total_steps, 1),
+        "gpu": torch.cuda.is_available(),
+    }
 
 
 def formula_part(args) -> dict:
@@ -193,14 +227,16 @@ def formula_part(args) -> dict:
 
     model, gan = load_checkpoint(args.checkpoint, device=args.device)
     out = {}
-    unconditional = sample_structures(model, gan, n=args.n_formula, steps_per_level=args.sample_steps_per_level,
-                                      seed=args.seed)  # fmt: skip
+    unconditional = sample_structures(
+        model, gan, n=args.n_formula, steps_per_level=args.sample_steps_per_level, seed=args.seed
+    )
     for formula in args.formulas:
         from pymatgen.core import Composition
 
         target = Composition(formula).reduced_formula
-        conditioned = sample_structures(model, gan, formulas=[formula] * args.n_formula,
-                                        steps_per_level=args.sample_steps_per_level, seed=args.seed)  # fmt: skip
+        conditioned = sample_structures(
+            model, gan, formulas=[formula] * args.n_formula, steps_per_level=args.sample_steps_per_level, seed=args.seed
+        )
         out[formula] = {
             "conditioned": sum(s.composition.reduced_formula == target for s in conditioned) / len(conditioned),
             "unconditional": sum(s.composition.reduced_formula == target for s in unconditional) / len(unconditional),
@@ -254,8 +290,9 @@ def _formation_energies(structures: list, mlip: str, fmax: float, steps: int, mu
     valid = [s for s in structures if structure_validity(s)]
     missing = sorted({el.symbol for s in valid for el in s.composition.elements} - set(mu))
     starts = [(el, start) for el in missing for start in elemental_reference_structures(el)]
-    for (element, _), result in zip(starts, relax_structures([s for _, s in starts], mlip, fmax=fmax, steps=steps),
-                                    strict=True):  # fmt: skip
+    for (element, _), result in zip(
+        starts, relax_structures([s for _, s in starts], mlip, fmax=fmax, steps=steps), strict=True
+    ):
         if result.energy is not None:
             mu[element] = min(mu.get(element, float("inf")), result.energy / len(result.structure))
     energies, converged = [], 0
@@ -283,16 +320,33 @@ def adherence_part(args) -> dict:
     targets = {"-0.2": -0.2, "0.0": 0.0, "low_tail": round(mean - 2 * std, 3), "high_tail": round(mean + 2 * std, 3)}
     mu: dict = {}
     runs = {"unconditional": {}} | {name: {"formation_energy_per_atom": value} for name, value in targets.items()}
-    out: dict = {"mlip": args.mlip, "n_per_target": args.n_adherence, "targets": targets, "gan": gan is not None,
-                 "langevin_steps_per_level": args.sample_steps_per_level, "relax_fmax": 0.1,
-                 "relax_steps": args.relax_steps, "train_mean_std": [round(mean, 3), round(std, 3)]}  # fmt: skip
+    out: dict = {
+        "mlip": args.mlip,
+        "n_per_target": args.n_adherence,
+        "targets": targets,
+        "gan": gan is not None,
+        "langevin_steps_per_level": args.sample_steps_per_level,
+        "relax_fmax": 0.1,
+        "relax_steps": args.relax_steps,
+        "train_mean_std": [round(mean, 3), round(std, 3)],
+    }
     for name, conditions in runs.items():
-        structures = sample_structures(model, gan, n=args.n_adherence, conditions=conditions,
-                                       steps_per_level=args.sample_steps_per_level, seed=args.seed)  # fmt: skip
+        structures = sample_structures(
+            model,
+            gan,
+            n=args.n_adherence,
+            conditions=conditions,
+            steps_per_level=args.sample_steps_per_level,
+            seed=args.seed,
+        )
         energies, converged = _formation_energies(structures, args.mlip, 0.1, args.relax_steps, mu)
-        out[name] = {"n_sampled": len(structures), "n_labelled": len(energies), "n_converged": converged,
-                     "median": round(statistics.median(energies), 4) if energies else None,
-                     "energies": [round(e, 3) for e in energies]}  # fmt: skip
+        out[name] = {
+            "n_sampled": len(structures),
+            "n_labelled": len(energies),
+            "n_converged": converged,
+            "median": round(statistics.median(energies), 4) if energies else None,
+            "energies": [round(e, 3) for e in energies],
+        }
         print(json.dumps({name: out[name]}), file=sys.stderr, flush=True)
     base = out["unconditional"]["median"]
     for name, target in targets.items():
@@ -312,8 +366,9 @@ def generation_part(args) -> dict:
 
     model, gan = load_checkpoint(args.checkpoint, device=args.device)
     start = time.monotonic()
-    structures = sample_structures(model, gan, n=args.n_generation, steps_per_level=args.sample_steps_per_level,
-                                   seed=args.seed)  # fmt: skip
+    structures = sample_structures(
+        model, gan, n=args.n_generation, steps_per_level=args.sample_steps_per_level, seed=args.seed
+    )
     sample_s = time.monotonic() - start
     folder = args.out / "generation"
     cifs = folder / "cifs"
@@ -321,17 +376,39 @@ def generation_part(args) -> dict:
     for i, structure in enumerate(structures):
         structure.to(filename=str(cifs / f"{i:04d}.cif"))
     data = Path(args.data_dir) / "mp_20_sample"
-    command = [sys.executable, "-m", "crysloop", "evaluate", "--generated", str(cifs),
-               "--reference", str(data / "test.csv.gz"), "--train", str(data / "train.csv.gz"), "--dataset", "mp20",
-               "--out", str(folder / "report"), "--jobs", str(args.threads)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "crysloop",
+        "evaluate",
+        "--generated",
+        str(cifs),
+        "--reference",
+        str(data / "test.csv.gz"),
+        "--train",
+        str(data / "train.csv.gz"),
+        "--dataset",
+        "mp20",
+        "--out",
+        str(folder / "report"),
+        "--jobs",
+        str(args.threads),
+    ]
     start = time.monotonic()
-    subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        command, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL
+    )
     report = json.loads((folder / "report" / "report.json").read_text())
-    return {"n_generated": len(structures), "langevin_steps_per_level": args.sample_steps_per_level,
-            "sample_seconds": round(sample_s, 1), "evaluate_seconds": round(time.monotonic() - start, 1),
-            "reference": "mp_20_sample test (142), train (847) for novelty", "command": " ".join(command[1:]),
-            "counts": report["counts"], "metrics": report["metrics"]}  # fmt: skip
+    return {
+        "n_generated": len(structures),
+        "langevin_steps_per_level": args.sample_steps_per_level,
+        "sample_seconds": round(sample_s, 1),
+        "evaluate_seconds": round(time.monotonic() - start, 1),
+        "reference": "mp_20_sample test (142), train (847) for novelty",
+        "command": " ".join(command[1:]),
+        "counts": report["counts"],
+        "metrics": report["metrics"],
+    }
 
 
 def main() -> None:
@@ -346,8 +423,12 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=0, help="Training crystals (0: all).")
     parser.add_argument("--n-test", type=int, default=16)
     parser.add_argument("--recon-steps-per-level", type=int, default=2)
-    parser.add_argument("--models", type=Path, default=Path("/tmp/crysloop-cdvae-bench/models"),
-                        help="Where the reconstruction part keeps (and finds) its trained models.")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=Path("/tmp/crysloop-cdvae-bench/models"),
+        help="Where the reconstruction part keeps (and finds) its trained models.",
+    )
     parser.add_argument("--checkpoint", default=None, help="For throughput/formula/latent (default: shipped).")
     parser.add_argument("--throughput-batch", type=int, default=16)
     parser.add_argument("--throughput-levels", type=int, default=1)
@@ -362,16 +443,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/crysloop-cdvae-bench"))
-    parser.add_argument("--results", type=Path, default=None,
-                        help="JSON file the parts of every run are merged into (default: OUT/cdvae_results.json); "
-                             "the printed line holds all parts recorded there.")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="JSON file the parts of every run are merged into (default: OUT/cdvae_results.json); "
+        "the printed line holds all parts recorded there.",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results_path = args.results or args.out / "cdvae_results.json"
     result: dict = json.loads(results_path.read_text()) if results_path.exists() else {}
     result.update(benchmark="cdvae", preset=args.preset, device=args.device, published=PUBLISHED)
-    parts = {"recon": reconstruction_part, "throughput": throughput_part, "formula": formula_part,
-             "latent": latent_part, "adherence": adherence_part, "generation": generation_part}  # fmt: skip
+    parts = {
+        "recon": reconstruction_part,
+        "throughput": throughput_part,
+        "formula": formula_part,
+        "latent": latent_part,
+        "adherence": adherence_part,
+        "generation": generation_part,
+    }
     for part in args.part:
         start = time.monotonic()
         figures = parts[part](args)

@@ -25,6 +25,7 @@ import torch
 
 from crysloop.chemistry.oxidation import is_supported_element, occasional_states
 from crysloop.chemistry.valence import label_compositions
+from crysloop.data.compositions import read_compositions
 from crysloop.evaluation.distributions import wasserstein
 from crysloop.evaluation.validity import composition_validity
 from crysloop.models.composition import (
@@ -33,7 +34,6 @@ from crysloop.models.composition import (
     sample_compositions_rejection,
     train_composition_lm,
 )
-from crysloop.data.compositions import read_compositions
 from crysloop.models.composition.sampling import admissible
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -4,7 +4,9 @@ Protocol (DiffCSP / CDVAE): for each test composition, sample structures with th
 with the true structure by StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3); a sample counts only if it and the
 true structure are valid by the evaluation suite's rule (``crysloop.evaluation.report.valid_mask``: SMACT-valid
 composition, no atoms closer than 0.5 A, volume > 0.1 A^3, a computable CrystalNN fingerprint; DiffCSP's ``valid``)
-and ``get_rms_dist`` finds a mapping (as DiffCSP's evaluation; this is looser than ``fit``). Match rate = fraction of compositions with a match; RMSE = mean over matched compositions of the normalised RMS displacement (best of the K samples).
+and ``get_rms_dist`` finds a mapping (as DiffCSP's evaluation; this is looser than ``fit``). Match rate = fraction of
+compositions with a match; RMSE = mean over matched compositions of the normalised RMS displacement (best of the K
+samples).
 The paper trains on the 11,356-row perov-5 train split; here the train split is absent, so we train on the val
 split (3,787 rows) and test on a seeded subset of the test split (``--n-test``).
 
@@ -34,14 +36,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from crysloop.models.diffcsp import (  # noqa: E402
-    CrystalTensors, DiffCSPConfig, load_checkpoint, sample_tensors, train_diffcsp,
+    CrystalTensors,
+    DiffCSPConfig,
+    load_checkpoint,
+    sample_tensors,
+    train_diffcsp,
 )
-from crysloop.models.diffcsp.config import EARLIER_SETTINGS
-
+from crysloop.models.diffcsp.config import EARLIER_SETTINGS  # noqa: E402
 
 # DiffCSP's Table 1 (match rate %, RMSE at 1 and 20 samples), trained on the full train splits
-PAPER = {"perov_5": {"match_rate_1": 52.02, "rmse_1": 0.0760, "match_rate_20": 98.60, "rmse_20": 0.0128},
-         "mp_20": {"match_rate_1": 51.49, "rmse_1": 0.0631, "match_rate_20": 77.93, "rmse_20": 0.0492}}
+PAPER = {
+    "perov_5": {"match_rate_1": 52.02, "rmse_1": 0.0760, "match_rate_20": 98.60, "rmse_20": 0.0128},
+    "mp_20": {"match_rate_1": 51.49, "rmse_1": 0.0631, "match_rate_20": 77.93, "rmse_20": 0.0492},
+}
 
 
 def _test_indices(n_total: int, n_test: int, seed: int) -> torch.Tensor:
@@ -67,17 +74,32 @@ def train_and_sample(args) -> None:
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint, device=args.device)
         meta = torch.load(args.checkpoint, weights_only=True)["metadata"]
-        info.update(train_seconds=round(meta.get("train_seconds", float("nan")), 1), train_steps=meta.get("steps"),
-                    train_epochs=meta.get("epochs"), train_device=meta.get("device"))
+        info.update(
+            train_seconds=round(meta.get("train_seconds", float("nan")), 1),
+            train_steps=meta.get("steps"),
+            train_epochs=meta.get("epochs"),
+            train_device=meta.get("device"),
+        )
     else:
-        overrides = {**({"batch_size": args.batch_size} if args.batch_size else {}),
-                     **(EARLIER_SETTINGS if args.settings == "before" else {})}  # fmt: skip
+        overrides = {
+            **({"batch_size": args.batch_size} if args.batch_size else {}),
+            **(EARLIER_SETTINGS if args.settings == "before" else {}),
+        }
         config = DiffCSPConfig.preset(args.preset, **overrides)
         start = time.monotonic()
-        model = train_diffcsp(train, config, device=args.device, epochs=args.epochs, steps=args.train_steps,
-                              time_limit_s=args.train_seconds,
-                              checkpoint_path=args.work / "model.pt", slim=True, seed=args.seed,
-                              log_path=args.work / "metrics.jsonl", progress=False)
+        model = train_diffcsp(
+            train,
+            config,
+            device=args.device,
+            epochs=args.epochs,
+            steps=args.train_steps,
+            time_limit_s=args.train_seconds,
+            checkpoint_path=args.work / "model.pt",
+            slim=True,
+            seed=args.seed,
+            log_path=args.work / "metrics.jsonl",
+            progress=False,
+        )
         info["train_seconds"] = round(time.monotonic() - start, 1)
         meta = torch.load(args.work / "model.pt", weights_only=True)["metadata"]
         info.update(train_steps=meta["steps"], train_epochs=meta["epochs"])
@@ -90,14 +112,26 @@ def train_and_sample(args) -> None:
     start = time.monotonic()
     for lo in range(0, len(queries.num_atoms), args.sample_batch):
         chunk = queries.select(torch.arange(lo, min(lo + args.sample_batch, len(queries.num_atoms))))
-        out = sample_tensors(model, chunk.num_atoms, chunk.atom_types, steps=args.steps, step_lr=args.step_lr,
-                             generator=generator, lattice_clip=args.lattice_clip)
+        out = sample_tensors(
+            model,
+            chunk.num_atoms,
+            chunk.atom_types,
+            steps=args.steps,
+            step_lr=args.step_lr,
+            generator=generator,
+            lattice_clip=args.lattice_clip,
+        )
         frac.append(out.frac_coords.cpu())
         lattice.append(out.lattice.cpu())
     frac_all, lattice_all = torch.cat(frac), torch.cat(lattice)
     atoms_per_round = int(test.num_atoms.sum())
-    samples = [{"frac_coords": frac_all[k * atoms_per_round : (k + 1) * atoms_per_round],
-                "lattice": lattice_all[k * n : (k + 1) * n]} for k in range(args.samples)]
+    samples = [
+        {
+            "frac_coords": frac_all[k * atoms_per_round : (k + 1) * atoms_per_round],
+            "lattice": lattice_all[k * n : (k + 1) * n],
+        }
+        for k in range(args.samples)
+    ]
     info["sample_seconds"] = round(time.monotonic() - start, 1)
     info["sampled_structures"] = args.samples * len(test.num_atoms)
     torch.save({"samples": samples, "info": info}, args.work / "samples.pt")
@@ -133,7 +167,7 @@ def evaluate(args) -> dict:
                 if valid[i]:
                     dist = matcher.get_rms_dist(pred, true)
                     rms[k, i] = dist[0] if dist is not None else float("nan")
-            except Exception:  # noqa: BLE001 - degenerate lattices make spglib/matcher fail; that is a miss
+            except Exception:
                 continue
     figures = {}
     for k in sorted({1, len(result["samples"])}):
@@ -148,17 +182,29 @@ def evaluate(args) -> dict:
 
 def cpu_throughput(args) -> dict:
     """Structures per second on CPU at batch 256, timed over ``--throughput-steps`` of the 1000-step sampler."""
-    model = load_checkpoint(args.work / "model.pt", device="cpu") if not args.checkpoint else load_checkpoint(
-        args.checkpoint, device="cpu")
+    model = (
+        load_checkpoint(args.work / "model.pt", device="cpu")
+        if not args.checkpoint
+        else load_checkpoint(args.checkpoint, device="cpu")
+    )
     test_t = CrystalTensors(**torch.load(args.work / "tensors.pt", weights_only=True)["test"])
     idx = torch.arange(256) % len(test_t.num_atoms)
     chunk = test_t.select(idx)
     start = time.monotonic()
-    sample_tensors(model, chunk.num_atoms, chunk.atom_types, steps=args.throughput_steps, step_lr=args.step_lr,
-                   lattice_clip=args.lattice_clip)
+    sample_tensors(
+        model,
+        chunk.num_atoms,
+        chunk.atom_types,
+        steps=args.throughput_steps,
+        step_lr=args.step_lr,
+        lattice_clip=args.lattice_clip,
+    )
     per_step = (time.monotonic() - start) / args.throughput_steps
-    return {"cpu_structures_per_s_1000_steps_batch256": round(256 / (per_step * 1000), 3),
-            "cpu_throughput_timed_steps": args.throughput_steps, "cpu_threads": torch.get_num_threads()}
+    return {
+        "cpu_structures_per_s_1000_steps_batch256": round(256 / (per_step * 1000), 3),
+        "cpu_throughput_timed_steps": args.throughput_steps,
+        "cpu_threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -174,14 +220,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100000)
     parser.add_argument("--train-seconds", type=float, default=600)
     parser.add_argument("--train-steps", type=int, default=None, help="Stop after this many optimiser steps.")
-    parser.add_argument("--settings", choices=["before", "after"], default="after",
-                        help="before: crysloop's settings before issue 17's fixes; after: DiffCSP's (default).")
+    parser.add_argument(
+        "--settings",
+        choices=["before", "after"],
+        default="after",
+        help="before: crysloop's settings before issue 17's fixes; after: DiffCSP's (default).",
+    )
     parser.add_argument("--checkpoint", type=Path, default=None, help="Evaluate this model instead of training.")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--step-lr", type=float, default=5e-7, help="DiffCSP's corrector step for perov-5.")
-    parser.add_argument("--lattice-clip", type=float, default=None,
-                        help="Clip the clean-lattice estimate (A); default off, as DiffCSP's sampler.")
+    parser.add_argument(
+        "--lattice-clip",
+        type=float,
+        default=None,
+        help="Clip the clean-lattice estimate (A); default off, as DiffCSP's sampler.",
+    )
     parser.add_argument("--sample-batch", type=int, default=256)
     parser.add_argument("--throughput-steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
@@ -195,11 +249,19 @@ def main() -> None:
     if args.stage in ("all", "train-sample"):
         train_and_sample(args)
     if args.stage in ("all", "evaluate"):
-        figures = {"benchmark": f"{Path(args.data_dir).name} CSP", "settings": args.settings,
-                   "train_split": args.train_split, "n_test": args.n_test, "train_steps_limit": args.train_steps,
-                   "steps": args.steps, "step_lr": args.step_lr, "lattice_clip": args.lattice_clip,
-                   **evaluate(args), **cpu_throughput(args),
-                   "paper": PAPER.get(Path(args.data_dir).name.removesuffix("_sample"))}
+        figures = {
+            "benchmark": f"{Path(args.data_dir).name} CSP",
+            "settings": args.settings,
+            "train_split": args.train_split,
+            "n_test": args.n_test,
+            "train_steps_limit": args.train_steps,
+            "steps": args.steps,
+            "step_lr": args.step_lr,
+            "lattice_clip": args.lattice_clip,
+            **evaluate(args),
+            **cpu_throughput(args),
+            "paper": PAPER.get(Path(args.data_dir).name.removesuffix("_sample")),
+        }
         print(json.dumps(figures))
 
 

@@ -50,8 +50,10 @@ def _rotation_error(network: EquiformerV2, inputs: tuple[torch.Tensor, ...], dty
     with torch.no_grad():
         s0, v0 = network(feats, frac, lattice, batch)
         s1, v1 = network(feats, frac, lattice @ rotation.T, batch)
-    return {"scalars": float((s1 - s0).abs().max() / s0.abs().max()),
-            "vectors": float((v1 - v0 @ rotation.T).abs().max() / v0.abs().max())}  # fmt: skip
+    return {
+        "scalars": float((s1 - s0).abs().max() / s0.abs().max()),
+        "vectors": float((v1 - v0 @ rotation.T).abs().max() / v0.abs().max()),
+    }
 
 
 def _field_targets(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,8 +65,9 @@ def _field_targets(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torc
     return field, inverse
 
 
-def _fit(config: EquiformerConfig, train: tuple[torch.Tensor, ...], test: tuple[torch.Tensor, ...],
-         steps: int) -> dict[str, float]:  # fmt: skip
+def _fit(
+    config: EquiformerConfig, train: tuple[torch.Tensor, ...], test: tuple[torch.Tensor, ...], steps: int
+) -> dict[str, float]:
     """Relative squared errors (vector, scalar) on train and test crystals after ``steps`` Adam steps."""
     torch.manual_seed(0)
     network = EquiformerV2(config, num_species=100)
@@ -79,8 +82,10 @@ def _fit(config: EquiformerConfig, train: tuple[torch.Tensor, ...], test: tuple[
         scalars, vectors = network(*inputs)
         predicted_field = vector_head(vectors.transpose(1, 2)).squeeze(-1) * field_scale
         predicted_inverse = scalar_head(scalars).squeeze(-1) * inverse_std + inverse_mean
-        return ((predicted_field - field).pow(2).mean() / field.pow(2).mean(),
-                (predicted_inverse - inverse).pow(2).mean() / inverse.var())  # fmt: skip
+        return (
+            (predicted_field - field).pow(2).mean() / field.pow(2).mean(),
+            (predicted_inverse - inverse).pow(2).mean() / inverse.var(),
+        )
 
     start = time.process_time()
     for _ in range(steps):
@@ -90,9 +95,14 @@ def _fit(config: EquiformerConfig, train: tuple[torch.Tensor, ...], test: tuple[
         optimizer.step()
     with torch.no_grad():
         train_errors, test_errors = errors(train, field, inverse), errors(test, *_field_targets(test))
-    return {"steps": steps, "cpu_s": round(time.process_time() - start, 1),
-            "train_vector": float(train_errors[0]), "train_scalar": float(train_errors[1]),
-            "test_vector": float(test_errors[0]), "test_scalar": float(test_errors[1])}  # fmt: skip
+    return {
+        "steps": steps,
+        "cpu_s": round(time.process_time() - start, 1),
+        "train_vector": float(train_errors[0]),
+        "train_scalar": float(train_errors[1]),
+        "test_vector": float(test_errors[0]),
+        "test_scalar": float(test_errors[1]),
+    }
 
 
 def main() -> None:
@@ -111,12 +121,22 @@ def main() -> None:
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(0))[: args.batch_size].tolist()
     structures = [records[i].structure for i in order]
     inputs = _batch(structures)
-    result: dict[str, object] = {"batch_size": args.batch_size, "atoms": int(len(inputs[0])), "threads": args.threads,
-                                 "data": args.data.name}  # fmt: skip
+    result: dict[str, object] = {
+        "batch_size": args.batch_size,
+        "atoms": len(inputs[0]),
+        "threads": args.threads,
+        "data": args.data.name,
+    }
     for name in args.presets:
         config = EquiformerConfig.preset(name)
-        degree = average_degree(inputs[1], inputs[2], torch.bincount(inputs[3]), config.cutoff, config.max_neighbors,
-                                config.neighbor_tolerance)  # fmt: skip
+        degree = average_degree(
+            inputs[1],
+            inputs[2],
+            torch.bincount(inputs[3]),
+            config.cutoff,
+            config.max_neighbors,
+            config.neighbor_tolerance,
+        )
         torch.manual_seed(0)
         network = EquiformerV2(config, num_species=100, cond_dim=256).train()
         cond = torch.randn(args.batch_size, 256)

@@ -42,7 +42,7 @@ def build_sets(pool, n_generated: int, n_reference: int, n_train: int, seed: int
     reference = [pool[i] for i in order[:n_reference]]
     train = [pool[i] for i in order[n_reference : n_reference + n_train]]
     generated, truth = [], []
-    for k in range(n_generated):
+    for _ in range(n_generated):
         u = rng.random()
         if u < 0.1 and generated:
             j = int(rng.integers(len(generated)))
@@ -51,7 +51,11 @@ def build_sets(pool, n_generated: int, n_reference: int, n_train: int, seed: int
             generated.append(copy)
             truth.append(truth[j])
             continue
-        source = reference[int(rng.integers(len(reference)))] if u < 0.8 or not train else train[int(rng.integers(len(train)))]
+        source = (
+            reference[int(rng.integers(len(reference)))]
+            if u < 0.8 or not train
+            else train[int(rng.integers(len(train)))]
+        )
         copy = source.copy()
         copy.perturb(0.05, seed=int(rng.integers(2**31)))
         generated.append(copy)
@@ -91,14 +95,29 @@ def main() -> None:
             runs = [("cold", cache)] + ([] if args.no_warm else [("warm", cache)])
             for label, store in runs:
                 t0 = time.perf_counter()
-                report = evaluate(generated, reference, train, "mp20", ground_truth=truth, n_jobs=args.jobs,
-                                  cache=store, symmetry_reduced_fingerprints=args.fast)
+                report = evaluate(
+                    generated,
+                    reference,
+                    train,
+                    "mp20",
+                    ground_truth=truth,
+                    n_jobs=args.jobs,
+                    cache=store,
+                    symmetry_reduced_fingerprints=args.fast,
+                )
                 wall = time.perf_counter() - t0
-                results["runs"].append({
-                    "cache": label, "n_generated": n, "n_reference": len(reference), "n_train": len(train),
-                    "wall_s": round(wall, 1), "timings_s": report.timings, "cpu_s": report.cpu_seconds,
-                    "metrics": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in report.metrics.items()},
-                })
+                results["runs"].append(
+                    {
+                        "cache": label,
+                        "n_generated": n,
+                        "n_reference": len(reference),
+                        "n_train": len(train),
+                        "wall_s": round(wall, 1),
+                        "timings_s": report.timings,
+                        "cpu_s": report.cpu_seconds,
+                        "metrics": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in report.metrics.items()},
+                    }
+                )
                 print(json.dumps(results["runs"][-1]), flush=True)
             cache.close()
     cold = [r for r in results["runs"] if r["cache"] == "cold"]
@@ -122,8 +141,10 @@ def compare(args) -> dict:
     large = [s for s in pool if 12 <= len(s) <= 24]
     both = pool + read_structures(DATA / "test.csv.gz", progress=False).structures  # 2,000+ ABC2 crystals
     figures = {"uniqueness": uniqueness(both, args.unique_n, args.unique_kinds, args.unique_prefix, args.seed)}
-    figures["per_crystal"] = [per_crystal(pool, args.per_crystal, args.seed, "mp20"),
-                              per_crystal(large, args.per_crystal, args.seed, "mp20 12-24 atoms")]
+    figures["per_crystal"] = [
+        per_crystal(pool, args.per_crystal, args.seed, "mp20"),
+        per_crystal(large, args.per_crystal, args.seed, "mp20 12-24 atoms"),
+    ]
     return figures
 
 

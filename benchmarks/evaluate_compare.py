@@ -11,7 +11,8 @@ no shortcut) on a prefix, with the two answers compared on that prefix.
 
 ``per_crystal``: one process, no cache. CDVAE's code path per generated crystal and its ground truth (CDVAE builds
 a ``Crystal`` of both): SMACT validity, the distance-matrix structure check, matminer's CrystalNNFingerprint ("ops")
-on every site and Magpie ElementProperty, then StructureMatcher.get_rms_dist of the pair (the reconstruction metric). crysloop's suite does the same
+on every site and Magpie ElementProperty, then StructureMatcher.get_rms_dist of the pair (the reconstruction metric).
+crysloop's suite does the same
 work (validity, fingerprints of generated crystals, reconstruction) in ``evaluate``; its per-step timings are summed.
 """
 
@@ -36,7 +37,7 @@ def one_composition_set(base: Structure, n: int, kinds: int, seed: int) -> list[
         lattice = lattice.scale(volume * rng.uniform(0.8, 1.2))
         prototypes.append(Structure(lattice, base.species, rng.random((len(base), 3))))
     out = []
-    for k in range(n):
+    for _ in range(n):
         s = prototypes[int(rng.integers(kinds))].copy()
         order = rng.permutation(len(s))
         s = Structure(s.lattice, [s.species[i] for i in order], s.frac_coords[order])
@@ -55,7 +56,7 @@ def all_pairs_unique(structures, tolerances) -> np.ndarray:
         for rep in reps:
             try:
                 duplicate = matcher.fit(s, rep)
-            except Exception:  # noqa: BLE001 - a failed fit is no match
+            except Exception:
                 duplicate = False
             if duplicate:
                 break
@@ -86,8 +87,11 @@ def uniqueness(pool, n: int, kinds: int, prefix: int, seed: int) -> list[dict]:
     from crysloop.evaluation.matching import PYMATGEN_TOLERANCES, unique_mask
 
     base = next(s for s in pool if 6 <= len(s) <= 10 and len(s.composition) == 3)
-    sets = {"duplicates": one_composition_set(base, n, kinds, seed), "random": one_composition_set(base, n, n, seed),
-            "mp20": relabelled_prototypes(pool, n)}  # fmt: skip
+    sets = {
+        "duplicates": one_composition_set(base, n, kinds, seed),
+        "random": one_composition_set(base, n, n, seed),
+        "mp20": relabelled_prototypes(pool, n),
+    }
     warnings.filterwarnings("ignore")
     figures = []
     for label, structures in sets.items():
@@ -100,13 +104,21 @@ def uniqueness(pool, n: int, kinds: int, prefix: int, seed: int) -> list[dict]:
         t0 = time.perf_counter()
         fast_prefix = unique_mask(structures[:prefix], n_jobs=1)
         fast_prefix_s = time.perf_counter() - t0
-        figures.append({
-            "set": label, "formula": structures[0].composition.reduced_formula, "n": len(structures),
-            "unique_s": round(fast_s, 1), "n_unique": int(fast.sum()),
-            "prefix": prefix, "unique_prefix_s": round(fast_prefix_s, 1), "all_pairs_prefix_s": round(slow_prefix_s, 1),
-            "prefix_speedup": round(slow_prefix_s / fast_prefix_s, 2) if fast_prefix_s else None,
-            "prefix_identical": bool((fast_prefix == slow_prefix).all()), "n_unique_prefix": int(slow_prefix.sum()),
-        })  # fmt: skip
+        figures.append(
+            {
+                "set": label,
+                "formula": structures[0].composition.reduced_formula,
+                "n": len(structures),
+                "unique_s": round(fast_s, 1),
+                "n_unique": int(fast.sum()),
+                "prefix": prefix,
+                "unique_prefix_s": round(fast_prefix_s, 1),
+                "all_pairs_prefix_s": round(slow_prefix_s, 1),
+                "prefix_speedup": round(slow_prefix_s / fast_prefix_s, 2) if fast_prefix_s else None,
+                "prefix_identical": bool((fast_prefix == slow_prefix).all()),
+                "n_unique_prefix": int(slow_prefix.sum()),
+            }
+        )
         print(json.dumps(figures[-1]), flush=True)
     return figures
 
@@ -121,6 +133,7 @@ def cdvae_per_crystal(generated, truth) -> tuple[float, list]:
 
     cnn, magpie = CrystalNNFingerprint.from_preset("ops"), ElementProperty.from_preset("magpie")
     matcher = StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)
+
     def crystal(s: Structure) -> tuple[bool, bool, np.ndarray | None]:
         reduced = _reduced_counts(s.composition)
         comp = reduced is not None and smact_validity.__wrapped__(*reduced)  # uncached, as CDVAE computes it
@@ -128,7 +141,7 @@ def cdvae_per_crystal(generated, truth) -> tuple[float, list]:
         struct = bool(dist.min() > 0.5) and s.volume >= 0.1
         try:
             fp = np.mean([cnn.featurize(s, i) for i in range(len(s))], axis=0)
-        except Exception:  # noqa: BLE001 - CDVAE counts a failed fingerprint as invalid
+        except Exception:
             fp = None
         magpie.featurize(s.composition)
         return comp, struct, fp
@@ -163,10 +176,15 @@ def per_crystal(pool, n: int, seed: int, label: str) -> dict:
     cdvae, values = cdvae_per_crystal(generated, truth)
     matched = [v[3] for v in values if v[0] and v[1] and v[2] is not None and v[3] is not None]  # DiffCSP's rule
     return {
-        "set": label, "n": n, "mean_atoms": round(float(np.mean([len(s) for s in generated])), 1),
-        "suite_s_per_crystal": round(suite, 4), "suite_steps": {k: report.timings[k] for k in steps},
-        "cdvae_s_per_crystal": round(cdvae, 4), "speedup": round(cdvae / suite, 2),
-        "match_rate_suite": report.metrics["match_rate"], "match_rate_cdvae_path": len(matched) / n,
+        "set": label,
+        "n": n,
+        "mean_atoms": round(float(np.mean([len(s) for s in generated])), 1),
+        "suite_s_per_crystal": round(suite, 4),
+        "suite_steps": {k: report.timings[k] for k in steps},
+        "cdvae_s_per_crystal": round(cdvae, 4),
+        "speedup": round(cdvae / suite, 2),
+        "match_rate_suite": report.metrics["match_rate"],
+        "match_rate_cdvae_path": len(matched) / n,
         "comp_valid_suite": report.metrics["comp_valid"],
         "comp_valid_cdvae_path": float(np.mean([v[0] for v in values])),
-    }  # fmt: skip
+    }

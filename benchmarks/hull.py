@@ -42,8 +42,13 @@ def classification(predicted: np.ndarray, true: np.ndarray, threshold: float = S
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": round(precision, 3), "recall": round(recall, 3), "f1": round(f1, 3),
-            "dft_stable": int(t.sum()), "predicted_stable": int(p.sum())}  # fmt: skip
+    return {
+        "precision": round(precision, 3),
+        "recall": round(recall, 3),
+        "f1": round(f1, 3),
+        "dft_stable": int(t.sum()),
+        "predicted_stable": int(p.sum()),
+    }
 
 
 def evaluate(mlip: str, rows: list[dict], config: RelaxConfig, batch_size: int) -> dict:
@@ -59,7 +64,9 @@ def evaluate(mlip: str, rows: list[dict], config: RelaxConfig, batch_size: int) 
         chemsys = chemsys_of(result.structure)
         references = table_entries(chemsys, exclude_ids=[row["material_id"]])
         diagram = build_phase_diagram(references, chemsys)
-        hull = energy_above_hull(result.structure, corrected_energy(result.structure, result.energy, mlip), diagram, SOURCE_TABLE)
+        hull = energy_above_hull(
+            result.structure, corrected_energy(result.structure, result.energy, mlip), diagram, SOURCE_TABLE
+        )
         if not hull.covered:
             uncovered += 1
             continue
@@ -100,8 +107,16 @@ def main() -> None:
         rows = list(csv.DictReader(handle))
     rows = [rows[i] for i in np.random.default_rng(args.seed).choice(len(rows), size=args.n, replace=False)]
     config = RelaxConfig(fmax=0.05, steps=500)
-    summary = {"benchmark": "hull", "data": f"{DATA.parent.name}/{DATA.name}", "seed": args.seed, "references": "shipped MP table (MP-20 + elemental refs), crystal left out",
-               "stable_threshold": STABLE, "fmax": config.fmax, "steps": config.steps, "potentials": {}}  # fmt: skip
+    summary = {
+        "benchmark": "hull",
+        "data": f"{DATA.parent.name}/{DATA.name}",
+        "seed": args.seed,
+        "references": "shipped MP table (MP-20 + elemental refs), crystal left out",
+        "stable_threshold": STABLE,
+        "fmax": config.fmax,
+        "steps": config.steps,
+        "potentials": {},
+    }
     for mlip in args.mlip:
         summary["potentials"][mlip] = evaluate(mlip, rows, config, args.batch_size)
         print(mlip, json.dumps(summary["potentials"][mlip]), flush=True)

@@ -63,7 +63,9 @@ def prototype(formula: str, spacegroup: int) -> Structure:
     if spacegroup == 225:
         return Structure.from_spacegroup(225, Lattice.cubic(2 * bond), [a_el, b_el], [[0, 0, 0], [0.5] * 3])
     if spacegroup == 216:
-        return Structure.from_spacegroup(216, Lattice.cubic(4 * bond / math.sqrt(3)), [a_el, b_el], [[0, 0, 0], [0.25] * 3])
+        return Structure.from_spacegroup(
+            216, Lattice.cubic(4 * bond / math.sqrt(3)), [a_el, b_el], [[0, 0, 0], [0.25] * 3]
+        )
     if spacegroup == 186:
         a = bond * math.sqrt(8 / 3)
         lattice = Lattice.hexagonal(a, a * math.sqrt(8 / 3))
@@ -92,7 +94,9 @@ def sre(k_ml: float | None, k_dft: float) -> float:
     return 2 * abs(k_ml - k_dft) / (k_ml + k_dft)
 
 
-def kappa_of(structure: Structure, calculator, name: str, config: KappaConfig, relax: RelaxConfig) -> tuple[dict, Structure]:
+def kappa_of(
+    structure: Structure, calculator, name: str, config: KappaConfig, relax: RelaxConfig
+) -> tuple[dict, Structure]:
     """Relax (symmetry fixed) then kappa at 300 K: times, the lowest frequency on the mesh, and the relaxed cell."""
     start = time.perf_counter()
     relaxed = relax_structure(structure, calculator, config=relax)
@@ -117,12 +121,15 @@ def run_trio(calculator, name: str, config: KappaConfig, relax: RelaxConfig) -> 
         row, relaxed = kappa_of(structure, calculator, name, config, relax)
         even = {d: even_force(relaxed, calculator, d) for d in (0.01, 0.03)}
         kappa = row.get("kappa_300K")
-        row.update({
-            "kappa_300K": None if kappa is None else round(kappa, 3), "experiment_300K": experiment,
-            "ratio_to_experiment": None if kappa is None else round(kappa / experiment, 3),
-            "a_relaxed": round(relaxed.lattice.a, 4),
-            "even_force_growth": round(even[0.03] / even[0.01], 2),  # ~9 on a smooth energy surface
-        })  # fmt: skip
+        row.update(
+            {
+                "kappa_300K": None if kappa is None else round(kappa, 3),
+                "experiment_300K": experiment,
+                "ratio_to_experiment": None if kappa is None else round(kappa / experiment, 3),
+                "a_relaxed": round(relaxed.lattice.a, 4),
+                "even_force_growth": round(even[0.03] / even[0.01], 2),  # ~9 on a smooth energy surface
+            }
+        )
         rows[formula] = row
         print(f"{formula:5s} {json.dumps(row)}", flush=True)
     from ase.calculators.emt import EMT
@@ -134,12 +141,15 @@ def run_trio(calculator, name: str, config: KappaConfig, relax: RelaxConfig) -> 
         "structures": rows,
         "control_emt_cu_even_force_growth": round(control, 2),
         "order_matches_experiment": kappas["Si"] > kappas["GaAs"] > kappas["NaCl"],
-        "all_within_2.5x": all(r["ratio_to_experiment"] and 1 / 2.5 <= r["ratio_to_experiment"] <= 2.5 for r in rows.values()),
+        "all_within_2.5x": all(
+            r["ratio_to_experiment"] and 1 / 2.5 <= r["ratio_to_experiment"] <= 2.5 for r in rows.values()
+        ),
     }
 
 
-def run_phonondb(calculator, name: str, config: KappaConfig, relax: RelaxConfig, n: int, start: int = 0,
-                 stop: int | None = None) -> dict:  # fmt: skip
+def run_phonondb(
+    calculator, name: str, config: KappaConfig, relax: RelaxConfig, n: int, start: int = 0, stop: int | None = None
+) -> dict:
     with PHONONDB.open() as handle:
         rows = stratified(list(csv.DictReader(handle)), n)[start:stop]
     results = []
@@ -147,14 +157,22 @@ def run_phonondb(calculator, name: str, config: KappaConfig, relax: RelaxConfig,
         k_dft = float(row["kappa_dft_300K"])
         try:
             out, _ = kappa_of(prototype(row["formula"], int(row["spacegroup_number"])), calculator, name, config, relax)
-        except Exception as exc:  # noqa: BLE001 - a failed compound scores the maximum error, the benchmark goes on
+        except Exception as exc:
             out = {"error": f"{type(exc).__name__}: {exc}"}
         k_ml = out.get("kappa_300K")
         if k_ml is not None and out["min_frequency_thz"] < IMAGINARY_THZ:
             out["error"] = "imaginary modes"
         error = sre(None if "error" in out else k_ml, k_dft)
-        results.append({"formula": row["formula"], "spacegroup": int(row["spacegroup_number"]), "kappa_dft": k_dft,
-                        "kappa_ml": None if k_ml is None else round(k_ml, 3), "sre": round(error, 3), **out})  # fmt: skip
+        results.append(
+            {
+                "formula": row["formula"],
+                "spacegroup": int(row["spacegroup_number"]),
+                "kappa_dft": k_dft,
+                "kappa_ml": None if k_ml is None else round(k_ml, 3),
+                "sre": round(error, 3),
+                **out,
+            }
+        )
         print(json.dumps(results[-1]), flush=True)
     return phonondb_summary(results)
 
@@ -166,7 +184,9 @@ def phonondb_summary(results: list[dict]) -> dict:
         "n_compounds": len(results),
         "msre": round(sum(errors) / len(errors), 3),
         "failed": sum("error" in r for r in results),
-        "seconds_per_compound": round(sum(r.get("relax_s", 0) + r.get("kappa_s", 0) for r in results) / len(results), 1),
+        "seconds_per_compound": round(
+            sum(r.get("relax_s", 0) + r.get("kappa_s", 0) for r in results) / len(results), 1
+        ),
         "compounds": {r["formula"] + f"-{r['spacegroup']}": [r["kappa_ml"], r["kappa_dft"], r["sre"]] for r in results},
     }
 
@@ -185,8 +205,13 @@ def main() -> None:
     parser.add_argument("--displacement", type=float, default=0.03)
     parser.add_argument("--no-isotope", action="store_true")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--merge", nargs="+", type=Path, metavar="LOG",
-                        help="Only summarise the per-compound lines of the logs of split phonondb runs (--start).")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="LOG",
+        help="Only summarise the per-compound lines of the logs of split phonondb runs (--start).",
+    )
     args = parser.parse_args()
     if args.merge:
         rows, mlips = {}, set()
@@ -197,19 +222,40 @@ def main() -> None:
                     rows[(row["formula"], row["spacegroup"])] = row  # a compound two split runs both did counts once
                 elif line.startswith('{"benchmark"'):
                     mlips.add(json.loads(line)["mlip"])  # runs stopped early have no summary line to say
-        print(json.dumps({"benchmark": "kappa", "mlip": sorted(mlips), "merged_logs": [str(p) for p in args.merge],
-                          "phonondb": phonondb_summary(list(rows.values()))}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "benchmark": "kappa",
+                    "mlip": sorted(mlips),
+                    "merged_logs": [str(p) for p in args.merge],
+                    "phonondb": phonondb_summary(list(rows.values())),
+                }
+            )
+        )
         return
-    config = KappaConfig(fc3_min_length=args.fc3_min_length, fc2_min_length=args.fc2_min_length,
-                         displacement=args.displacement, mesh=(args.mesh,) * 3, temperatures=(300.0,),
-                         is_isotope=not args.no_isotope)  # fmt: skip
+    config = KappaConfig(
+        fc3_min_length=args.fc3_min_length,
+        fc2_min_length=args.fc2_min_length,
+        displacement=args.displacement,
+        mesh=(args.mesh,) * 3,
+        temperatures=(300.0,),
+        is_isotope=not args.no_isotope,
+    )
     relax = RelaxConfig(fmax=0.005, steps=300, fix_symmetry=True)
     calculator = get_calculator(args.mlip, device=args.device)
     summary: dict = {
-        "benchmark": "kappa", "mlip": args.mlip, "device": args.device, "machine": platform.machine(), "method": "RTA",
-        "mesh": [args.mesh] * 3, "fc3_min_length": args.fc3_min_length, "fc2_min_length": args.fc2_min_length,
-        "displacement": args.displacement, "isotope": not args.no_isotope, "relaxation": "FixSymmetry, fmax 0.005",
-    }  # fmt: skip
+        "benchmark": "kappa",
+        "mlip": args.mlip,
+        "device": args.device,
+        "machine": platform.machine(),
+        "method": "RTA",
+        "mesh": [args.mesh] * 3,
+        "fc3_min_length": args.fc3_min_length,
+        "fc2_min_length": args.fc2_min_length,
+        "displacement": args.displacement,
+        "isotope": not args.no_isotope,
+        "relaxation": "FixSymmetry, fmax 0.005",
+    }
     if args.part in ("trio", "all"):
         summary["trio"] = run_trio(calculator, args.mlip, config, relax)
     if args.part in ("phonondb", "all"):

@@ -39,20 +39,27 @@ def table_rows() -> list[dict]:
     rows: dict[str, dict] = {}
     for symbol, entry in references.items():
         material_id = entry.data.get("material_id") or entry.entry_id
-        rows[material_id] = {"material_id": material_id, "formula": symbol,
-                             "energy_per_atom": round(entry.energy_per_atom, 6)}  # fmt: skip
+        rows[material_id] = {
+            "material_id": material_id,
+            "formula": symbol,
+            "energy_per_atom": round(entry.energy_per_atom, 6),
+        }
     for path in SOURCES:
         with gzip.open(path, "rt") as handle:
             for record in csv.DictReader(handle):
                 if record["material_id"] in rows:
                     continue
                 composition = Composition(record["pretty_formula"])
-                reference = sum(composition.get_atomic_fraction(el) * references[str(el)].energy_per_atom
-                                for el in composition.elements)  # fmt: skip
+                reference = sum(
+                    composition.get_atomic_fraction(el) * references[str(el)].energy_per_atom
+                    for el in composition.elements
+                )
                 energy = float(record["formation_energy_per_atom"]) + reference
-                rows[record["material_id"]] = {"material_id": record["material_id"],
-                                               "formula": composition.reduced_formula,
-                                               "energy_per_atom": round(energy, 6)}  # fmt: skip
+                rows[record["material_id"]] = {
+                    "material_id": record["material_id"],
+                    "formula": composition.reduced_formula,
+                    "energy_per_atom": round(energy, 6),
+                }
     return sorted(rows.values(), key=lambda r: r["material_id"])
 
 
@@ -67,8 +74,17 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     systems = {"-".join(sorted(str(e) for e in Composition(r["formula"]).elements)) for r in rows}
-    print(json.dumps({"benchmark": "mp_hull_table", "rows": len(rows), "chemical_systems": len(systems),
-                      "bytes": args.out.stat().st_size, "out": str(args.out.relative_to(ROOT))}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "mp_hull_table",
+                "rows": len(rows),
+                "chemical_systems": len(systems),
+                "bytes": args.out.stat().st_size,
+                "out": str(args.out.relative_to(ROOT)),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,12 +39,19 @@ def main() -> None:
     calculator = get_calculator("chgnet", "cpu")
     started = time.perf_counter()
     result = phonon_stability(structure, calculator, min_length=args.min_length)
-    print(json.dumps({
-        "benchmark": "phonon_memory", "formula": args.formula, "nsites": len(structure),
-        "supercell_atoms": len(structure) * int(np.prod(np.diag(result.supercell_matrix))),
-        "displacements": result.n_displacements, "wall_s": round(time.perf_counter() - started, 1),
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "phonon_memory",
+                "formula": args.formula,
+                "nsites": len(structure),
+                "supercell_atoms": len(structure) * int(np.prod(np.diag(result.supercell_matrix))),
+                "displacements": result.n_displacements,
+                "wall_s": round(time.perf_counter() - started, 1),
+                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -53,14 +53,22 @@ def evaluate(mlip: str, crystals, lengths: list[float], tolerances: list[float])
             continue
         for length in lengths:  # both sizes per crystal, so a partial run still compares them on the same crystals
             outcome = phonon_stability(result.structure, calculator, PhononConfig(min_length=length))
-            rows.append({"material_id": material_id, "formula": formula, "length": length,
-                         "min_frequency_thz": round(outcome.min_frequency_thz, 3),
-                         "wall_s": round(outcome.wall_time_s, 1)})  # fmt: skip
+            rows.append(
+                {
+                    "material_id": material_id,
+                    "formula": formula,
+                    "length": length,
+                    "min_frequency_thz": round(outcome.min_frequency_thz, 3),
+                    "wall_s": round(outcome.wall_time_s, 1),
+                }
+            )
             print(mlip, json.dumps(rows[-1]), flush=True)
     per_length = {}
     for length in lengths:
         minima = [r["min_frequency_thz"] for r in rows if r["length"] == length]
-        per_length[str(length)] = {f"{tol:g}": round(sum(m < -tol for m in minima) / len(minima), 3) for tol in tolerances}
+        per_length[str(length)] = {
+            f"{tol:g}": round(sum(m < -tol for m in minima) / len(minima), 3) for tol in tolerances
+        }
         per_length[str(length)]["checked"] = len(minima)
     return {
         "relaxed": sum(r.ok for r in relaxed),
@@ -82,8 +90,14 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     crystals = known_crystals(args.n, args.max_sites)
-    summary = {"benchmark": "phonons", "n": len(crystals), "max_sites": args.max_sites, "lengths": args.lengths,
-               "tolerances_thz": args.tolerances, "potentials": {}}  # fmt: skip
+    summary = {
+        "benchmark": "phonons",
+        "n": len(crystals),
+        "max_sites": args.max_sites,
+        "lengths": args.lengths,
+        "tolerances_thz": args.tolerances,
+        "potentials": {},
+    }
     for mlip in args.mlip:
         summary["potentials"][mlip] = evaluate(mlip, crystals, args.lengths, args.tolerances)
         print(mlip, json.dumps(summary["potentials"][mlip]), flush=True)

@@ -59,14 +59,20 @@ def _relax_part(args) -> list:
 def _relax_in_processes(structures, mlip, config, workers: int, threads: int) -> dict:
     parts = [structures[i::workers] for i in range(workers)]
     started = time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=limit_threads,
-                             initargs=(threads,)) as pool:  # fmt: skip
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=limit_threads, initargs=(threads,)
+    ) as pool:
         results = [r for part in pool.map(_relax_part, [(p, mlip, config) for p in parts]) for r in part]
     minutes = (time.perf_counter() - started) / 60
     converged = sum(r.ok for r in results)
-    return {"workers": workers, "threads_per_worker": threads, "wall_s": round(minutes * 60, 1),
-            "converged_per_min": round(converged / minutes, 2), "converged": converged,
-            "failure_rate": round((len(results) - converged) / len(results), 3)}  # fmt: skip
+    return {
+        "workers": workers,
+        "threads_per_worker": threads,
+        "wall_s": round(minutes * 60, 1),
+        "converged_per_min": round(converged / minutes, 2),
+        "converged": converged,
+        "failure_rate": round((len(results) - converged) / len(results), 3),
+    }
 
 
 def main() -> None:
@@ -102,24 +108,44 @@ def main() -> None:
     for result in [r for r in sequential if r.ok][: args.phonons]:
         outcome = phonon_stability(result.structure, calc, PhononConfig())
         phonon_times.append(outcome.wall_time_s)
-        phonon_rows.append({"formula": result.structure.composition.reduced_formula, "nsites": len(result.structure),
-                            "supercell_atoms": len(result.structure) * int(np.prod(np.diag(outcome.supercell_matrix))),
-                            "displacements": outcome.n_displacements, "stable": outcome.stable,
-                            "min_frequency_thz": round(outcome.min_frequency_thz, 3),
-                            "wall_s": round(outcome.wall_time_s, 1)})  # fmt: skip
+        phonon_rows.append(
+            {
+                "formula": result.structure.composition.reduced_formula,
+                "nsites": len(result.structure),
+                "supercell_atoms": len(result.structure) * int(np.prod(np.diag(outcome.supercell_matrix))),
+                "displacements": outcome.n_displacements,
+                "stable": outcome.stable,
+                "min_frequency_thz": round(outcome.min_frequency_thz, 3),
+                "wall_s": round(outcome.wall_time_s, 1),
+            }
+        )
         print("phonons:", phonon_rows[-1], flush=True)
 
-    print(json.dumps({
-        "benchmark": "screen", "mlip": args.mlip, "device": "cpu", "torch_threads": args.threads, "n": len(structures),
-        "fmax": args.fmax, "steps": args.steps, "mean_nsites": round(float(np.mean([len(s) for s in structures])), 1),
-        "one_at_a_time": seq_stats, "batched": batch_stats,
-        "batched_speedup": round(batch_stats["converged_per_min"] / seq_stats["converged_per_min"], 2),
-        "processes": parallel,
-        "processes_speedup": round(parallel["converged_per_min"] / seq_stats["converged_per_min"], 2) if parallel else None,
-        "max_energy_diff_ev_per_atom": round(energy_diff, 4),
-        "phonon_s_per_structure": round(float(np.mean(phonon_times)), 1) if phonon_times else None,
-        "phonon_stable": sum(r["stable"] for r in phonon_rows), "phonon_checked": len(phonon_rows),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "screen",
+                "mlip": args.mlip,
+                "device": "cpu",
+                "torch_threads": args.threads,
+                "n": len(structures),
+                "fmax": args.fmax,
+                "steps": args.steps,
+                "mean_nsites": round(float(np.mean([len(s) for s in structures])), 1),
+                "one_at_a_time": seq_stats,
+                "batched": batch_stats,
+                "batched_speedup": round(batch_stats["converged_per_min"] / seq_stats["converged_per_min"], 2),
+                "processes": parallel,
+                "processes_speedup": round(parallel["converged_per_min"] / seq_stats["converged_per_min"], 2)
+                if parallel
+                else None,
+                "max_energy_diff_ev_per_atom": round(energy_diff, 4),
+                "phonon_s_per_structure": round(float(np.mean(phonon_times)), 1) if phonon_times else None,
+                "phonon_stable": sum(r["stable"] for r in phonon_rows),
+                "phonon_checked": len(phonon_rows),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

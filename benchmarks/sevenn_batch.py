@@ -60,11 +60,22 @@ def main() -> None:
             best = min(best, time.perf_counter() - start)
         timings[name] = best
     difference = max(float(np.abs(a - b).max()) for a, b in zip(forces["serial"], forces["batched"], strict=True))
-    print(json.dumps({"benchmark": "sevenn_batch", "mlip": args.mlip, "device": args.device, "n": args.n,
-                      "atoms_per_cell": len(cell), "batch_size": args.batch_size,
-                      "serial_s": round(timings["serial"], 2), "batched_s": round(timings["batched"], 2),
-                      "batched_speedup": round(timings["serial"] / timings["batched"], 2),
-                      "max_force_difference_ev_per_a": difference}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "sevenn_batch",
+                "mlip": args.mlip,
+                "device": args.device,
+                "n": args.n,
+                "atoms_per_cell": len(cell),
+                "batch_size": args.batch_size,
+                "serial_s": round(timings["serial"], 2),
+                "batched_s": round(timings["batched"], 2),
+                "batched_speedup": round(timings["serial"] / timings["batched"], 2),
+                "max_force_difference_ev_per_a": difference,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

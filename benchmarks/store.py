@@ -20,8 +20,14 @@ from crysloop.infra.embedded_store import client_class
 
 def document(i: int) -> dict:
     """A candidate-like document of about 3 KB (a structure dict's worth of numbers)."""
-    return {"_id": i, "structure_hash": f"{i:064x}", "formula": "NaCl", "nsites": 8,
-            "sites": [[0.125 * k + i * 1e-6, 0.25, 0.5] for k in range(140)], "properties": {"e": -3.2}}  # fmt: skip
+    return {
+        "_id": i,
+        "structure_hash": f"{i:064x}",
+        "formula": "NaCl",
+        "nsites": 8,
+        "sites": [[0.125 * k + i * 1e-6, 0.25, 0.5] for k in range(140)],
+        "properties": {"e": -3.2},
+    }
 
 
 def timed(calls) -> list[float]:
@@ -35,9 +41,12 @@ def timed(calls) -> list[float]:
 
 def window(times: list[float]) -> dict:
     head, tail = times[:1000], times[-1000:]
-    return {"first_1000_mean_ms": 1e3 * statistics.fmean(head), "last_1000_mean_ms": 1e3 * statistics.fmean(tail),
-            "first_1000_median_ms": 1e3 * statistics.median(head),
-            "last_1000_median_ms": 1e3 * statistics.median(tail)}  # fmt: skip
+    return {
+        "first_1000_mean_ms": 1e3 * statistics.fmean(head),
+        "last_1000_mean_ms": 1e3 * statistics.fmean(tail),
+        "first_1000_median_ms": 1e3 * statistics.median(head),
+        "last_1000_median_ms": 1e3 * statistics.median(tail),
+    }
 
 
 def main() -> None:
@@ -51,8 +60,9 @@ def main() -> None:
     items = client["bench"]["items"]
     size = len(json.dumps(document(0)))
     inserts = timed(lambda i=i: items.insert_one(document(i)) for i in range(args.n))
-    updates = timed(lambda i=i: items.update_one({"_id": i}, {"$set": {"properties.e": -3.0 - i * 1e-5}})
-                    for i in range(args.n))  # fmt: skip
+    updates = timed(
+        lambda i=i: items.update_one({"_id": i}, {"$set": {"properties.e": -3.0 - i * 1e-5}}) for i in range(args.n)
+    )
     start = time.perf_counter()
     client.close()
     close_s = time.perf_counter() - start
@@ -62,13 +72,23 @@ def main() -> None:
     open_s = time.perf_counter() - start
     reader.close()
     shutil.rmtree(folder, ignore_errors=True)
-    result = {"n": args.n, "document_bytes": size, "insert": window(inserts), "update": window(updates),
-              "insert_total_s": sum(inserts), "update_total_s": sum(updates), "close_compaction_s": close_s,
-              "reopen_s": open_s, "documents_after_reopen": count}  # fmt: skip
+    result = {
+        "n": args.n,
+        "document_bytes": size,
+        "insert": window(inserts),
+        "update": window(updates),
+        "insert_total_s": sum(inserts),
+        "update_total_s": sum(updates),
+        "close_compaction_s": close_s,
+        "reopen_s": open_s,
+        "documents_after_reopen": count,
+    }
     for kind in ("insert", "update"):
         w = result[kind]
-        print(f"{kind}: first 1000 mean {w['first_1000_mean_ms']:.3f} ms (median {w['first_1000_median_ms']:.3f}), "
-              f"last 1000 mean {w['last_1000_mean_ms']:.3f} ms (median {w['last_1000_median_ms']:.3f})")  # fmt: skip
+        print(
+            f"{kind}: first 1000 mean {w['first_1000_mean_ms']:.3f} ms (median {w['first_1000_median_ms']:.3f}), "
+            f"last 1000 mean {w['last_1000_mean_ms']:.3f} ms (median {w['last_1000_median_ms']:.3f})"
+        )
     print(json.dumps(result))
 
 

@@ -61,9 +61,16 @@ def generate(job: dict) -> list[dict]:
     size, out = job["batch_size"], []
     for start in range(0, len(job["formulas"]), size):  # as the generate flow: one call per chunk, seed + offset
         structures = diffcsp.sample_structures(
-            model, job["formulas"][start : start + size], conditions=conditions or None,
-            guidance=job["guidance"] if conditions else 0.0, steps=job["steps"], batch_size=size, device="cpu",
-            seed=job["seed"] + start, **extra)  # fmt: skip
+            model,
+            job["formulas"][start : start + size],
+            conditions=conditions or None,
+            guidance=job["guidance"] if conditions else 0.0,
+            steps=job["steps"],
+            batch_size=size,
+            device="cpu",
+            seed=job["seed"] + start,
+            **extra,
+        )
         out += [s.as_dict() for s in structures]
     return out
 
@@ -75,8 +82,15 @@ def _generate_with(code: str | None, job: dict) -> list:
     if code is None:
         return [Structure.from_dict(d) for d in generate(job)]
     env = {**os.environ, "PYTHONPATH": str(Path(code).resolve())}
-    proc = subprocess.run([sys.executable, __file__, "--generate-job"], input=json.dumps(job), text=True,
-                          capture_output=True, env=env, cwd=str(Path(code).resolve()), check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, __file__, "--generate-job"],
+        input=json.dumps(job),
+        text=True,
+        capture_output=True,
+        env=env,
+        cwd=str(Path(code).resolve()),
+        check=False,
+    )
     if proc.returncode:
         raise RuntimeError(f"generation with the code in {code} failed:\n{proc.stderr[-3000:]}")
     return [Structure.from_dict(d) for d in json.loads(proc.stdout.strip().splitlines()[-1])]
@@ -111,25 +125,43 @@ def survival(checkpoint: str, code: str | None, assignments, config, args) -> di
     from crysloop.screening.relax import RelaxConfig, relax_structures
 
     sm = config.generation.structure_model
-    job = {"checkpoint": checkpoint, "formulas": [a.composition.formula for a in assignments], "steps": sm.steps,
-           "batch_size": sm.batch_size, "seed": config.seed, "guidance": sm.guidance,
-           "conditions": dict(args.condition), "lattice_clip": args.lattice_clip}  # fmt: skip
+    job = {
+        "checkpoint": checkpoint,
+        "formulas": [a.composition.formula for a in assignments],
+        "steps": sm.steps,
+        "batch_size": sm.batch_size,
+        "seed": config.seed,
+        "guidance": sm.guidance,
+        "conditions": dict(args.condition),
+        "lattice_clip": args.lattice_clip,
+    }
     started = time.perf_counter()
     generated = _generate_with(code, job)
     sample_s = time.perf_counter() - started
     rescale = sm.rescale_volume if args.rescale_volume is None else args.rescale_volume == "on"
     prepared = [rescale_to_expected_volume(s) for s in generated] if rescale else generated
-    rows = [{"formula": s.composition.formula.replace(" ", ""), "generated": cell_diagnostics(s),
-             "rescaled": cell_diagnostics(p) if rescale else None}
-            for s, p in zip(generated, prepared, strict=True)]  # fmt: skip
+    rows = [
+        {
+            "formula": s.composition.formula.replace(" ", ""),
+            "generated": cell_diagnostics(s),
+            "rescaled": cell_diagnostics(p) if rescale else None,
+        }
+        for s, p in zip(generated, prepared, strict=True)
+    ]
     flags = valid_flags([NewCandidate(s) for s in prepared])
     to_relax = [s for s, ok in zip(prepared, flags, strict=True) if ok]
     relax_config = RelaxConfig(fmax=config.screening.fmax, steps=config.screening.steps)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = iter(relax_structures(to_relax, get_calculator(config.screening.mlip, "cpu"),
-                                        batch_size=config.screening.batch_size, config=relax_config))
+        results = iter(
+            relax_structures(
+                to_relax,
+                get_calculator(config.screening.mlip, "cpu"),
+                batch_size=config.screening.batch_size,
+                config=relax_config,
+            )
+        )
     relax_s = time.perf_counter() - started
     for row, structure, ok in zip(rows, prepared, flags, strict=True):
         if not ok:
@@ -142,11 +174,15 @@ def survival(checkpoint: str, code: str | None, assignments, config, args) -> di
     outcomes = Counter(row["outcome"] for row in rows)
     survived = outcomes.get("ok", 0)
     by_outcome = {
-        outcome: {"n": count,
-                  "median_volume_vs_expected": _median(r["generated"]["volume_vs_expected"] for r in rows if r["outcome"] == outcome),
-                  "median_min_distance": _median(r["generated"]["min_distance"] for r in rows if r["outcome"] == outcome)}
+        outcome: {
+            "n": count,
+            "median_volume_vs_expected": _median(
+                r["generated"]["volume_vs_expected"] for r in rows if r["outcome"] == outcome
+            ),
+            "median_min_distance": _median(r["generated"]["min_distance"] for r in rows if r["outcome"] == outcome),
+        }
         for outcome, count in sorted(outcomes.items())
-    }  # fmt: skip
+    }
     return {
         "checkpoint": checkpoint,
         "code": code or str(ROOT),
@@ -166,22 +202,39 @@ def survival(checkpoint: str, code: str | None, assignments, config, args) -> di
 
 
 def _clip(text: str) -> float | str | None:
-    return {"off": None, "auto": "auto"}.get(text, None) if text in ("off", "auto") else float(text)
+    return {"off": None, "auto": "auto"}.get(text) if text in ("off", "auto") else float(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=24, help="Crystals per checkpoint.")
-    parser.add_argument("--checkpoint", action="append", default=None,
-                        help="DiffCSP checkpoint, 'shipped' or PATH, optionally PATH@DIR to sample with the crysloop "
-                             "package in DIR (repeatable); default: the shipped one.")  # fmt: skip
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=None,
+        help="DiffCSP checkpoint, 'shipped' or PATH, optionally PATH@DIR to sample with the crysloop "
+        "package in DIR (repeatable); default: the shipped one.",
+    )
     parser.add_argument("--composition-checkpoint", type=Path, default=None, help="Default: the shipped LM.")
-    parser.add_argument("--lattice-clip", type=_clip, default=None,
-                        help="Clamp of the clean-lattice estimate: auto, off, or A; default: the sampler's default.")
-    parser.add_argument("--rescale-volume", choices=["on", "off"], default=None,
-                        help="Override the demo's structure_model.rescale_volume.")
-    parser.add_argument("--condition", action="append", default=[], type=lambda s: (s.split("=")[0], float(s.split("=")[1])),
-                        help="NAME=VALUE condition for Stage II (with the demo's guidance), e.g. stable=1.")  # fmt: skip
+    parser.add_argument(
+        "--lattice-clip",
+        type=_clip,
+        default=None,
+        help="Clamp of the clean-lattice estimate: auto, off, or A; default: the sampler's default.",
+    )
+    parser.add_argument(
+        "--rescale-volume",
+        choices=["on", "off"],
+        default=None,
+        help="Override the demo's structure_model.rescale_volume.",
+    )
+    parser.add_argument(
+        "--condition",
+        action="append",
+        default=[],
+        type=lambda s: (s.split("=")[0], float(s.split("=")[1])),
+        help="NAME=VALUE condition for Stage II (with the demo's guidance), e.g. stable=1.",
+    )
     parser.add_argument("--seed", type=int, default=None, help="Default: the demo's seed.")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--generate-job", action="store_true", help=argparse.SUPPRESS)
@@ -193,28 +246,55 @@ def main() -> None:
 
     import crysloop
     from crysloop.campaign.config import load_config
-    from crysloop.models.composition import sample_valid_compositions
     from crysloop.models import composition
+    from crysloop.models.composition import sample_valid_compositions
 
     config = load_config(DEMO)
     if args.seed is not None:
         config = config.model_copy(update={"seed": args.seed})
     lm = composition.load_checkpoint(args.composition_checkpoint, device="cpu")
     cm = config.generation.composition_model
-    assignments = sample_valid_compositions(lm, args.n, {}, max_atoms=cm.max_atoms, temperature=cm.temperature,
-                                            top_k=cm.top_k, seed=config.seed, device="cpu")  # fmt: skip
+    assignments = sample_valid_compositions(
+        lm,
+        args.n,
+        {},
+        max_atoms=cm.max_atoms,
+        temperature=cm.temperature,
+        top_k=cm.top_k,
+        seed=config.seed,
+        device="cpu",
+    )
     runs = []
     for spec in args.checkpoint or ["shipped"]:
         checkpoint, _, code = spec.partition("@")
-        runs.append(survival(str(Path(checkpoint).resolve()) if checkpoint != "shipped" else checkpoint,
-                             code or None, assignments, config, args))  # fmt: skip
+        runs.append(
+            survival(
+                str(Path(checkpoint).resolve()) if checkpoint != "shipped" else checkpoint,
+                code or None,
+                assignments,
+                config,
+                args,
+            )
+        )
     for run in runs:
         print(f"{run['checkpoint']} ({run['code']}): {run['survived']}/{run['generated']} survive {run['outcomes']}")
-    print(json.dumps({"benchmark": "demo survival", "crysloop": str(Path(crysloop.__file__).parent), "n": args.n,
-                      "seed": config.seed, "mlip": config.screening.mlip, "fmax": config.screening.fmax,
-                      "relax_steps": config.screening.steps, "conditions": dict(args.condition),
-                      "guidance": config.generation.structure_model.guidance if args.condition else 0.0,
-                      "compositions": [a.composition.formula for a in assignments], "runs": runs}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "demo survival",
+                "crysloop": str(Path(crysloop.__file__).parent),
+                "n": args.n,
+                "seed": config.seed,
+                "mlip": config.screening.mlip,
+                "fmax": config.screening.fmax,
+                "relax_steps": config.screening.steps,
+                "conditions": dict(args.condition),
+                "guidance": config.generation.structure_model.guidance if args.condition else 0.0,
+                "compositions": [a.composition.formula for a in assignments],
+                "runs": runs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -88,8 +88,11 @@ def count_distinct_bilayers() -> tuple[int, int, bool]:
     flips = list(itertools.product((False, True), repeat=2))
 
     def distinct(pairs) -> set:
-        return {_canonical(_stacking_planes(layers[a], layers[b], Stacking(a, b, fl, fu, rot, reg)))
-                for a, b in pairs for (fl, fu), rot, reg in itertools.product(flips, (0, 60), REGISTRIES)}  # fmt: skip
+        return {
+            _canonical(_stacking_planes(layers[a], layers[b], Stacking(a, b, fl, fu, rot, reg)))
+            for a, b in pairs
+            for (fl, fu), rot, reg in itertools.product(flips, (0, 60), REGISTRIES)
+        }
 
     every = distinct(itertools.product(layers, layers))
     checks = [("Se-Ga-Ga-Se", "Se-Ga-Ga-Se"), ("S-Al-Al-Se", "S-Al-Ga-Te"), ("S-Al-Al-S", "S-Al-Al-Se")]
@@ -105,8 +108,9 @@ def _time_relaxations(n: int, manifest: dict) -> float | None:
     if n < 1:
         return None
     settings = manifest["config"]
-    config = BuildConfig(mlip=settings["mlip"], damping=settings["damping"], fmax=settings["fmax"],
-                         steps=settings["steps"], device="cpu")  # fmt: skip
+    config = BuildConfig(
+        mlip=settings["mlip"], damping=settings["damping"], fmax=settings["fmax"], steps=settings["steps"], device="cpu"
+    )
     layers = all_monolayers()
     rng = np.random.default_rng(1)
     seconds = []
@@ -135,11 +139,17 @@ def _formation_energies(structures, manifest: dict) -> tuple[list[float], int]:
     settings, mu = manifest["config"], manifest["chemical_potentials_eV_per_atom"]
     usable = [s for s in structures if {e.symbol for e in s.composition.elements} <= set(mu)]
     calculator = potential(settings["mlip"], settings["damping"], "cpu")
-    results = relax_structures(usable, calculator, batch_size=1,
-                               config=RelaxConfig(fmax=settings["fmax"], steps=settings["steps"],
-                                                  cell_mask=IN_PLANE_MASK))  # fmt: skip
-    energies = [formation_energy_per_atom(r.structure, r.energy, mu) for r in results
-                if r.energy is not None and r.status != "failed"]  # fmt: skip
+    results = relax_structures(
+        usable,
+        calculator,
+        batch_size=1,
+        config=RelaxConfig(fmax=settings["fmax"], steps=settings["steps"], cell_mask=IN_PLANE_MASK),
+    )
+    energies = [
+        formation_energy_per_atom(r.structure, r.energy, mu)
+        for r in results
+        if r.energy is not None and r.status != "failed"
+    ]
     return energies, len(structures) - len(energies)
 
 
@@ -156,33 +166,47 @@ def _cdvae_figures(checkpoint: Path, records: dict, manifest: dict, args: argpar
         started = time.perf_counter()
         test = records["test"][: args.reconstruct]
         predicted, truth = reconstruct_structures(model, test, args.steps_per_level, seed=args.seed)
-        figures = reconstruction(predicted, truth, [validity(s).valid for s in predicted],
-                                 [validity(s).valid for s in truth], n_jobs=1)  # fmt: skip
+        figures = reconstruction(
+            predicted, truth, [validity(s).valid for s in predicted], [validity(s).valid for s in truth], n_jobs=1
+        )
         same = [p.composition.reduced_formula == t.composition.reduced_formula for p, t in zip(predicted, truth)]
         out["reconstruction"] = {
             "match_rate": round(figures["match_rate"], 4),
             "rms_dist": None if math.isnan(figures["rms_dist"]) else round(figures["rms_dist"], 4),
-            "same_composition": round(sum(same) / len(predicted), 4), "n": len(predicted),
+            "same_composition": round(sum(same) / len(predicted), 4),
+            "n": len(predicted),
             "seconds": round(time.perf_counter() - started, 1),
-        }  # fmt: skip
+        }
     if args.samples:
         started = time.perf_counter()
         samples = sample_structures(model, gan, n=args.samples, steps_per_level=args.steps_per_level, seed=args.seed)
         counts = Counter(analyse_layers(s).category for s in samples)
-        out["unconditional"] = {"n": len(samples), "seconds": round(time.perf_counter() - started, 1),
-                                **{c: round(counts.get(c, 0) / len(samples), 4) for c in CATEGORIES}}  # fmt: skip
+        out["unconditional"] = {
+            "n": len(samples),
+            "seconds": round(time.perf_counter() - started, 1),
+            **{c: round(counts.get(c, 0) / len(samples), 4) for c in CATEGORIES},
+        }
     if args.targets:
         adherence = {}
         for target in [None, *args.targets]:
             conditions = {} if target is None else {"formation_energy_per_atom": target}
-            drawn = sample_structures(model, gan, n=args.per_target, conditions=conditions,
-                                      steps_per_level=args.steps_per_level, seed=args.seed + 1)  # fmt: skip
+            drawn = sample_structures(
+                model,
+                gan,
+                n=args.per_target,
+                conditions=conditions,
+                steps_per_level=args.steps_per_level,
+                seed=args.seed + 1,
+            )
             energies, unlabelled = _formation_energies(drawn, manifest)
             adherence["unconditional" if target is None else f"{target:g}"] = {
-                "median": round(statistics.median(energies), 4) if energies else None, "n": len(energies),
+                "median": round(statistics.median(energies), 4) if energies else None,
+                "n": len(energies),
                 "unlabelled": unlabelled,
-                "proper_bilayer": round(sum(analyse_layers(s).category == "proper_bilayer" for s in drawn)
-                                        / len(drawn), 4)}  # fmt: skip
+                "proper_bilayer": round(
+                    sum(analyse_layers(s).category == "proper_bilayer" for s in drawn) / len(drawn), 4
+                ),
+            }
         out["formation_energy_adherence"] = adherence
     metadata = torch.load(checkpoint, map_location="cpu", weights_only=True).get("metadata", {})
     out["train_steps"], out["train_seconds"] = metadata.get("steps"), metadata.get("vae_seconds")
@@ -191,8 +215,11 @@ def _cdvae_figures(checkpoint: Path, records: dict, manifest: dict, args: argpar
 
 def _categories(structures: list, started: float) -> dict:
     counts = Counter(analyse_layers(s).category for s in structures)
-    return {"n": len(structures), "seconds": round(time.perf_counter() - started, 1),
-            **{c: round(counts.get(c, 0) / len(structures), 4) for c in CATEGORIES}}  # fmt: skip
+    return {
+        "n": len(structures),
+        "seconds": round(time.perf_counter() - started, 1),
+        **{c: round(counts.get(c, 0) / len(structures), 4) for c in CATEGORIES},
+    }
 
 
 def _diffcsp_figures(checkpoint: Path, records: dict, args: argparse.Namespace) -> dict:
@@ -202,8 +229,12 @@ def _diffcsp_figures(checkpoint: Path, records: dict, args: argparse.Namespace) 
 
     model = load_checkpoint(checkpoint, device="cpu")
     metadata = torch.load(checkpoint, map_location="cpu", weights_only=True).get("metadata", {})
-    out = {"semi_periodic": model.config.semi_periodic, "properties": list(model.config.properties),
-           "train_steps": metadata.get("steps"), "train_seconds": metadata.get("train_seconds")}  # fmt: skip
+    out = {
+        "semi_periodic": model.config.semi_periodic,
+        "properties": list(model.config.properties),
+        "train_steps": metadata.get("steps"),
+        "train_seconds": metadata.get("train_seconds"),
+    }
     if args.samples:
         started = time.perf_counter()
         samples = sample_structures(model, n=args.samples, steps=args.diffcsp_steps, device="cpu", seed=args.seed)
@@ -221,33 +252,57 @@ def main() -> None:
     parser.add_argument("--subset", type=Path, default=SUBSET)
     parser.add_argument("--time", type=int, default=3, help="Fresh bilayer relaxations to time (0 = none).")
     parser.add_argument("--no-count", action="store_true", help="Skip counting the distinct bilayers of all pairs.")
-    parser.add_argument("--cdvae", action="append", default=[], metavar="LABEL=CHECKPOINT",
-                        help="A ConditionCDVAE+ model trained on the subset, to judge (repeatable).")  # fmt: skip
-    parser.add_argument("--diffcsp", action="append", default=[], metavar="LABEL=CHECKPOINT",
-                        help="An ab initio DiffCSP model trained on the subset, to judge (repeatable).")  # fmt: skip
-    parser.add_argument("--diffcsp-steps", type=int, default=None,
-                        help="DiffCSP sampling steps (default: the model's timesteps).")  # fmt: skip
-    parser.add_argument("--diffcsp-csp", type=int, default=10**6,
-                        help="Test compositions DiffCSP predicts structures for (default: all; 0: none).")  # fmt: skip
+    parser.add_argument(
+        "--cdvae",
+        action="append",
+        default=[],
+        metavar="LABEL=CHECKPOINT",
+        help="A ConditionCDVAE+ model trained on the subset, to judge (repeatable).",
+    )
+    parser.add_argument(
+        "--diffcsp",
+        action="append",
+        default=[],
+        metavar="LABEL=CHECKPOINT",
+        help="An ab initio DiffCSP model trained on the subset, to judge (repeatable).",
+    )
+    parser.add_argument(
+        "--diffcsp-steps", type=int, default=None, help="DiffCSP sampling steps (default: the model's timesteps)."
+    )
+    parser.add_argument(
+        "--diffcsp-csp",
+        type=int,
+        default=10**6,
+        help="Test compositions DiffCSP predicts structures for (default: all; 0: none).",
+    )
     parser.add_argument("--steps-per-level", type=int, default=10, help="Langevin steps per noise level.")
     parser.add_argument("--samples", type=int, default=32, help="Unconditional samples per model (0: none).")
-    parser.add_argument("--reconstruct", type=int, default=10**6,
-                        help="Test bilayers to reconstruct (default: all; 0: none).")  # fmt: skip
-    parser.add_argument("--targets", type=lambda t: [float(x) for x in t.split(",") if x], default=[],
-                        help="Formation-energy targets (eV/atom), comma-separated, for the adherence test.")  # fmt: skip
+    parser.add_argument(
+        "--reconstruct", type=int, default=10**6, help="Test bilayers to reconstruct (default: all; 0: none)."
+    )
+    parser.add_argument(
+        "--targets",
+        type=lambda t: [float(x) for x in t.split(",") if x],
+        default=[],
+        help="Formation-energy targets (eV/atom), comma-separated, for the adherence test.",
+    )
     parser.add_argument("--per-target", type=int, default=8, help="Samples per target (and unconditional).")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     manifest = json.loads((args.subset / "manifest.json").read_text())
-    splits = {split: list(read_structures(args.subset / f"{split}.csv.gz", progress=False))
-              for split in ("train", "val", "test")}  # fmt: skip
+    splits = {
+        split: list(read_structures(args.subset / f"{split}.csv.gz", progress=False))
+        for split in ("train", "val", "test")
+    }
     records = [r for split in splits.values() for r in split]
     categories = [analyse_layers(r.structure).category for r in records]
     stackings, distinct, agree = (None, None, None) if args.no_count else count_distinct_bilayers()
     keys = ("formation_energy_per_atom", "binding_energy", "interlayer_distance", "strain_lower", "strain_upper")
-    ranges = {k: [round(min(r.properties[k] for r in records), 4), round(max(r.properties[k] for r in records), 4)]
-              for k in keys}  # fmt: skip
+    ranges = {
+        k: [round(min(r.properties[k] for r in records), 4), round(max(r.properties[k] for r in records), 4)]
+        for k in keys
+    }
     result = {
         "bilayers": len(records),
         "splits": manifest["splits"],
@@ -267,8 +322,11 @@ def main() -> None:
         "mlip": manifest["config"]["key"],
     }
     if args.cdvae:
-        result["cdvae"] = {"paper_reconstruction": PAPER_RECONSTRUCTION, "steps_per_level": args.steps_per_level,
-                           "test_bilayers": len(splits["test"])}  # fmt: skip
+        result["cdvae"] = {
+            "paper_reconstruction": PAPER_RECONSTRUCTION,
+            "steps_per_level": args.steps_per_level,
+            "test_bilayers": len(splits["test"]),
+        }
         for item in args.cdvae:
             label, _, path = item.partition("=")
             result["cdvae"][label] = _cdvae_figures(Path(path), splits, manifest, args)

@@ -25,7 +25,11 @@ class Settings(BaseSettings):
         default=None, description="mongodb://user:password@host:27017/?authSource=admin; unset = embedded database."
     )
     db_name: str = "crysloop"
-    mlip: str = Field(default="mattersim-1m", description="Default potential: mattersim-1m (sevenn-l3i5 when its weights are absent), mattersim-5m, sevenn-l3i5, sevenn-0 or chgnet.")
+    mlip: str = Field(
+        default="mattersim-1m",
+        description="Default potential: mattersim-1m (sevenn-l3i5 when its weights are absent), mattersim-5m, "
+        "sevenn-l3i5, sevenn-0 or chgnet.",
+    )
     device: str = Field(default="auto", description="torch device for models and potentials: auto, cpu, cuda[:N].")
     vasp_cmd: str = Field(default="vasp_std", description="Command custodian runs for VASP.")
     vasp_version: str = Field(

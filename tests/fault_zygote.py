@@ -34,7 +34,7 @@ for line in sys.stdin:
             main(request["args"])  # exits with the command's status
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001 - reported through the log and the exit status
+        except BaseException:
             import traceback
 
             traceback.print_exc()

@@ -1,4 +1,5 @@
-"""Campaigns end to end with the shipped models, tiny rounds and one fine-tuning epoch: two rounds under the Prefect test harness, kill-and-resume, deployment."""
+"""Campaigns end to end with the shipped models, tiny rounds and one fine-tuning epoch: two rounds under the Prefect
+test harness, kill-and-resume, deployment."""
 
 from __future__ import annotations
 
@@ -23,20 +24,28 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 def tiny_models(tmp_path_factory):
     """A folder with a small reference set (40 MP-20 crystals) for novelty and hull references."""
     folder = tmp_path_factory.mktemp("campaign")
-    records = [r for r in read_structures(SHARED / "mp_20_sample" / "train.csv.gz", progress=False)
-               if len(r.structure) <= 6]  # fmt: skip
+    records = [
+        r for r in read_structures(SHARED / "mp_20_sample" / "train.csv.gz", progress=False) if len(r.structure) <= 6
+    ]
     write_records_csv(records[:40], folder / "reference.csv")
     return folder
 
 
 def tiny_config(models: Path, name: str, rounds: int = 2, n: int = 3) -> dict:
     return {
-        "name": name, "rounds": rounds, "candidates_per_round": n, "conditions": {"stable": 1}, "mlip": "chgnet",
-        "device": "cpu", "seed": 3, "reference_dataset": str(models / "reference.csv"), "evaluate": False,
+        "name": name,
+        "rounds": rounds,
+        "candidates_per_round": n,
+        "conditions": {"stable": 1},
+        "mlip": "chgnet",
+        "device": "cpu",
+        "seed": 3,
+        "reference_dataset": str(models / "reference.csv"),
+        "evaluate": False,
         "composition_model": {"checkpoint": "shipped", "max_atoms": 6, "finetune_epochs": 1},
         "structure_model": {"checkpoint": "shipped", "steps": 200, "finetune_epochs": 1, "batch_size": 8},
         "screening": {"fmax": 0.2, "steps": 150, "phonons": False, "batch_size": 8},  # unconverged: no label
-    }  # fmt: skip
+    }
 
 
 def test_config_validation_names_the_field(tmp_path):
@@ -97,8 +106,13 @@ def test_two_round_campaign_end_to_end(tiny_models, settings, prefect_harness):
             pairs = round_samples("tiny", index, "chgnet")
             ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in pairs]
             phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in pairs]
-            recomputed = round_statistics([s for s, _ in pairs], reference_structures(config["reference_dataset"]),
-                                          ehull, phonon, [e is not None and e <= 0.1 for e in ehull])  # fmt: skip
+            recomputed = round_statistics(
+                [s for s, _ in pairs],
+                reference_structures(config["reference_dataset"]),
+                ehull,
+                phonon,
+                [e is not None and e <= 0.1 for e in ehull],
+            )
             assert {k: v for k, v in results[index].items() if k in recomputed} == recomputed
     # running it again changes nothing
     again = campaign_flow(tiny_config(tiny_models, "tiny"))
@@ -108,8 +122,15 @@ def test_two_round_campaign_end_to_end(tiny_models, settings, prefect_harness):
 
 
 def _cli(args: list[str], env: dict, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "crysloop", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "crysloop", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
 
 
 def _stored(settings, collection: str) -> list[dict]:
@@ -166,8 +187,13 @@ def test_deployment_is_scheduled_and_runs_through_a_runner(tiny_models, settings
     from crysloop.infra.db import database
     from crysloop.infra.documents import Campaign, Candidate
 
-    config = parse_config({**tiny_config(tiny_models, "nightly", rounds=1, n=2), "finetune": False,
-                           "screening": {"phonons": False, "steps": 5, "fmax": 0.5}})  # fmt: skip
+    config = parse_config(
+        {
+            **tiny_config(tiny_models, "nightly", rounds=1, n=2),
+            "finetune": False,
+            "screening": {"phonons": False, "steps": 5, "fmax": 0.5},
+        }
+    )
     deployment = campaign_deployment(config, "0 2 * * *")
     deployment_id = deployment.apply()
 
@@ -198,16 +224,20 @@ def test_deployment_is_scheduled_and_runs_through_a_runner(tiny_models, settings
 def test_generation_runs_on_a_local_dask_cluster(settings, prefect_harness):
     """The same generate flow with its Stage II chunks on a Dask cluster of two worker processes."""
     from crysloop.campaign.config import GenerationConfig, StructureModelConfig
-    from crysloop.infra.executors import ExecutorConfig
     from crysloop.flows.generate import generate_flow
     from crysloop.flows.runners import task_runner
     from crysloop.infra.db import database
     from crysloop.infra.documents import Candidate
+    from crysloop.infra.executors import ExecutorConfig
 
     runner = task_runner(ExecutorConfig(kind="dask", workers=2))
     summary = generate_flow.with_options(task_runner=runner)(
-        n=4, config=GenerationConfig(structure_model=StructureModelConfig(steps=50, batch_size=2)), campaign="dask",
-        device="cpu", seed=1)
+        n=4,
+        config=GenerationConfig(structure_model=StructureModelConfig(steps=50, batch_size=2)),
+        campaign="dask",
+        device="cpu",
+        seed=1,
+    )
     assert summary.generated == 4 and summary.inserted + summary.invalid + summary.existing == 4
     with database(readonly=True):
         stored = list(Candidate.objects(campaign="dask"))

@@ -14,6 +14,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
+from crysloop.data.tensors import records_to_tensors
 from crysloop.errors import InputError
 from crysloop.models.cdvae import CDVAEConfig, ConditionCDVAE, GANConfig, train_latent_gan
 from crysloop.models.cdvae.conditions import check_conditions, formula_atoms
@@ -22,10 +23,9 @@ from crysloop.models.cdvae.gan import Critic, Generator, gradient_penalty
 from crysloop.models.cdvae.langevin import annealed_langevin, step_sizes
 from crysloop.models.cdvae.model import minimum_image
 from crysloop.models.cdvae.training import as_tensors, dataset_statistics
-from crysloop.data.tensors import records_to_tensors
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cdvae_standin import TinyEquivariantNet  # noqa: E402
+from cdvae_standin import TinyEquivariantNet
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +100,11 @@ def test_noise_levels_and_langevin_step_sizes():
     assert (paper.langevin_steps_per_level, paper.langevin_step_lr) == (100, 1e-4)
     model = _model(_config(num_noise_levels=paper.num_noise_levels))
     sigmas = model.sigmas
-    assert len(sigmas) == 50 and math.isclose(sigmas[0], 10.0, rel_tol=1e-5) and math.isclose(sigmas[-1], 0.01, rel_tol=1e-5)
+    assert (
+        len(sigmas) == 50
+        and math.isclose(sigmas[0], 10.0, rel_tol=1e-5)
+        and math.isclose(sigmas[-1], 0.01, rel_tol=1e-5)
+    )
     ratios = sigmas[1:] / sigmas[:-1]
     assert torch.allclose(ratios, ratios[0].expand_as(ratios), rtol=1e-4)  # geometric
     assert math.isclose(model.type_sigmas[0], 5.0, rel_tol=1e-5)
@@ -117,8 +121,16 @@ def test_langevin_runs_every_step_and_keeps_given_types():
     num_atoms = torch.tensor([3, 2])
     types = torch.tensor([14, 8, 8, 12, 8])
     lattice = torch.eye(3).expand(2, 3, 3) * 4.0
-    frac, out_types = annealed_langevin(model, torch.randn(2, config.latent_dim), num_atoms, lattice, types,
-                                        types_fixed=True, steps_per_level=4, step_lr=1e-4)  # fmt: skip
+    frac, out_types = annealed_langevin(
+        model,
+        torch.randn(2, config.latent_dim),
+        num_atoms,
+        lattice,
+        types,
+        types_fixed=True,
+        steps_per_level=4,
+        step_lr=1e-4,
+    )
     assert len(calls) == 12 and frac.shape == (5, 3) and ((frac >= 0) & (frac < 1)).all()
     assert torch.equal(out_types, types)
 
@@ -154,9 +166,10 @@ def test_dimenet_latent_is_invariant():
     reference = _latent(model, structure)
     rotation = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))[0].numpy()
     rotated = Structure(Lattice(structure.lattice.matrix @ rotation.T), structure.species, structure.frac_coords)
-    permuted = Structure(structure.lattice, [structure.species[i] for i in (3, 1, 4, 0, 2)],
-                         structure.frac_coords[[3, 1, 4, 0, 2]])  # fmt: skip
-    translated = Structure(structure.lattice, structure.species, structure.frac_coords + [0.31, 0.77, 0.05])
+    permuted = Structure(
+        structure.lattice, [structure.species[i] for i in (3, 1, 4, 0, 2)], structure.frac_coords[[3, 1, 4, 0, 2]]
+    )
+    translated = Structure(structure.lattice, structure.species, [*structure.frac_coords, 0.31, 0.77, 0.05])
     supercell = structure * (2, 1, 1)
     with torch.no_grad():
         for other in (rotated, permuted, translated):
@@ -191,8 +204,13 @@ def _tensors(structure: Structure):
     from crysloop.data.tensors import CrystalTensors
 
     lattice = torch.tensor(structure.lattice.matrix, dtype=torch.float32)[None]
-    return CrystalTensors(torch.tensor([s.specie.Z for s in structure]), torch.tensor(structure.frac_coords % 1.0,
-                          dtype=torch.float32), lattice, torch.tensor([len(structure)]), torch.zeros(1, 1))  # fmt: skip
+    return CrystalTensors(
+        torch.tensor([s.specie.Z for s in structure]),
+        torch.tensor(structure.frac_coords % 1.0, dtype=torch.float32),
+        lattice,
+        torch.tensor([len(structure)]),
+        torch.zeros(1, 1),
+    )
 
 
 def test_equiformer_model_is_invariant_and_equivariant():
@@ -213,7 +231,9 @@ def test_equiformer_model_is_invariant_and_equivariant():
 
     mu, logits, score = run(structure)
     rotation = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))[0]
-    rotated = Structure(Lattice(structure.lattice.matrix @ rotation.numpy().T), structure.species, structure.frac_coords)
+    rotated = Structure(
+        Lattice(structure.lattice.matrix @ rotation.numpy().T), structure.species, structure.frac_coords
+    )
     mu_r, logits_r, score_r = run(rotated)
     assert torch.allclose(mu_r, mu, atol=1e-4) and torch.allclose(logits_r, logits, atol=1e-4)
     assert torch.allclose(score_r, score @ rotation.float().T, atol=1e-4)
@@ -222,7 +242,7 @@ def test_equiformer_model_is_invariant_and_equivariant():
     mu_p, logits_p, score_p = run(permuted)
     assert torch.allclose(mu_p, mu, atol=1e-4) and torch.allclose(logits_p, logits[order], atol=1e-4)
     assert torch.allclose(score_p, score[order], atol=1e-4)
-    translated = Structure(structure.lattice, structure.species, structure.frac_coords + [0.31, 0.77, 0.05])
+    translated = Structure(structure.lattice, structure.species, [*structure.frac_coords, 0.31, 0.77, 0.05])
     mu_t, logits_t, score_t = run(translated)
     assert torch.allclose(mu_t, mu, atol=1e-4) and torch.allclose(score_t, score, atol=1e-4)
     supercell = structure * (2, 1, 1)  # pymatgen puts the copies of site i at 2i, 2i + 1
@@ -233,14 +253,15 @@ def test_equiformer_model_is_invariant_and_equivariant():
 
 
 def test_checkpoint_round_trip_and_kind_check(tmp_path, shared_data):
+    from crysloop.data.datasets import load_dataset
     from crysloop.models.cdvae import load_checkpoint, save_checkpoint, train_cdvae
     from crysloop.models.diffcsp import shipped_checkpoint_path as diffcsp_checkpoint
-    from crysloop.data.datasets import load_dataset
 
     records = load_dataset(shared_data / "mp_20_sample" / "val.csv.gz", progress=False)[:12]
     config = CDVAEConfig.preset("cpu-tiny", conditions=("formation_energy_per_atom", "formula"))
-    model, gan = train_cdvae(records, config, device="cpu", steps=2, gan_epochs=1,
-                             gan_config=GANConfig.preset("cpu-tiny"), progress=False)  # fmt: skip
+    model, gan = train_cdvae(
+        records, config, device="cpu", steps=2, gan_epochs=1, gan_config=GANConfig.preset("cpu-tiny"), progress=False
+    )
     path = save_checkpoint(model, tmp_path / "m.pt", gan)
     loaded, loaded_gan = load_checkpoint(path, device="cpu")
     assert loaded.config == model.config and loaded.config.property_stats == model.config.property_stats

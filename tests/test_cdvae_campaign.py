@@ -27,13 +27,28 @@ def test_generate_flow_with_condition_cdvae_plus(settings, prefect_harness, shar
 
     records = load_dataset(shared_data / "mp_20_sample" / "val.csv.gz", progress=False)
     checkpoint = tmp_path / "cdvae.pt"
-    train_cdvae(records, CDVAEConfig.preset("cpu-tiny", conditions=("formation_energy_per_atom", "formula")),
-                device="cpu", steps=1, gan_epochs=1, gan_config=GANConfig.preset("cpu-tiny"),
-                checkpoint_path=checkpoint, progress=False)  # fmt: skip
-    config = GenerationConfig(generator="condition-cdvae-plus", cdvae_model=CDVAEModelConfig(
-        checkpoint=str(checkpoint), candidates=4, steps_per_level=1, batch_size=4))
-    summary = generate_flow(n=6, conditions={"formation_energy_per_atom": -0.5, "stable": 1.0}, config=config,
-                            campaign="cdvae", device="cpu", seed=3)  # fmt: skip
+    train_cdvae(
+        records,
+        CDVAEConfig.preset("cpu-tiny", conditions=("formation_energy_per_atom", "formula")),
+        device="cpu",
+        steps=1,
+        gan_epochs=1,
+        gan_config=GANConfig.preset("cpu-tiny"),
+        checkpoint_path=checkpoint,
+        progress=False,
+    )
+    config = GenerationConfig(
+        generator="condition-cdvae-plus",
+        cdvae_model=CDVAEModelConfig(checkpoint=str(checkpoint), candidates=4, steps_per_level=1, batch_size=4),
+    )
+    summary = generate_flow(
+        n=6,
+        conditions={"formation_energy_per_atom": -0.5, "stable": 1.0},
+        config=config,
+        campaign="cdvae",
+        device="cpu",
+        seed=3,
+    )
     assert summary.conditions_stage2 in ({}, {"formation_energy_per_atom": -0.5})
     with database(readonly=True):
         stored = list(Candidate.objects(campaign="cdvae"))

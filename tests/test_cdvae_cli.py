@@ -1,4 +1,5 @@
-"""``crysloop train cdvae`` and ``crysloop sample cdvae|reconstruct``: a 2-step training run, sampling and reconstruction through the CLI, and one-line errors
+"""``crysloop train cdvae`` and ``crysloop sample cdvae|reconstruct``: a 2-step training run, sampling and
+reconstruction through the CLI, and one-line errors
 (nothing written) for bad conditions, formulas and checkpoints."""
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import pytest
 from pymatgen.core import Structure
 
 from crysloop.cli import main
-
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -31,9 +31,25 @@ def checkpoint(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as exit_info:
         patch.setenv("CRYSLOOP_DATA_DIR", str(folder / "data"))  # training records the checkpoint there
         get_settings.cache_clear()
-        main(["train", "cdvae", str(SHARED_DATA / "mp_20_sample" / "val.csv.gz"), "--preset", "cpu-tiny",
-              "--conditions", "formation_energy_per_atom,band_gap,formula", "--steps", "2", "--gan-epochs", "1",
-              "--device", "cpu", "--out", str(path)])  # fmt: skip
+        main(
+            [
+                "train",
+                "cdvae",
+                str(SHARED_DATA / "mp_20_sample" / "val.csv.gz"),
+                "--preset",
+                "cpu-tiny",
+                "--conditions",
+                "formation_energy_per_atom,band_gap,formula",
+                "--steps",
+                "2",
+                "--gan-epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--out",
+                str(path),
+            ]
+        )
     get_settings.cache_clear()
     assert exit_info.value.code == 0
     return path
@@ -51,9 +67,29 @@ def test_training_writes_checkpoint_and_log(checkpoint):
 
 def test_sample_with_conditions_and_formula(checkpoint, tmp_path, capsys):
     out = tmp_path / "cifs"
-    code, stdout, err = run(["sample", "cdvae", "--checkpoint", str(checkpoint), "--n", "2", "-c",
-                             "formation_energy_per_atom=-0.2", "-c", "band_gap=1", "--formula", "TiO2",
-                             "--candidates", "5", "--device", "cpu", "--out", str(out)], capsys)  # fmt: skip
+    code, stdout, err = run(
+        [
+            "sample",
+            "cdvae",
+            "--checkpoint",
+            str(checkpoint),
+            "--n",
+            "2",
+            "-c",
+            "formation_energy_per_atom=-0.2",
+            "-c",
+            "band_gap=1",
+            "--formula",
+            "TiO2",
+            "--candidates",
+            "5",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     files = sorted(out.glob("*.cif"))
     assert len(files) == 2
@@ -64,9 +100,24 @@ def test_sample_with_conditions_and_formula(checkpoint, tmp_path, capsys):
 
 def test_reconstruct_prints_match_rate(checkpoint, tmp_path, capsys, shared_data):
     out = tmp_path / "rec.json"
-    code, stdout, err = run(["sample", "reconstruct", str(shared_data / "mp_20_sample" / "test.csv.gz"),
-                             "--checkpoint", str(checkpoint), "--n", "3", "--steps-per-level", "1", "--device", "cpu",
-                             "--out", str(out)], capsys)  # fmt: skip
+    code, stdout, err = run(
+        [
+            "sample",
+            "reconstruct",
+            str(shared_data / "mp_20_sample" / "test.csv.gz"),
+            "--checkpoint",
+            str(checkpoint),
+            "--n",
+            "3",
+            "--steps-per-level",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     figures = json.loads(out.read_text())
     assert figures["n_pairs"] == 3 and 0.0 <= figures["match_rate"] <= 1.0 and "match rate" in stdout
@@ -84,8 +135,9 @@ def test_reconstruct_prints_match_rate(checkpoint, tmp_path, capsys, shared_data
 )
 def test_bad_sampling_input_is_one_error_line(checkpoint, tmp_path, capsys, extra, message):
     out = tmp_path / "never"
-    code, _, err = run(["sample", "cdvae", "--checkpoint", str(checkpoint), "--device", "cpu", "--out", str(out),
-                        *extra], capsys)  # fmt: skip
+    code, _, err = run(
+        ["sample", "cdvae", "--checkpoint", str(checkpoint), "--device", "cpu", "--out", str(out), *extra], capsys
+    )
     assert code == 1 and message in err and err.strip().startswith("error:") and len(err.strip().splitlines()) == 1
     assert not out.exists()
 
@@ -94,13 +146,31 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, capsys):
     from crysloop.models.diffcsp import shipped_checkpoint_path
 
     out = tmp_path / "never"
-    code, _, err = run(["sample", "cdvae", "--checkpoint", str(shipped_checkpoint_path()), "--n", "1", "--out",
-                        str(out)], capsys)  # fmt: skip
+    code, _, err = run(
+        ["sample", "cdvae", "--checkpoint", str(shipped_checkpoint_path()), "--n", "1", "--out", str(out)], capsys
+    )
     assert code == 1 and "crysloop-diffcsp checkpoint, not a ConditionCDVAE+" in err and not out.exists()
 
 
 def test_shipped_checkpoint_samples_offline(capsys):
-    code, stdout, err = run(["sample", "cdvae", "--n", "1", "--formula", "MoS2", "-c", "band_gap=1.5",
-                             "--steps-per-level", "1", "--candidates", "4", "--device", "cpu"], capsys)  # fmt: skip
+    code, stdout, err = run(
+        [
+            "sample",
+            "cdvae",
+            "--n",
+            "1",
+            "--formula",
+            "MoS2",
+            "-c",
+            "band_gap=1.5",
+            "--steps-per-level",
+            "1",
+            "--candidates",
+            "4",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "Mo1 S2" in stdout

@@ -10,13 +10,24 @@ from crysloop.errors import InputError
 from crysloop.models.checkpoint import read_checkpoint, write_checkpoint
 from crysloop.resources import asset_path
 
-SHIPPED = {"diffcsp_mp20_small.pt": "diffcsp", "cdvae_mp20_small.pt": "cdvae", "vdw-cdvae.pt": "cdvae",
-           "composition_lm.pt": "composition_lm"}  # fmt: skip
+SHIPPED = {
+    "diffcsp_mp20_small.pt": "diffcsp",
+    "cdvae_mp20_small.pt": "cdvae",
+    "vdw-cdvae.pt": "cdvae",
+    "composition_lm.pt": "composition_lm",
+}
 
 
 def test_round_trip_is_plain_data_with_the_kind_and_its_entries(tmp_path):
-    path = write_checkpoint(tmp_path / "sub" / "m.pt", "cdvae", {"a": 1}, {"w": torch.ones(2)}, {"steps": 3},
-                            {"step": 3}, gan={"cond_dim": 4})  # fmt: skip
+    path = write_checkpoint(
+        tmp_path / "sub" / "m.pt",
+        "cdvae",
+        {"a": 1},
+        {"w": torch.ones(2)},
+        {"steps": 3},
+        {"step": 3},
+        gan={"cond_dim": 4},
+    )
     raw = torch.load(path, weights_only=True)
     assert (raw["format"], raw["version"], raw["kind"]) == ("crysloop-checkpoint", 2, "cdvae")
     assert raw["gan"] == {"cond_dim": 4} and raw["training_state"] == {"step": 3}

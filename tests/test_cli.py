@@ -73,7 +73,12 @@ def test_unreadable_file_and_usage_errors(settings, tmp_path, capsys):
 
 def test_console_script_runs_in_a_fresh_process(settings):
     env = {**os.environ, "CRYSLOOP_DATA_DIR": str(settings.data_dir)}
-    result = subprocess.run([sys.executable, "-m", "crysloop", "db", "query", "--formula", "Na(Cl"],
-                            capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "crysloop", "db", "query", "--formula", "Na(Cl"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("error:") and "Traceback" not in result.stderr

@@ -34,8 +34,15 @@ def _interpolated() -> list[str]:
 
 def test_every_secret_is_required_not_defaulted_to_empty():
     required = {expr.split(":?")[0] for expr in _interpolated() if ":?" in expr}
-    secrets = {"MONGO_USER", "MONGO_PASSWORD", "MONGO_APP_USER", "MONGO_APP_PASSWORD", "POSTGRES_USER",
-               "POSTGRES_PASSWORD", "PREFECT_API_AUTH_STRING"}  # fmt: skip
+    secrets = {
+        "MONGO_USER",
+        "MONGO_PASSWORD",
+        "MONGO_APP_USER",
+        "MONGO_APP_PASSWORD",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+        "PREFECT_API_AUTH_STRING",
+    }
     assert secrets <= required
     for expr in _interpolated():
         name = re.split(r"[:?-]", expr)[0]
@@ -66,7 +73,9 @@ def test_prefect_api_requires_auth_for_server_and_clients():
     server = spec["services"]["prefect-server"]["environment"]
     assert server["PREFECT_SERVER_API_AUTH_STRING"].startswith("${PREFECT_API_AUTH_STRING:?")
     for name in ("worker", "worker-gpu"):
-        assert spec["services"][name]["environment"]["PREFECT_API_AUTH_STRING"] == server["PREFECT_SERVER_API_AUTH_STRING"]
+        assert (
+            spec["services"][name]["environment"]["PREFECT_API_AUTH_STRING"] == server["PREFECT_SERVER_API_AUTH_STRING"]
+        )
 
 
 def test_prefect_server_uses_postgres_and_workers_point_at_it():

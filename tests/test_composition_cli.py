@@ -30,20 +30,56 @@ def test_label_cli(tmp_path, capsys):
 def test_train_finetune_sample_cli(tmp_path, capsys, db):
     data = tmp_path / "train.csv"
     formulas = ["MgO", "NaCl", "Fe3O4", "GaAs", "Ni3Al", "ZnS", "KCl", "CaF2"] * 4
-    data.write_text("formula,e_above_hull,stable\n" + "".join(
-        f"{f},{0.01 * i},{i % 2}\n" for i, f in enumerate(formulas)))  # fmt: skip
+    data.write_text(
+        "formula,e_above_hull,stable\n" + "".join(f"{f},{0.01 * i},{i % 2}\n" for i, f in enumerate(formulas))
+    )
     ckpt = tmp_path / "lm.pt"
     common = ["--epochs", "1", "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--device", "cpu"]
-    code, out = _run(["train", "composition", str(data), "--out", str(ckpt), "--property", "ehull=e_above_hull",
-                      *common], capsys)  # fmt: skip
+    code, out = _run(
+        ["train", "composition", str(data), "--out", str(ckpt), "--property", "ehull=e_above_hull", *common], capsys
+    )
     assert code == 0 and ckpt.is_file(), out
     tuned = tmp_path / "tuned.pt"
-    code, out = _run(["train", "composition", str(data), "--init", str(ckpt), "--out", str(tuned), "--property",
-                      "stable:binary", "--epochs", "1", "--device", "cpu"], capsys)  # fmt: skip
+    code, out = _run(
+        [
+            "train",
+            "composition",
+            str(data),
+            "--init",
+            str(ckpt),
+            "--out",
+            str(tuned),
+            "--property",
+            "stable:binary",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert code == 0, out
-    code, out = _run(["sample", "composition", "--n", "25", "--checkpoint", str(tuned), "--condition", "ehull=0.0",
-                      "--condition", "stable=1", "--seed", "0", "--csv", str(tmp_path / "s.csv"),
-                      "--campaign", "c1"], capsys)  # fmt: skip
+    code, out = _run(
+        [
+            "sample",
+            "composition",
+            "--n",
+            "25",
+            "--checkpoint",
+            str(tuned),
+            "--condition",
+            "ehull=0.0",
+            "--condition",
+            "stable=1",
+            "--seed",
+            "0",
+            "--csv",
+            str(tmp_path / "s.csv"),
+            "--campaign",
+            "c1",
+        ],
+        capsys,
+    )
     assert code == 0, out
     from crysloop.infra.documents import GeneratedComposition
 
@@ -55,17 +91,20 @@ def test_train_finetune_sample_cli(tmp_path, capsys, db):
             assert sum(o.oxidation_state * o.count for o in document.oxidation_states) == 0
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert len(rows) == 25 and json.loads(rows[0]["oxidation_states"])
-    code, out = _run(["sample", "composition", "--n", "5", "--checkpoint", str(tuned), "--condition", "kappa=1",
-                      "--no-db"], capsys)  # fmt: skip
+    code, out = _run(
+        ["sample", "composition", "--n", "5", "--checkpoint", str(tuned), "--condition", "kappa=1", "--no-db"], capsys
+    )
     assert code == 1 and "not trained on condition 'kappa'" in out
-    code, out = _run(["sample", "composition", "--n", "5", "--checkpoint", str(tuned), "--condition", "ehull",
-                      "--no-db"], capsys)  # fmt: skip
+    code, out = _run(
+        ["sample", "composition", "--n", "5", "--checkpoint", str(tuned), "--condition", "ehull", "--no-db"], capsys
+    )
     assert code == 1 and "expected NAME=NUMBER" in out
 
 
 def test_shipped_checkpoint_samples(capsys):
     assert shipped_checkpoint_path().is_file()
     assert shipped_checkpoint_path().stat().st_size < 5 * 2**20
-    code, out = _run(["sample", "composition", "--n", "20", "--seed", "0", "--no-db", "--condition", "ehull=0.0"],
-                     capsys)  # fmt: skip
+    code, out = _run(
+        ["sample", "composition", "--n", "20", "--seed", "0", "--no-db", "--condition", "ehull=0.0"], capsys
+    )
     assert code == 0 and "20 compositions" in out

@@ -16,7 +16,7 @@ from crysloop.models.composition import (
 )
 from crysloop.models.composition.sampling import admissible
 
-TINY = dict(n_layer=1, n_head=2, n_embd=32, dropout=0.0)
+TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.0}
 
 
 @pytest.fixture(scope="module")

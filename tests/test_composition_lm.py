@@ -23,14 +23,17 @@ from crysloop.models.composition import (
     train_composition_lm,
 )
 
-TINY = dict(n_layer=1, n_head=2, n_embd=32, dropout=0.0)
+TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.0}
 
 
 @pytest.fixture(scope="module")
 def random_model() -> CompositionLM:
     torch.manual_seed(1)
-    return CompositionLM(CompositionLMConfig(**TINY, conditions=[ConditionSpec("stable", "binary"),
-                                                                  ConditionSpec("ehull", "continuous", 0.1, 0.2)]))  # fmt: skip
+    return CompositionLM(
+        CompositionLMConfig(
+            **TINY, conditions=[ConditionSpec("stable", "binary"), ConditionSpec("ehull", "continuous", 0.1, 0.2)]
+        )
+    )
 
 
 def _assert_valid_ionic(assignment) -> None:
@@ -101,8 +104,16 @@ def test_conditioning_moves_the_distribution():
         from pymatgen.core import Composition
 
         props["size"] = Composition(formula).num_atoms
-    model = train_composition_lm(compositions * 4, properties * 4, {"oxide": None, "size": None},
-                                 CompositionLMConfig(**TINY), epochs=60, batch_size=32, lr=5e-3, seed=0)  # fmt: skip
+    model = train_composition_lm(
+        compositions * 4,
+        properties * 4,
+        {"oxide": None, "size": None},
+        CompositionLMConfig(**TINY),
+        epochs=60,
+        batch_size=32,
+        lr=5e-3,
+        seed=0,
+    )
     assert model.conditions["oxide"].spec.kind == "binary" and model.conditions["size"].spec.kind == "continuous"
     oxide = sample_compositions(model, 300, {"oxide": 1}, seed=1)
     halide = sample_compositions(model, 300, {"oxide": 0}, seed=1)

@@ -38,8 +38,9 @@ def test_hand_built_cells_match_matminer(matminer_fp):
         Structure.from_spacegroup("Im-3m", Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]]),
         Structure.from_spacegroup("P6_3/mmc", Lattice.hexagonal(3.21, 5.21), ["Mg"], [[1 / 3, 2 / 3, 0.25]]),
         # a low-symmetry cell with random positions: no ties, every order parameter in general position
-        Structure(Lattice.from_parameters(4.1, 5.3, 6.2, 81, 97, 104), ["Li", "Co", "O", "O", "O", "P"],
-                  rng.random((6, 3))),
+        Structure(
+            Lattice.from_parameters(4.1, 5.3, 6.2, 81, 97, 104), ["Li", "Co", "O", "O", "O", "P"], rng.random((6, 3))
+        ),
     ]
     for cell in cells:
         np.testing.assert_allclose(ours(cell), reference(matminer_fp, cell), atol=1e-9, err_msg=cell.formula)

@@ -101,7 +101,7 @@ def test_extxyz_and_folder(perov_csv, tmp_path):
         record.structure.to(filename=str(folder / f"{record.material_id}.cif"))
     dataset[3].structure.to(filename=str(folder / "POSCAR"), fmt="poscar")
     (folder / "broken.cif").write_text("not a cif at all")
-    with pytest.raises(InputError, match="broken.cif"):
+    with pytest.raises(InputError, match=r"broken\.cif"):
         read_structures(folder, progress=False)
     loaded = read_structures(folder, skip_bad=True, progress=False)
     assert len(loaded) == 4 and len(loaded.skipped) == 1

@@ -13,12 +13,12 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
 from crysloop.data.datasets import read_structures
+from crysloop.errors import InputError
 from crysloop.infra import db as dbmod
 from crysloop.infra.documents import Campaign, Candidate, DFTJob, ScreeningResult
 from crysloop.infra.export import export_candidates
 from crysloop.infra.queries import CandidateFilter, find_candidates, query
 from crysloop.infra.store import NewCandidate, add_candidates
-from crysloop.errors import InputError
 
 
 def nacl(a: float = 5.64) -> Structure:
@@ -26,7 +26,9 @@ def nacl(a: float = 5.64) -> Structure:
 
 
 def gan() -> Structure:
-    return Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.19, 5.19), ["Ga", "N"], [[1/3, 2/3, 0], [1/3, 2/3, 0.377]])
+    return Structure.from_spacegroup(
+        "P6_3mc", Lattice.hexagonal(3.19, 5.19), ["Ga", "N"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.377]]
+    )
 
 
 def test_reinserting_is_a_noop_even_as_supercell_or_rotated(db):
@@ -73,7 +75,9 @@ def test_dft_state_machine_rejects_illegal_transitions(db):
 def _child(code: str, settings) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh Python process on the same data directory."""
     env = {**os.environ, "CRYSLOOP_DATA_DIR": str(settings.data_dir)}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def test_embedded_data_survives_the_process_and_refuses_a_second_writer(settings):
@@ -86,22 +90,28 @@ def test_embedded_data_survives_the_process_and_refuses_a_second_writer(settings
     assert second.returncode != 0
     assert "already open for writing" in second.stderr and "CRYSLOOP_MONGODB_URI" in second.stderr
 
-    reader = _child("""
+    reader = _child(
+        """
         from crysloop.infra.db import connect
         from crysloop.infra.documents import Campaign, Candidate
         connect(readonly=True)
         print(Candidate.objects(campaign="persist").count(), Campaign.objects.get(name="persist").status)
-    """, settings)
+    """,
+        settings,
+    )
     assert reader.stdout.split() == ["2", "running"], reader.stderr
     dbmod.disconnect()
 
-    writer = _child("""
+    writer = _child(
+        """
         from crysloop.infra.db import connect
         from crysloop.infra.documents import Candidate
         connect()
         Candidate.objects(formula="NaCl").delete()
         print(Candidate.objects.count())
-    """, settings)
+    """,
+        settings,
+    )
     assert writer.stdout.strip() == "1", writer.stderr
     dbmod.connect(settings)
     assert [c.formula for c in Candidate.objects] == ["GaN"]
@@ -109,22 +119,28 @@ def test_embedded_data_survives_the_process_and_refuses_a_second_writer(settings
 
 
 def test_readonly_connection_refuses_writes(settings):
-    with dbmod.database(settings, readonly=True):
-        with pytest.raises(dbmod.ReadOnlyDatabaseError):
-            Campaign(name="x").save()
+    with dbmod.database(settings, readonly=True), pytest.raises(dbmod.ReadOnlyDatabaseError):
+        Campaign(name="x").save()
 
 
 @pytest.fixture
 def populated(db, shared_data):
     records = read_structures(shared_data / "mp_20_sample" / "val.csv.gz", progress=False)[:30]
-    add_candidates([NewCandidate(r.structure, source="dataset", dataset="mp20", material_id=r.material_id)
-                    for r in records[:10]])  # fmt: skip
+    add_candidates(
+        [NewCandidate(r.structure, source="dataset", dataset="mp20", material_id=r.material_id) for r in records[:10]]
+    )
     add_candidates([NewCandidate(r.structure) for r in records[10:]], campaign="run-a", round_index=1)
     generated = list(Candidate.objects(campaign="run-a"))
     for i, candidate in enumerate(generated):
-        ScreeningResult(candidate=candidate, mlip="chgnet", campaign="run-a", formula=candidate.formula,
-                        e_above_hull=0.02 * i, phonon_stable=i % 2 == 0,
-                        relaxed_structure=candidate.structure).save()  # fmt: skip
+        ScreeningResult(
+            candidate=candidate,
+            mlip="chgnet",
+            campaign="run-a",
+            formula=candidate.formula,
+            e_above_hull=0.02 * i,
+            phonon_stable=i % 2 == 0,
+            relaxed_structure=candidate.structure,
+        ).save()
     DFTJob(candidate=generated[0], campaign="run-a", preset="crysvcd", state="pending").save()
     return records
 
@@ -151,7 +167,9 @@ def test_queries_filter_by_campaign_chemistry_stability_and_dft(populated):
         query(CandidateFilter(formula="Na(Cl"))
 
 
-@pytest.mark.parametrize("fmt,name", [("cif", "cifs"), ("extxyz", "out.extxyz"), ("csv", "out.csv"), ("json", "out.json")])
+@pytest.mark.parametrize(
+    "fmt,name", [("cif", "cifs"), ("extxyz", "out.extxyz"), ("csv", "out.csv"), ("json", "out.json")]
+)
 def test_export_formats_read_back(populated, tmp_path, fmt, name):
     candidates = list(find_candidates(CandidateFilter(campaign="run-a", limit=None)))
     written = export_candidates(candidates, tmp_path / name, fmt)

@@ -38,9 +38,15 @@ def screened(db, shared_data):
     si = Structure.from_file(shared_data / "vasp" / "Si.cif")
     best = _candidate(si, "si", "c1")
     ScreeningResult(
-        candidate=best, mlip="chgnet", campaign="c1", formula="Si", status="ok", e_above_hull=0.01,
-        energy_per_atom=MLIP_ENERGY, relaxed_structure=si.as_dict(),
-    ).save()  # fmt: skip
+        candidate=best,
+        mlip="chgnet",
+        campaign="c1",
+        formula="Si",
+        status="ok",
+        e_above_hull=0.01,
+        energy_per_atom=MLIP_ENERGY,
+        relaxed_structure=si.as_dict(),
+    ).save()
     broken = _candidate(si.copy().scale_lattice(60.0), "si-broken", "c1")
     ScreeningResult(candidate=broken, mlip="chgnet", campaign="c1", status="failed", e_above_hull=-1.0).save()
     gaas = Structure(si.lattice, ["Ga", "As"], si.frac_coords)
@@ -53,9 +59,13 @@ def screened(db, shared_data):
 
 def _run_settings(fake, shared_data) -> RunSettings:
     return RunSettings(
-        vasp_cmd=str(fake), max_errors=2, potcar_spec=True, enmax={"Si": 245.345, "Ga": 282.7, "As": 208.7},
-        validators=(VasprunXMLValidator(),), polling_time_step=0.05,
-    )  # fmt: skip
+        vasp_cmd=str(fake),
+        max_errors=2,
+        potcar_spec=True,
+        enmax={"Si": 245.345, "Ga": 282.7, "As": 208.7},
+        validators=(VasprunXMLValidator(),),
+        polling_time_step=0.05,
+    )
 
 
 def test_dft_flow_fails_then_resumes_to_completion(prefect_harness, screened, tmp_path, shared_data, settings):
@@ -138,8 +148,9 @@ def test_cli_resume_and_report(prefect_harness, screened, tmp_path, shared_data,
     assert "unknown DFT preset" in capsys.readouterr().err
 
 
-def test_dft_flow_reruns_a_job_its_killed_predecessor_left_running(prefect_harness, screened, tmp_path, shared_data,
-                                                                   settings):  # fmt: skip
+def test_dft_flow_reruns_a_job_its_killed_predecessor_left_running(
+    prefect_harness, screened, tmp_path, shared_data, settings
+):
     import subprocess
     import sys
 

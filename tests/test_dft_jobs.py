@@ -23,17 +23,29 @@ def si_candidate(db, shared_data):
     relaxed = si.copy()
     relaxed.scale_lattice(si.volume * 1.02)
     ScreeningResult(
-        candidate=candidate, mlip="chgnet", campaign="c1", status="ok", e_above_hull=0.0, energy_per_atom=-5.3,
+        candidate=candidate,
+        mlip="chgnet",
+        campaign="c1",
+        status="ok",
+        e_above_hull=0.0,
+        energy_per_atom=-5.3,
         relaxed_structure=relaxed.as_dict(),
-    ).save()  # fmt: skip
+    ).save()
     return candidate, relaxed
 
 
 def test_uncovered_candidates_are_not_queued_however_low_their_energy_above_hull(si_candidate):
     candidate, relaxed = si_candidate
     other = Candidate(structure_hash="x", structure=relaxed.as_dict(), formula="Si", chemsys="Si", campaign="c1").save()
-    ScreeningResult(candidate=other, mlip="chgnet", campaign="c1", status="ok", e_above_hull=-1.5, hull_covered=False,
-                    relaxed_structure=relaxed.as_dict()).save()  # fmt: skip
+    ScreeningResult(
+        candidate=other,
+        mlip="chgnet",
+        campaign="c1",
+        status="ok",
+        e_above_hull=-1.5,
+        hull_covered=False,
+        relaxed_structure=relaxed.as_dict(),
+    ).save()
     assert [job.candidate.id for job in queue_top_candidates("c1", "crysvcd", top_n=5)] == [candidate.id]
 
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 from custodian.vasp.validators import VasprunXMLValidator
-from monty.os.path import zpath
 from dft_fakes import RELAX_1, RELAX_2, fake_vasp_calls, write_fake_vasp
+from monty.os.path import zpath
 from pymatgen.core import Structure
 from pymatgen.io.vasp import Incar, Vasprun
 

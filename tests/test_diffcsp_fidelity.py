@@ -63,9 +63,14 @@ def test_missing_values_are_never_conditions():
 def test_default_config_has_paper_settings_and_old_ones_as_options():
     config = Config()
     assert (config.cost_type, config.grad_clip, config.grad_clip_mode, config.property_drop_mode) == (
-        20.0, 0.5, "value", "joint")
-    legacy = Config.from_dict({**config.to_dict(), "cost_type": 1.0, "grad_clip_mode": "norm",
-                               "property_drop_mode": "independent"})
+        20.0,
+        0.5,
+        "value",
+        "joint",
+    )
+    legacy = Config.from_dict(
+        {**config.to_dict(), "cost_type": 1.0, "grad_clip_mode": "norm", "property_drop_mode": "independent"}
+    )
     assert (legacy.cost_type, legacy.grad_clip_mode, legacy.property_drop_mode) == (1.0, "norm", "independent")
 
 

@@ -46,8 +46,9 @@ def test_a_new_condition_changes_nothing_until_trained(base, labelled):
 
 
 def test_conditions_scope_trains_the_embedding_and_keeps_the_denoiser(base, labelled):
-    tuned = finetune_diffcsp(base, labelled, new_properties=["stable"], steps=5, device="cpu", progress=False,
-                             scope="conditions")  # fmt: skip
+    tuned = finetune_diffcsp(
+        base, labelled, new_properties=["stable"], steps=5, device="cpu", progress=False, scope="conditions"
+    )
     base_state = base.state_dict()
     for name, value in tuned.state_dict().items():
         if name.startswith("denoiser."):
@@ -57,11 +58,15 @@ def test_conditions_scope_trains_the_embedding_and_keeps_the_denoiser(base, labe
     lattice_uncond, _ = _outputs(tuned, 0.0)
     assert not torch.allclose(lattice_cond, lattice_uncond)
     everything = finetune_diffcsp(base, labelled, new_properties=["stable"], steps=5, device="cpu", progress=False)
-    moved = [n for n, v in everything.state_dict().items() if n.startswith("denoiser.")
-             and not torch.allclose(v, base_state[n], atol=1e-6, rtol=0)]  # fmt: skip
+    moved = [
+        n
+        for n, v in everything.state_dict().items()
+        if n.startswith("denoiser.") and not torch.allclose(v, base_state[n], atol=1e-6, rtol=0)
+    ]
     assert moved  # scope "all" (the default of the model API) trains the denoiser too
     with pytest.raises(InputError):
-        finetune_diffcsp(base, labelled, new_properties=["stable"], steps=1, device="cpu", progress=False,
-                         scope="denoiser")  # fmt: skip
+        finetune_diffcsp(
+            base, labelled, new_properties=["stable"], steps=1, device="cpu", progress=False, scope="denoiser"
+        )
     with pytest.raises(InputError, match="needs a condition"):
         finetune_diffcsp(base, labelled, steps=1, device="cpu", progress=False, scope="conditions")

@@ -59,15 +59,21 @@ def test_score_norm_matches_monte_carlo():
 
 
 def _outputs(model, batch, lattice, frac):
-    latent = model.latent(torch.full((len(batch.num_atoms),), 300), batch.properties,
-                          torch.ones_like(batch.properties), None)
+    latent = model.latent(
+        torch.full((len(batch.num_atoms),), 300), batch.properties, torch.ones_like(batch.properties), None
+    )
     return model(model.type_features(batch.atom_types), frac, lattice, batch.num_atoms, latent)
 
 
 def test_denoiser_symmetries(perov_tensors):
     torch.manual_seed(0)
-    model = DiffCSP(DiffCSPConfig.preset("cpu-tiny", properties=("heat_ref", "dir_gap"),
-                                         property_stats={"heat_ref": (0.0, 1.0), "dir_gap": (0.0, 1.0)})).eval()
+    model = DiffCSP(
+        DiffCSPConfig.preset(
+            "cpu-tiny",
+            properties=("heat_ref", "dir_gap"),
+            property_stats={"heat_ref": (0.0, 1.0), "dir_gap": (0.0, 1.0)},
+        )
+    ).eval()
     batch = perov_tensors.select(torch.arange(4))
     eps_l, score, types = _outputs(model, batch, batch.lattice, batch.frac_coords)
     assert types is None and eps_l.shape == (4, 3, 3) and score.shape == (20, 3)
@@ -81,8 +87,9 @@ def test_denoiser_symmetries(perov_tensors):
     assert torch.allclose(score_shift, score, atol=1e-4)
     # permuting the atoms of a crystal permutes the score
     perm = torch.cat([torch.tensor([4, 2, 0, 1, 3]), torch.arange(5, 20)])
-    permuted = type(batch)(batch.atom_types[perm], batch.frac_coords[perm], batch.lattice, batch.num_atoms,
-                           batch.properties)
+    permuted = type(batch)(
+        batch.atom_types[perm], batch.frac_coords[perm], batch.lattice, batch.num_atoms, batch.properties
+    )
     _, score_perm, _ = _outputs(model, permuted, permuted.lattice, permuted.frac_coords)
     assert torch.allclose(score_perm, score[perm], atol=1e-4)
 
@@ -90,10 +97,14 @@ def test_denoiser_symmetries(perov_tensors):
 def test_loss_backward_both_modes(perov_tensors):
     batch = perov_tensors.select(torch.arange(16))
     for mode in ("csp", "abinitio"):
-        model = DiffCSP(DiffCSPConfig.preset("cpu-tiny", mode=mode, properties=("heat_ref",),
-                                             property_stats={"heat_ref": (1.0, 0.5)}))
-        losses = model.loss(type(batch)(batch.atom_types, batch.frac_coords, batch.lattice, batch.num_atoms,
-                                        batch.properties[:, :1]))
+        model = DiffCSP(
+            DiffCSPConfig.preset(
+                "cpu-tiny", mode=mode, properties=("heat_ref",), property_stats={"heat_ref": (1.0, 0.5)}
+            )
+        )
+        losses = model.loss(
+            type(batch)(batch.atom_types, batch.frac_coords, batch.lattice, batch.num_atoms, batch.properties[:, :1])
+        )
         assert set(losses) == ({"loss", "lattice", "coord"} | ({"type"} if mode == "abinitio" else set()))
         losses["loss"].backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -113,8 +124,16 @@ def test_training_lowers_loss_and_checkpoint_resumes(perov_records, tmp_path):
     torch.set_num_threads(1)
     config = DiffCSPConfig.preset("cpu-tiny", properties=("heat_ref",), lr=3e-3)
     ckpt, log = tmp_path / "m.pt", tmp_path / "m.jsonl"
-    model = train_diffcsp(perov_records, config, device="cpu", epochs=12, checkpoint_path=ckpt, log_path=log,
-                          checkpoint_every=6, progress=False)
+    model = train_diffcsp(
+        perov_records,
+        config,
+        device="cpu",
+        epochs=12,
+        checkpoint_path=ckpt,
+        log_path=log,
+        checkpoint_every=6,
+        progress=False,
+    )
     lines = [line for line in log.read_text().splitlines() if line]
     first, last = (__import__("json").loads(lines[i]) for i in (0, -1))
     assert len(lines) == 12 and last["step"] == 12 * 3
@@ -123,21 +142,24 @@ def test_training_lowers_loss_and_checkpoint_resumes(perov_records, tmp_path):
     loaded = load_checkpoint(ckpt, device="cpu")
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
-    resumed = train_diffcsp(perov_records, model.config, device="cpu", epochs=14, checkpoint_path=ckpt,
-                            resume=True, progress=False)
+    resumed = train_diffcsp(
+        perov_records, model.config, device="cpu", epochs=14, checkpoint_path=ckpt, resume=True, progress=False
+    )
     assert read_checkpoint(ckpt)["training_state"]["step"] == 14 * 3
     assert isinstance(resumed, DiffCSP)
     slim = save_checkpoint(resumed, tmp_path / "slim.pt")
     assert "training_state" not in read_checkpoint(slim)
     with pytest.raises(InputError):
-        train_diffcsp(perov_records, model.config, device="cpu", epochs=15, checkpoint_path=slim, resume=True,
-                      progress=False)
+        train_diffcsp(
+            perov_records, model.config, device="cpu", epochs=15, checkpoint_path=slim, resume=True, progress=False
+        )
 
 
 def test_finetune_adds_property_and_keeps_weights(perov_records):
     base = DiffCSP(DiffCSPConfig.preset("cpu-tiny", properties=("heat_ref",), property_stats={"heat_ref": (1.0, 1.0)}))
-    tuned = finetune_diffcsp(base, perov_records, new_properties=["dir_gap"], steps=1, lr=1e-12, device="cpu",
-                             progress=False)
+    tuned = finetune_diffcsp(
+        base, perov_records, new_properties=["dir_gap"], steps=1, lr=1e-12, device="cpu", progress=False
+    )
     assert tuned.config.properties == ("heat_ref", "dir_gap")
     assert tuned.config.property_stats["heat_ref"] == (1.0, 1.0)
     assert len(tuned.property_embeddings) == 2
@@ -146,5 +168,4 @@ def test_finetune_adds_property_and_keeps_weights(perov_records):
         if name in base_state and value.is_floating_point() and name != "num_atoms_counts":
             assert torch.allclose(value, base_state[name], atol=1e-6), name
     with pytest.raises(InputError):
-        finetune_diffcsp(base, perov_records, new_properties=["no_such_column"], steps=1, device="cpu",
-                         progress=False)
+        finetune_diffcsp(base, perov_records, new_properties=["no_such_column"], steps=1, device="cpu", progress=False)

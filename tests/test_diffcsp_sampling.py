@@ -15,8 +15,7 @@ from crysloop.models.diffcsp import (
     sample_tensors,
     shipped_checkpoint_path,
 )
-from crysloop.models.diffcsp.corruption import wrapped_normal_score
-from crysloop.models.diffcsp.corruption import NoiseSchedule
+from crysloop.models.diffcsp.corruption import NoiseSchedule, wrapped_normal_score
 from crysloop.models.diffcsp.sampler import _ddpm_step, _Guided
 
 TARGET_LATTICE = torch.tensor([[3.9, 0.0, 0.0], [0.0, 4.1, 0.0], [0.3, 0.0, 4.0]])
@@ -46,8 +45,9 @@ class OracleDiffCSP(DiffCSP):
 def test_reverse_process_recovers_crystal_with_exact_predictions(steps, step_lr):
     oracle = OracleDiffCSP(DiffCSPConfig.preset("cpu-tiny", timesteps=1000))
     gen = torch.Generator().manual_seed(0)
-    out = sample_tensors(oracle, torch.tensor([3, 3]), torch.tensor([8, 8, 8] * 2), steps=steps, step_lr=step_lr,
-                         generator=gen)
+    out = sample_tensors(
+        oracle, torch.tensor([3, 3]), torch.tensor([8, 8, 8] * 2), steps=steps, step_lr=step_lr, generator=gen
+    )
     assert torch.allclose(out.lattice, TARGET_LATTICE.expand(2, 3, 3), atol=1e-3)
     error = (out.frac_coords - TARGET_COORDS.repeat(2, 1) + 0.5) % 1.0 - 0.5
     assert error.abs().max() < 0.02
@@ -100,10 +100,12 @@ def test_shipped_checkpoint_is_small_and_conditioned(shipped):
 
 def test_shipped_model_predicts_structures_for_compositions(shipped):
     compositions = [Composition("SrTiO3"), "Na2Cl2", "Si2"]
-    first = sample_structures(shipped, compositions, steps=25, seed=7, device="cpu",
-                              conditions={"band_gap": 2.0}, guidance=1.0)
-    again = sample_structures(shipped, compositions, steps=25, seed=7, device="cpu",
-                              conditions={"band_gap": 2.0}, guidance=1.0)
+    first = sample_structures(
+        shipped, compositions, steps=25, seed=7, device="cpu", conditions={"band_gap": 2.0}, guidance=1.0
+    )
+    again = sample_structures(
+        shipped, compositions, steps=25, seed=7, device="cpu", conditions={"band_gap": 2.0}, guidance=1.0
+    )
     assert [s.composition for s in first] == [Composition(c) for c in compositions]
     for a, b in zip(first, again):
         assert torch.allclose(torch.tensor(a.lattice.matrix), torch.tensor(b.lattice.matrix))
@@ -137,8 +139,25 @@ def test_cli_sample_writes_cifs(tmp_path, capsys):
     from crysloop.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["sample", "structure", "CsPbI3", "--samples", "2", "--steps", "10", "--device", "cpu",
-              "--condition", "band_gap=1.5", "--guidance", "1", "--out", str(tmp_path)])
+        main(
+            [
+                "sample",
+                "structure",
+                "CsPbI3",
+                "--samples",
+                "2",
+                "--steps",
+                "10",
+                "--device",
+                "cpu",
+                "--condition",
+                "band_gap=1.5",
+                "--guidance",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
     assert exit_info.value.code == 0
     cifs = sorted(tmp_path.glob("*.cif"))
     assert len(cifs) == 2

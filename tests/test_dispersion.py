@@ -23,8 +23,9 @@ def test_d3_is_attractive_and_decays():
 
 
 def test_with_d3_adds_dispersion_to_the_potential():
-    atoms = Atoms("Cu4", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-                  cell=np.eye(3) * 3.7, pbc=True)
+    atoms = Atoms(
+        "Cu4", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], cell=np.eye(3) * 3.7, pbc=True
+    )
     base = atoms.copy()
     base.calc = EMT()
     dispersion = atoms.copy()

@@ -217,8 +217,13 @@ def test_a_writer_killed_at_any_write_fsync_or_rename_loses_nothing_acknowledged
     die_at, survived = 1, 0
     while True:
         folder = tmp_path / f"db-{die_at}"
-        run = subprocess.run([sys.executable, str(script), str(folder), str(die_at)], capture_output=True, text=True,
-                             env=env, timeout=120)  # fmt: skip
+        run = subprocess.run(
+            [sys.executable, str(script), str(folder), str(die_at)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         if run.returncode == 0:
             break
         assert run.returncode == 137, run.stderr

@@ -18,14 +18,21 @@ TOL = 1e-4
 def _cells() -> list[Structure]:
     """A few MP-20-like cells: rock salt, a cubic perovskite, a distorted triclinic ternary, a 2D-like layer."""
     rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    perovskite = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
-                           [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    perovskite = Structure(
+        Lattice.cubic(3.9),
+        ["Sr", "Ti", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
     rng = np.random.default_rng(0)
-    triclinic = Structure(Lattice.from_parameters(4.1, 5.3, 6.2, 81.0, 97.0, 104.0), ["Li", "Fe", "P", "O", "O", "O"],
-                          rng.random((6, 3)))
-    layer = Structure(Lattice.from_parameters(3.0, 3.2, 18.0, 90.0, 90.0, 117.0), ["Mo", "S", "S"],
-                      [[0, 0, 0.5], [1 / 3, 2 / 3, 0.41], [1 / 3, 2 / 3, 0.59]])
-    return [rocksalt, perovskite, triclinic, layer]  # fmt: skip
+    triclinic = Structure(
+        Lattice.from_parameters(4.1, 5.3, 6.2, 81.0, 97.0, 104.0), ["Li", "Fe", "P", "O", "O", "O"], rng.random((6, 3))
+    )
+    layer = Structure(
+        Lattice.from_parameters(3.0, 3.2, 18.0, 90.0, 90.0, 117.0),
+        ["Mo", "S", "S"],
+        [[0, 0, 0.5], [1 / 3, 2 / 3, 0.41], [1 / 3, 2 / 3, 0.59]],
+    )
+    return [rocksalt, perovskite, triclinic, layer]
 
 
 def _tensors(structures: list[Structure]) -> tuple[torch.Tensor, ...]:
@@ -110,8 +117,10 @@ def test_supercell_gives_the_same_atoms(network, inputs, reference):
         atoms = torch.nonzero(batch == b).flatten()
         for copy in range(2):
             parts["feats"].append(feats[atoms])
-            parts["frac"].append((frac[atoms] + torch.tensor([copy, 0.0, 0.0], dtype=torch.float64)) / torch.tensor(
-                [2.0, 1.0, 1.0], dtype=torch.float64))
+            parts["frac"].append(
+                (frac[atoms] + torch.tensor([copy, 0.0, 0.0], dtype=torch.float64))
+                / torch.tensor([2.0, 1.0, 1.0], dtype=torch.float64)
+            )
             parts["batch"].append(batch[atoms])
             parts["source"].append(atoms)
     doubled = lattice * torch.tensor([2.0, 1.0, 1.0], dtype=torch.float64)[None, :, None]
@@ -216,8 +225,9 @@ def test_edge_rotation_turns_each_edge_onto_the_polar_axis():
     local = (full[:, 1:4, 1:4] @ (vectors / vectors.norm(dim=1, keepdim=True))[:, :, None]).squeeze(-1)
     assert torch.allclose(local, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64).expand(50, 3), atol=1e-12)
     turned = torch.zeros(16, 16, dtype=torch.float64)
-    turned[edge_frame_index(3, 3)] = EdgeRotation(3, 3)(vectors[:1] @ o3.angles_to_matrix(
-        *torch.tensor([0.3, 1.2, 2.2], dtype=torch.float64)).T)[0]  # fmt: skip
+    turned[edge_frame_index(3, 3)] = EdgeRotation(3, 3)(
+        vectors[:1] @ o3.angles_to_matrix(*torch.tensor([0.3, 1.2, 2.2], dtype=torch.float64)).T
+    )[0]
     wigner = o3.Irreps.spherical_harmonics(3).D_from_angles(*torch.tensor([0.3, 1.2, 2.2], dtype=torch.float64))
     roll = turned @ wigner @ full[0].T  # the same edge, turned: frames differ only by a roll about the axis
     assert torch.allclose(roll[0, 0], torch.tensor(1.0, dtype=torch.float64)) and abs(float(roll[2, 2]) - 1) < 1e-12

@@ -29,8 +29,23 @@ def test_cli_writes_json_markdown_and_plots(tmp_path, settings):
     write_records_csv(_records("train", [0.0, 0.0, 0.0])[:1], tmp_path / "train.csv")
     out = tmp_path / "report"
     with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", "--generated", str(tmp_path / "gen.csv"), "--reference", str(tmp_path / "ref.csv.gz"),
-              "--train", str(tmp_path / "train.csv"), "--dataset", "mp20", "--out", str(out), "--jobs", "1"])
+        main(
+            [
+                "evaluate",
+                "--generated",
+                str(tmp_path / "gen.csv"),
+                "--reference",
+                str(tmp_path / "ref.csv.gz"),
+                "--train",
+                str(tmp_path / "train.csv"),
+                "--dataset",
+                "mp20",
+                "--out",
+                str(out),
+                "--jobs",
+                "1",
+            ]
+        )
     assert exit_info.value.code == 0
     report = json.loads((out / "report.json").read_text())
     metrics = report["metrics"]
@@ -45,8 +60,21 @@ def test_cli_writes_json_markdown_and_plots(tmp_path, settings):
 def test_cli_unknown_dataset_is_one_error_line(tmp_path, settings, capsys):
     write_records_csv(_records("gen", [0.0, 0.0, 0.0]), tmp_path / "gen.csv")
     with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", "--generated", str(tmp_path / "gen.csv"), "--reference", str(tmp_path / "gen.csv"),
-              "--dataset", "unknown", "--jobs", "1", "--out", str(tmp_path / "o")])
+        main(
+            [
+                "evaluate",
+                "--generated",
+                str(tmp_path / "gen.csv"),
+                "--reference",
+                str(tmp_path / "gen.csv"),
+                "--dataset",
+                "unknown",
+                "--jobs",
+                "1",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "error:" in err and "coverage thresholds" in err and "Traceback" not in err
@@ -59,15 +87,32 @@ def test_cli_counts_overlapping_and_exploded_samples_as_invalid(tmp_path, settin
     folder.mkdir()
     good = _records("gen", [0.0, 0.0, 0.0])
     overlapping = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0.1, 0.1, 0.1], [0.15, 0.1, 0.1]])  # 0.25 A
-    exploded = Structure(Lattice.from_parameters(1312.7, 1108.7, 9115.3, 87.8, 91.0, 10.6), ["Na", "Cl"],
-                         [[0.46, 0.55, 0.77], [0.9, 0.74, 0.06]])
+    exploded = Structure(
+        Lattice.from_parameters(1312.7, 1108.7, 9115.3, 87.8, 91.0, 10.6),
+        ["Na", "Cl"],
+        [[0.46, 0.55, 0.77], [0.9, 0.74, 0.06]],
+    )
     for i, structure in enumerate([good[0].structure, good[1].structure, overlapping, exploded]):
         structure.to(filename=str(folder / f"{i}.cif"))
     write_records_csv(good, tmp_path / "ref.csv")
     out = tmp_path / "report"
     with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", "--generated", str(folder), "--reference", str(tmp_path / "ref.csv"), "--dataset", "mp20",
-              "--out", str(out), "--jobs", "1", "--no-cache"])
+        main(
+            [
+                "evaluate",
+                "--generated",
+                str(folder),
+                "--reference",
+                str(tmp_path / "ref.csv"),
+                "--dataset",
+                "mp20",
+                "--out",
+                str(out),
+                "--jobs",
+                "1",
+                "--no-cache",
+            ]
+        )
     assert exit_info.value.code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["counts"]["generated"] == 4 and report["counts"]["valid"] == 2

@@ -9,6 +9,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.operations import SymmOp
 
+from crysloop.errors import InputError
 from crysloop.evaluation import evaluate, write_report
 from crysloop.evaluation.coverage import coverage, coverage_cutoffs
 from crysloop.evaluation.fingerprints import (
@@ -18,7 +19,6 @@ from crysloop.evaluation.fingerprints import (
 )
 from crysloop.evaluation.matching import novel_mask, reconstruction, unique_mask
 from crysloop.evaluation.parallel import parallel_map
-from crysloop.errors import InputError
 
 
 def rocksalt(a=5.64, cation="Na", anion="Cl"):
@@ -41,7 +41,8 @@ def rutile():
 
 def perovskite():
     return Structure(
-        Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
+        Lattice.cubic(3.9),
+        ["Sr", "Ti", "O", "O", "O"],
         [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
     )
 
@@ -117,7 +118,9 @@ def test_rotated_translated_copy_matches_with_zero_rmse():
     assert result["match_rate"] == pytest.approx(2 / 3)
     assert result["rms_dist"] == pytest.approx(0.0, abs=1e-6)
     # A match also needs a valid ground truth (DiffCSP).
-    assert reconstruction(predicted, truths, [True] * 3, [False, True, True], n_jobs=1)["match_rate"] == pytest.approx(1 / 3)
+    assert reconstruction(predicted, truths, [True] * 3, [False, True, True], n_jobs=1)["match_rate"] == pytest.approx(
+        1 / 3
+    )
 
 
 def test_perturbed_copy_matches_with_small_rmse():
@@ -146,9 +149,16 @@ def test_evaluate_suite_and_report_files(tmp_path, cache):
     unbalanced = Structure(Lattice.cubic(4.0), ["Na", "Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0.5, 0.5]])
     generated = [moved(s) for s in reference] + [moved(rocksalt()), overlapping, unbalanced]
     report = evaluate(
-        generated, reference, train=[rutile()], dataset="mp20", ground_truth=reference + reference[:3],
-        generated_energy_per_atom=[-1.0] * 8, reference_energy_per_atom=[-1.0] * 5,
-        stable=[True, True, False, True, True, True, True, True], n_jobs=1, cache=cache,
+        generated,
+        reference,
+        train=[rutile()],
+        dataset="mp20",
+        ground_truth=reference + reference[:3],
+        generated_energy_per_atom=[-1.0] * 8,
+        reference_energy_per_atom=[-1.0] * 5,
+        stable=[True, True, False, True, True, True, True, True],
+        n_jobs=1,
+        cache=cache,
     )
     m = report.metrics
     assert m["comp_valid"] == pytest.approx(7 / 8) and m["struct_valid"] == pytest.approx(7 / 8)

@@ -16,7 +16,7 @@ from crysloop.evaluation.matching import (
     _prepare,
     novel_mask,
     unique_mask,
-)  # fmt: skip
+)
 
 
 def _all_pairs_unique(structures, tolerances=PYMATGEN_TOLERANCES):
@@ -32,7 +32,7 @@ def _all_pairs_unique(structures, tolerances=PYMATGEN_TOLERANCES):
                     continue
                 try:
                     duplicate = matcher.fit(s, rep)
-                except Exception:  # noqa: BLE001 - a failed fit is no match
+                except Exception:
                     duplicate = False
                 if duplicate:
                     break
@@ -47,10 +47,12 @@ def _variants(rng: np.random.Generator) -> list[Structure]:
     shuffled and rotated copies and unrelated random cells, so buckets hold matches and near-misses."""
     bases = [
         Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-        Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.59, 2.96), ["Ti", "O"],
-                                  [[0, 0, 0], [0.305, 0.305, 0]]),
-        Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.9), ["Sr", "Ti", "O"],
-                                  [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]]),
+        Structure.from_spacegroup(
+            "P4_2/mnm", Lattice.tetragonal(4.59, 2.96), ["Ti", "O"], [[0, 0, 0], [0.305, 0.305, 0]]
+        ),
+        Structure.from_spacegroup(
+            "Pm-3m", Lattice.cubic(3.9), ["Sr", "Ti", "O"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]]
+        ),
     ]
     out = []
     for base in bases:
@@ -70,8 +72,11 @@ def _variants(rng: np.random.Generator) -> list[Structure]:
                 s = Structure(s.lattice, [s.species[i] for i in order], s.frac_coords[order])
                 s.apply_operation(SymmOp.from_axis_angle_and_translation(rng.normal(size=3), rng.uniform(0, 360)))
             else:
-                s = Structure(Lattice.from_parameters(*(rng.uniform(3, 7, 3)), *(rng.uniform(70, 110, 3))),
-                              s.species, rng.random((len(s), 3)))
+                s = Structure(
+                    Lattice.from_parameters(*(rng.uniform(3, 7, 3)), *(rng.uniform(70, 110, 3))),
+                    s.species,
+                    rng.random((len(s), 3)),
+                )
             out.append(s)
     rng.shuffle(out)
     return out
@@ -112,8 +117,10 @@ def test_novel_mask_equals_all_pairs():
     matcher = PYMATGEN_TOLERANCES.matcher()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        expected = [not any(t.composition.reduced_formula == g.composition.reduced_formula and matcher.fit(g, t)
-                            for t in train) for g in generated]  # fmt: skip
+        expected = [
+            not any(t.composition.reduced_formula == g.composition.reduced_formula and matcher.fit(g, t) for t in train)
+            for g in generated
+        ]
     assert novel_mask(generated, train, n_jobs=1).tolist() == expected
     assert 0 < sum(expected) < len(expected)
 
@@ -122,8 +129,14 @@ def _one_composition(rng: np.random.Generator, kinds: int, n: int) -> list[Struc
     """``n`` crystals of one composition and site count: ``kinds`` random P1 cells of one shape family (the worst
     case for bucketing), copied rotated, site-shuffled and perturbed, some as 1x1x2 supercells."""
     species = ["Li", "Li", "Fe", "P", "O", "O", "O", "O"]
-    prototypes = [Structure(Lattice.from_parameters(*rng.uniform(4.0, 6.0, 3), *rng.uniform(70, 110, 3)), species,
-                            rng.random((len(species), 3))) for _ in range(kinds)]  # fmt: skip
+    prototypes = [
+        Structure(
+            Lattice.from_parameters(*rng.uniform(4.0, 6.0, 3), *rng.uniform(70, 110, 3)),
+            species,
+            rng.random((len(species), 3)),
+        )
+        for _ in range(kinds)
+    ]
     out = []
     for _ in range(n):
         s = prototypes[int(rng.integers(kinds))].copy()
@@ -159,7 +172,8 @@ def test_lattice_test_is_necessary_and_prunes():
         for j, target in enumerate(prepared):
             ratio = (target.structure.volume / candidate.structure.volume) ** (1 / 6)
             mappings = Lattice(candidate.structure.lattice.matrix * ratio).find_all_mappings(
-                Lattice(target.structure.lattice.matrix / ratio), ltol=0.2, atol=5.0, skip_rotation_matrix=True)
+                Lattice(target.structure.lattice.matrix / ratio), ltol=0.2, atol=5.0, skip_rotation_matrix=True
+            )
             maps = any(abs(abs(np.linalg.det(m)) - 1) < 0.5 for _, _, m in mappings)
             assert allowed[j] or not maps
             mapped += maps

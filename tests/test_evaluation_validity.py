@@ -86,8 +86,29 @@ def _smact4_reference(formula: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    "formula", ["MgO", "MgO2", "TiO2", "Ti2O", "K2S", "KS2", "CaF2", "CaF3", "LiMnO2", "BaTiO3", "SrTi2O3", "NaNO3",
-                "Cs3Sb", "GaAs", "AsGa3", "FeS2", "Li3N", "NF3", "SiC", "CO2"],
+    "formula",
+    [
+        "MgO",
+        "MgO2",
+        "TiO2",
+        "Ti2O",
+        "K2S",
+        "KS2",
+        "CaF2",
+        "CaF3",
+        "LiMnO2",
+        "BaTiO3",
+        "SrTi2O3",
+        "NaNO3",
+        "Cs3Sb",
+        "GaAs",
+        "AsGa3",
+        "FeS2",
+        "Li3N",
+        "NF3",
+        "SiC",
+        "CO2",
+    ],
 )
 def test_composition_validity_agrees_with_smact4_api(formula):
     assert composition_validity(Composition(formula)) is _smact4_reference(formula)
@@ -133,17 +154,23 @@ def test_many_element_composition_is_decided_in_bounded_memory():
     assert peak < 300 * 2**20
 
 
-
 # A cell emitted by an under-trained DiffCSP model (4 atoms, 5.8e8 A^3 per atom, gamma 10.6 degrees), as it came out:
 # CrystalNN's Voronoi search doubles its sphere up to the cell diagonal, and evaluating it grew past 20 GB before the
 # plausibility rule (3 GiB of address space: MemoryError after 2.6 s, swallowed as a failed fingerprint).
-EXPLODED = ([[142.9053192138672, 86.17687225341797, -1302.06640625],
-             [186.2115020751953, 262.650390625, -1060.9591064453125],
-             [-7225.69970703125, 5550.65185546875, -262.7940979003906]], ["Sc", "Al", "Rh", "Rh"],
-            [[0.46317946910858154, 0.5451331734657288, 0.7738065123558044],
-             [0.904807984828949, 0.7434379458427429, 0.06066180393099785],
-             [0.18594510853290558, 0.03105989471077919, 0.7952790856361389],
-             [0.007345438934862614, 0.17960809171199799, 0.6150820851325989]])
+EXPLODED = (
+    [
+        [142.9053192138672, 86.17687225341797, -1302.06640625],
+        [186.2115020751953, 262.650390625, -1060.9591064453125],
+        [-7225.69970703125, 5550.65185546875, -262.7940979003906],
+    ],
+    ["Sc", "Al", "Rh", "Rh"],
+    [
+        [0.46317946910858154, 0.5451331734657288, 0.7738065123558044],
+        [0.904807984828949, 0.7434379458427429, 0.06066180393099785],
+        [0.18594510853290558, 0.03105989471077919, 0.7952790856361389],
+        [0.007345438934862614, 0.17960809171199799, 0.6150820851325989],
+    ],
+)
 
 
 def test_implausible_cells_are_rejected_before_any_neighbour_search():
@@ -151,14 +178,16 @@ def test_implausible_cells_are_rejected_before_any_neighbour_search():
     from crysloop.evaluation.validity import plausible_cell
 
     assert plausible_cell(rocksalt())
-    bilayer_like = Structure(Lattice.hexagonal(3.2, 40.0), ["Mo", "S", "S"], [[0, 0, 0.5], [1 / 3, 2 / 3, 0.54],
-                                                                                [1 / 3, 2 / 3, 0.46]])
+    bilayer_like = Structure(
+        Lattice.hexagonal(3.2, 40.0), ["Mo", "S", "S"], [[0, 0, 0.5], [1 / 3, 2 / 3, 0.54], [1 / 3, 2 / 3, 0.46]]
+    )
     assert plausible_cell(bilayer_like) and structure_validity(bilayer_like)  # a slab with 35 A of vacuum
     side = (rules.MAX_VOLUME_PER_ATOM * 1.01) ** (1 / 3)
     assert not plausible_cell(Structure(Lattice.cubic(side), ["Na"], [[0, 0, 0]]))
     assert plausible_cell(Structure(Lattice.cubic(side * 0.99), ["Na"], [[0, 0, 0]]))
-    long_cell = Structure(Lattice.orthorhombic(3, 3, rules.MAX_LATTICE_LENGTH + 1), ["Na"] * 40,
-                          [[0, 0, k / 40] for k in range(40)])
+    long_cell = Structure(
+        Lattice.orthorhombic(3, 3, rules.MAX_LATTICE_LENGTH + 1), ["Na"] * 40, [[0, 0, k / 40] for k in range(40)]
+    )
     assert not plausible_cell(long_cell) and not structure_validity(long_cell)
     inf_cell = rocksalt()
     inf_cell.lattice = Lattice(np.where(np.eye(3) > 0, np.inf, 0.0))
@@ -188,7 +217,8 @@ def test_exploded_cell_is_invalid_in_bounded_memory_and_time(tmp_path):
         print(structure_validity(s), valid_mask([s], n_jobs=1, cache=None).tolist(), len(calls))
     """)
     env = {"PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                            cwd=tmp_path, env=env, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env, check=False
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["False", "[False]", "0"]

@@ -46,8 +46,14 @@ class Zygote:
 
     def __init__(self, env: dict, folder: Path):
         self.folder = folder
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fault_zygote.py")], env=env, cwd=ROOT,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "fault_zygote.py")],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert json.loads(self.process.stdout.readline())["ready"]
         self.runs = 0
 
@@ -74,10 +80,19 @@ def zygote(prefect_harness, tmp_path_factory):
     vasp.write_text("#!/bin/sh\nexit 1\n")
     vasp.chmod(0o755)
     (folder / "potcars").mkdir()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "PREFECT_HOME": str(folder / "prefect"), "CRYSLOOP_MLIP": "chgnet", "CRYSLOOP_DEVICE": "cpu",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PREFECT_LOGGING_LEVEL": "WARNING",
-           "CRYSLOOP_VASP_CMD": str(vasp), "PMG_VASP_PSP_DIR": str(folder / "potcars")}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_HOME": str(folder / "prefect"),
+        "CRYSLOOP_MLIP": "chgnet",
+        "CRYSLOOP_DEVICE": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "CRYSLOOP_VASP_CMD": str(vasp),
+        "PMG_VASP_PSP_DIR": str(folder / "potcars"),
+    }
     for name in ("CRYSLOOP_FAULT_POINT", "CRYSLOOP_FAULT_LOG", "CRYSLOOP_MONGODB_URI", "CRYSLOOP_DATA_DIR"):
         env.pop(name, None)
     process = Zygote(env, folder)
@@ -118,8 +133,9 @@ def outcome(data: dict[str, list[dict]]) -> dict:
     return {
         "candidates": sorted(hashes.values()),
         "samples": {r: sorted(s) for r, s in samples.items()},
-        "screening": {hashes[d["candidate"]]: (d["status"], d.get("e_above_hull"), d.get("stable"))
-                      for d in data["screening"]},  # fmt: skip
+        "screening": {
+            hashes[d["candidate"]]: (d["status"], d.get("e_above_hull"), d.get("stable")) for d in data["screening"]
+        },
         "stats": {d["index"]: d["stats"] for d in data["rounds"]},
         "stages": {d["index"]: sorted(d["stages_done"]) for d in data["rounds"]},
         "rounds_completed": sorted(d["index"] for d in data["rounds"] if d["status"] == "completed"),
@@ -172,8 +188,9 @@ def kill_points(segments: list[tuple[str, int]], per_segment: int, rng: random.R
     return points
 
 
-def test_campaign_killed_at_seeded_points_of_every_stage_resumes_to_the_uninterrupted_result(zygote, tiny_models,
-                                                                                              tmp_path):  # fmt: skip
+def test_campaign_killed_at_seeded_points_of_every_stage_resumes_to_the_uninterrupted_result(
+    zygote, tiny_models, tmp_path
+):
     config = tmp_path / "faulty.yaml"
     config.write_text(yaml.safe_dump(fault_config(tiny_models, "faulty")))
 
@@ -235,8 +252,10 @@ def test_enospc_loses_nothing_reported_stored(settings, tmp_path, monkeypatch):
     dbmod.connect(settings)
     try:
         for batch in range(8):
-            crystals = [Structure(Lattice.cubic(5.0 + 0.05 * (3 * batch + k)), rocksalt.species, rocksalt.frac_coords)
-                        for k in range(3)]  # fmt: skip
+            crystals = [
+                Structure(Lattice.cubic(5.0 + 0.05 * (3 * batch + k)), rocksalt.species, rocksalt.frac_coords)
+                for k in range(3)
+            ]
             for _ in range(10):  # what a task with retries does
                 try:
                     report = add_candidates([NewCandidate(s) for s in crystals])
@@ -266,9 +285,17 @@ def test_fine_tuning_is_the_same_whatever_the_process_did_before(tiny_models, si
         torch.rand(noise)  # what earlier stages of the same process did to the global generator
         lm = composition.finetune_composition_lm(
             composition.load_checkpoint(composition.shipped_checkpoint_path()),
-            [(Composition(s.composition), labels) for s, labels in labelled], epochs=1, seed=5)
-        csp = diffcsp.finetune_diffcsp(diffcsp.load_checkpoint(diffcsp.shipped_checkpoint_path()), labelled,
-                                       new_properties=["stable"], epochs=1, seed=5)  # fmt: skip
+            [(Composition(s.composition), labels) for s, labels in labelled],
+            epochs=1,
+            seed=5,
+        )
+        csp = diffcsp.finetune_diffcsp(
+            diffcsp.load_checkpoint(diffcsp.shipped_checkpoint_path()),
+            labelled,
+            new_properties=["stable"],
+            epochs=1,
+            seed=5,
+        )
         return [lm.state_dict(), csp.state_dict()]
 
     first, second = finetuned(1), finetuned(1000)

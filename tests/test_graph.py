@@ -11,7 +11,6 @@ import torch
 from crysloop.data.datasets import read_structures
 from crysloop.data.graph import radius_graph_pbc
 
-
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -42,8 +41,12 @@ def test_matches_pymatgen_on_300_structures(mp20, cutoff):
     for b, structure in enumerate(mp20):
         ci, cj, images, d = structure.get_neighbor_list(cutoff)
         sel = (ours[0] >= offsets[b]) & (ours[0] < offsets[b + 1])
-        mine = _edges(ours[0, sel] - offsets[b], ours[1, sel] - offsets[b], graph.cell_offsets[sel].numpy(),
-                      graph.distances[sel].numpy())  # fmt: skip
+        mine = _edges(
+            ours[0, sel] - offsets[b],
+            ours[1, sel] - offsets[b],
+            graph.cell_offsets[sel].numpy(),
+            graph.distances[sel].numpy(),
+        )
         if not _same(mine, _edges(ci, cj, images, d)):
             mismatched.append(structure.composition.reduced_formula)
     assert not mismatched, f"{len(mismatched)} structures differ from pymatgen: {mismatched[:5]}"
@@ -67,9 +70,12 @@ def test_gradients_flow_to_lattice_and_coordinates(mp20):
 
 def test_max_neighbors_keeps_nearest(mp20):
     s = mp20[1]
-    full = radius_graph_pbc(torch.tensor(s.frac_coords), torch.tensor(s.lattice.matrix[None]), torch.tensor([len(s)]), 6.0)
-    capped = radius_graph_pbc(torch.tensor(s.frac_coords), torch.tensor(s.lattice.matrix[None]), torch.tensor([len(s)]),
-                              6.0, max_neighbors=4)  # fmt: skip
+    full = radius_graph_pbc(
+        torch.tensor(s.frac_coords), torch.tensor(s.lattice.matrix[None]), torch.tensor([len(s)]), 6.0
+    )
+    capped = radius_graph_pbc(
+        torch.tensor(s.frac_coords), torch.tensor(s.lattice.matrix[None]), torch.tensor([len(s)]), 6.0, max_neighbors=4
+    )
     counts = torch.bincount(capped.edge_index[0], minlength=len(s))
     assert (counts <= 4).all() and (counts == 4).all()
     for atom in range(len(s)):
@@ -81,6 +87,10 @@ def test_max_neighbors_keeps_nearest(mp20):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_cuda(mp20):
     s = mp20[0]
-    graph = radius_graph_pbc(torch.tensor(s.frac_coords, device="cuda"), torch.tensor(s.lattice.matrix[None], device="cuda"),
-                             torch.tensor([len(s)]), 5.0)  # fmt: skip
+    graph = radius_graph_pbc(
+        torch.tensor(s.frac_coords, device="cuda"),
+        torch.tensor(s.lattice.matrix[None], device="cuda"),
+        torch.tensor([len(s)]),
+        5.0,
+    )
     assert graph.distances.is_cuda

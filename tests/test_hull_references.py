@@ -17,8 +17,9 @@ from crysloop.screening.mp_references import corrected_energy, mp2020_entry, mp_
 
 
 def corundum_fe2o3() -> Structure:
-    return Structure.from_spacegroup("R-3c", Lattice.hexagonal(5.035, 13.75), ["Fe", "O"],
-                                     [[0, 0, 0.3553], [0.3059, 0, 0.25]])  # fmt: skip
+    return Structure.from_spacegroup(
+        "R-3c", Lattice.hexagonal(5.035, 13.75), ["Fe", "O"], [[0, 0, 0.3553], [0.3059, 0, 0.25]]
+    )
 
 
 def test_oxide_with_a_u_element_gets_the_mp2020_corrections():
@@ -65,7 +66,7 @@ def test_uncovered_system_is_unknown_and_covered_one_is_not():
     config = LabelConfig(ehull_stable=0.1)
     assert stability_class("ok", hull.e_above_hull, hull.covered, None, config) == "unknown"
     assert "stable" not in stability_labels(hull.e_above_hull, None, config, hull.covered)
-    with_binary = elements_only + [ComputedEntry(Composition("CaS"), -2 * 2.0, entry_id="CaS")]
+    with_binary = [*elements_only, ComputedEntry(Composition("CaS"), -2 * 2.0, entry_id="CaS")]
     covered = energy_above_hull(caas, -10.0, with_binary)
     assert covered.covered and covered.n_compounds == 1
     assert stability_class("ok", covered.e_above_hull, covered.covered, None, config) == "stable"
@@ -118,8 +119,11 @@ def test_mp_api_hull_is_fetched_once_per_system_then_read_from_the_database(db, 
 
         def get_entries_in_chemsys(self, elements, compatible_only, additional_criteria):
             queries.append((sorted(elements), compatible_only, additional_criteria))
-            return [ComputedEntry("Li2O", -14.31, entry_id="mp-1960"), ComputedEntry("Li", -1.91, entry_id="mp-135"),
-                    ComputedEntry("O2", -9.86, entry_id="mp-12957")]  # fmt: skip
+            return [
+                ComputedEntry("Li2O", -14.31, entry_id="mp-1960"),
+                ComputedEntry("Li", -1.91, entry_id="mp-135"),
+                ComputedEntry("O2", -9.86, entry_id="mp-12957"),
+            ]
 
     monkeypatch.setattr(mp_api.client, "MPRester", StandInMPRester)
     monkeypatch.setenv("MP_API_KEY", "k" * 32)

@@ -51,8 +51,12 @@ def test_ingest_warns_about_an_absurd_cell_and_names_rejected_rows(settings, pre
     huge = Structure(Lattice.cubic(1e6), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
     overlapping = Structure(Lattice.cubic(4.0), ["Na", "Cl", "Cl"], [[0, 0, 0], [0.5] * 3, [0.55, 0.5, 0.5]])
     path = tmp_path / "mixed.csv"
-    pd.DataFrame({"material_id": ["ok", "huge", "overlap"],
-                  "cif": [NACL.to(fmt="cif"), huge.to(fmt="cif"), overlapping.to(fmt="cif")]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "material_id": ["ok", "huge", "overlap"],
+            "cif": [NACL.to(fmt="cif"), huge.to(fmt="cif"), overlapping.to(fmt="cif")],
+        }
+    ).to_csv(path, index=False)
     code, out, err = run(["data", "ingest", str(path), "--skip-bad"], capsys)
     assert code == 0, err
     assert "read 2, skipped 1, stored 2 new" in out
@@ -70,7 +74,7 @@ def test_unknown_and_non_finite_conditions_are_errors_listing_known_names():
         check_conditions({"foo": 1.0}, known)
     with pytest.raises(InputError, match="not a finite number"):
         check_conditions({"ehull": math.inf}, known)
-    with pytest.raises(InputError, match="unknown condition 'stabel'.*fine-tuning labels: stable"):
+    with pytest.raises(InputError, match=r"unknown condition 'stabel'.*fine-tuning labels: stable"):
         parse_config({"name": "x", "conditions": {"stabel": 1}})
     with pytest.raises(InputError, match="stable: nan is not a finite number"):
         parse_config({"name": "x", "conditions": {"stable": math.nan}})

@@ -89,8 +89,11 @@ def test_displacement_budget_skips_low_symmetry_cells_before_any_force():
     fc3, fc2 = displaced_supercells(build_phono3py(diamond_si(), config))
     assert displacement_count(diamond_si(), config) == len(fc3) + len(fc2) == 58
     # The same four atoms in a distorted P1 cell: every atom and pair is symmetry-distinct.
-    p1 = Structure(Lattice.from_parameters(4.1, 4.3, 4.6, 84, 95, 101), ["Na", "Cl", "Na", "Cl"],
-                   [[0, 0, 0], [0.52, 0.47, 0.51], [0.49, 0.03, 0.55], [0.02, 0.51, 0.46]])  # fmt: skip
+    p1 = Structure(
+        Lattice.from_parameters(4.1, 4.3, 4.6, 84, 95, 101),
+        ["Na", "Cl", "Na", "Cl"],
+        [[0, 0, 0], [0.52, 0.47, 0.51], [0.49, 0.03, 0.55], [0.02, 0.51, 0.46]],
+    )
     count = displacement_count(p1, config)
     assert count > 10 * 58
     assert displacement_skip_reason(diamond_si(), config, 500) is None

@@ -32,9 +32,16 @@ def seed(campaign: str) -> dict[str, str]:
     for formula, structure in crystals.items():
         candidate = Candidate.objects.get(formula=formula)
         status, e_hull = screening[formula]
-        ScreeningResult(candidate=candidate, mlip="chgnet", campaign=campaign, formula=formula, status=status,
-                        relaxed_structure=structure.as_dict(), e_above_hull=e_hull, phonon_stable=status == "ok",
-                        ).save()  # fmt: skip
+        ScreeningResult(
+            candidate=candidate,
+            mlip="chgnet",
+            campaign=campaign,
+            formula=formula,
+            status=status,
+            relaxed_structure=structure.as_dict(),
+            e_above_hull=e_hull,
+            phonon_stable=status == "ok",
+        ).save()
         ids[formula] = str(candidate.pk)
     return ids
 
@@ -50,8 +57,9 @@ def test_kappa_flow_selects_skips_stores_and_labels(settings, prefect_harness, t
     with database():
         ids = seed("hot")
 
-    config = KappaStageConfig(mlip="chgnet", temperatures=(300.0, 600.0), top_n=1, mesh=MESH, fc3_min_length=6.0,
-                              fc2_min_length=6.0)  # fmt: skip
+    config = KappaStageConfig(
+        mlip="chgnet", temperatures=(300.0, 600.0), top_n=1, mesh=MESH, fc3_min_length=6.0, fc2_min_length=6.0
+    )
     summary = kappa_flow(config, campaign="hot", screening_mlip="chgnet")
     assert (summary.computed, summary.skipped, summary.failed) == (1, 1, 0)
     assert list(cache.glob("fc3-chgnet-*.npz"))  # force sets cached where the settings say

@@ -14,10 +14,33 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Higher rank = higher layer; the ground floor ("") holds settings.py, errors.py and resources.py.
-RANK = {"cli": 9, "flows": 8, "tasks": 7, "campaign": 6, "vdw": 5, "kappa": 5, "dft": 4, "screening": 4,
-        "evaluation": 4, "models": 4, "infra": 3, "data": 2, "chemistry": 2, "": 1, "__main__": 10}  # fmt: skip
-FORBIDDEN = {("models", "infra"), ("models", "campaign"), ("models", "tasks"), ("models", "flows"),
-             ("data", "infra"), ("chemistry", "infra"), ("screening", "flows"), ("evaluation", "infra")}  # fmt: skip
+RANK = {
+    "cli": 9,
+    "flows": 8,
+    "tasks": 7,
+    "campaign": 6,
+    "vdw": 5,
+    "kappa": 5,
+    "dft": 4,
+    "screening": 4,
+    "evaluation": 4,
+    "models": 4,
+    "infra": 3,
+    "data": 2,
+    "chemistry": 2,
+    "": 1,
+    "__main__": 10,
+}
+FORBIDDEN = {
+    ("models", "infra"),
+    ("models", "campaign"),
+    ("models", "tasks"),
+    ("models", "flows"),
+    ("data", "infra"),
+    ("chemistry", "infra"),
+    ("screening", "flows"),
+    ("evaluation", "infra"),
+}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -111,8 +134,13 @@ def layering(root: Path) -> dict[str, list]:
                 upward.append(f"{name} -> {target}")
             if (source, destination) in FORBIDDEN:
                 forbidden.append(f"{name} -> {target}")
-    return {"upward": sorted(upward), "forbidden": sorted(forbidden), "package_circles": circles(package_graph),
-            "module_circles": circles(module_graph), "packages": sorted(package_graph)}  # fmt: skip
+    return {
+        "upward": sorted(upward),
+        "forbidden": sorted(forbidden),
+        "package_circles": circles(package_graph),
+        "module_circles": circles(module_graph),
+        "packages": sorted(package_graph),
+    }
 
 
 def test_every_package_has_a_layer():
@@ -131,10 +159,17 @@ def test_no_import_runs_up_a_layer_and_no_circles():
 @pytest.mark.parametrize(
     ("module", "line", "kind"),
     [
-        ("models/diffcsp/sampler.py", "def _planted():\n    from crysloop.flows.campaign import campaign_flow\n", "upward"),
+        (
+            "models/diffcsp/sampler.py",
+            "def _planted():\n    from crysloop.flows.campaign import campaign_flow\n",
+            "upward",
+        ),
         ("models/slab.py", "from crysloop.infra.db import database\n", "forbidden"),
-        ("screening/relax.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import crysloop.tasks.screen\n",
-         "upward"),
+        (
+            "screening/relax.py",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import crysloop.tasks.screen\n",
+            "upward",
+        ),
         ("chemistry/volume.py", "from crysloop.chemistry.valence import ValenceAssignment\n", "module_circles"),
     ],
 )

@@ -31,8 +31,10 @@ def _write_inputs(folder: Path) -> None:
     (folder / "empty.csv").write_text("")
     (folder / "header_only.csv").write_text("material_id,cif\n")
     pd.DataFrame({"material_id": ["a"], "formula": ["NaCl"]}).to_csv(folder / "no_cif_column.csv", index=False)
-    rows = {"material_id": ["good", "overlap", "disordered"],
-            "cif": [NACL.to(fmt="cif"), OVERLAPPING.to(fmt="cif"), DISORDERED.to(fmt="cif")]}  # fmt: skip
+    rows = {
+        "material_id": ["good", "overlap", "disordered"],
+        "cif": [NACL.to(fmt="cif"), OVERLAPPING.to(fmt="cif"), DISORDERED.to(fmt="cif")],
+    }
     pd.DataFrame(rows).to_csv(folder / "one_bad_row.csv", index=False)
     (folder / "junk.csv").write_bytes(bytes(range(256)) * 8)
     (folder / "junk.extxyz").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
@@ -150,8 +152,9 @@ def _stored_candidates() -> int:
 
 
 @pytest.mark.parametrize("command,expected", CASES, ids=[c for c, _ in CASES])
-def test_malformed_input_is_one_error_line(command, expected, inputs, settings, prefect_harness, tmp_path, capsys,
-                                           monkeypatch):  # fmt: skip
+def test_malformed_input_is_one_error_line(
+    command, expected, inputs, settings, prefect_harness, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no VASP on this machine, whatever the developer has installed
     output = tmp_path / "out"
     args = [part.format(d=inputs, o=output) for part in command.split()]

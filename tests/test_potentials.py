@@ -35,7 +35,9 @@ def test_sevenn_calculators_share_one_model_and_agree():
 
 def test_batched_sevenn_pass_equals_one_structure_at_a_time():
     """The batched SevenNet path (used on GPUs) gives each structure of a mixed batch its own energy, forces, stress."""
-    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.7), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]).get_primitive_structure()
+    nacl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.7), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]
+    ).get_primitive_structure()
     si = diamond_si(5.40) * (2, 1, 1)
     si.perturb(0.05, seed=3)  # nonzero forces
     calculator = get_calculator("sevenn-0", "cpu")

@@ -37,7 +37,7 @@ def passes(monkeypatch) -> list[int]:
 
 def test_atom_batches_respect_count_and_atom_budget():
     rng = np.random.default_rng(0)
-    sizes = rng.integers(1, 60, size=200).tolist() + [500, 3, 500]
+    sizes = [*rng.integers(1, 60, size=200).tolist(), 500, 3, 500]
     batches = atom_batches(sizes, batch_size=8, max_atoms=100)
     assert [i for b in batches for i in b] == list(range(len(sizes)))  # every structure once, in order
     for batch in batches:

@@ -30,7 +30,7 @@ def test_concurrent_calculator_construction_keeps_stdout(capsys):
             start.wait()
             for _ in range(20):
                 get_calculator("chgnet", "cpu")
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     try:

@@ -1,4 +1,5 @@
-"""The screen flow under Prefect's test harness: candidates -> relax -> hull -> phonons -> ScreeningResult, resumable."""
+"""The screen flow under Prefect's test harness: candidates -> relax -> hull -> phonons -> ScreeningResult,
+resumable."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _nacl(a: float) -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ).get_primitive_structure()
 
 
 def test_screen_flow_stores_results_and_second_run_skips(db, prefect_harness):
@@ -46,7 +49,9 @@ def test_screen_flow_stores_results_and_second_run_skips(db, prefect_harness):
     again = screen_flow(config.model_copy(update={"batch_size": 16}), campaign="c1")
     assert again.screened == 0 and ScreeningResult.objects.count() == 3
 
-    retry = screen_flow(config.model_copy(update={"phonons": False, "batch_size": 16}), campaign="c1", retry_failed=True)
+    retry = screen_flow(
+        config.model_copy(update={"phonons": False, "batch_size": 16}), campaign="c1", retry_failed=True
+    )
     assert retry.screened == 1 and retry.failed == 1
 
 
@@ -66,18 +71,19 @@ def test_screen_cli_runs_the_flow(db, prefect_harness, capsys):
 
 def test_screen_flow_relaxes_in_worker_processes(db, prefect_harness):
     """The campaign's `processes` executor: relaxations and phonon checks run in a pool of worker processes."""
-    from crysloop.infra.executors import ExecutorConfig
     from crysloop.flows.runners import task_runner
     from crysloop.flows.screen import screen_flow
+    from crysloop.infra.executors import ExecutorConfig
 
     si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.50), ["Si"], [[0, 0, 0]]).get_primitive_structure()
     add_candidates([NewCandidate(si), NewCandidate(_nacl(5.70))], campaign="p1")
     runner = task_runner(ExecutorConfig(kind="processes", workers=2))
     summary = screen_flow.with_options(task_runner=runner)(
-        ScreeningConfig(mlip="chgnet", fmax=0.01, phonons=True, phonon_min_length=5.0, hull="mlip"), campaign="p1",
+        ScreeningConfig(mlip="chgnet", fmax=0.01, phonons=True, phonon_min_length=5.0, hull="mlip"),
+        campaign="p1",
         executor=ExecutorConfig(kind="processes", workers=2),
         reference_structures=[_nacl(5.40)],  # a known NaCl: the Na-Cl system is covered
-    )  # fmt: skip
+    )
     assert summary.screened == 2 and summary.failed == 0 and summary.phonon_checked == 2
     assert {r.formula: r.status for r in ScreeningResult.objects(campaign="p1")} == {"Si": "ok", "NaCl": "ok"}
     assert ScreeningResult.objects(campaign="p1", formula="Si").get().phonon_stable

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def rocksalt_nacl(a: float) -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ).get_primitive_structure()
 
 
 def diamond_si(a: float) -> Structure:
@@ -129,8 +131,11 @@ def test_relaxed_si_is_phonon_stable(relaxed, calc):
 
 
 def test_cubic_batio3_is_flagged_unstable(calc):
-    bto = Structure(Lattice.cubic(4.03), ["Ba", "Ti", "O", "O", "O"],
-                    [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])  # fmt: skip
+    bto = Structure(
+        Lattice.cubic(4.03),
+        ["Ba", "Ti", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
     result = phonon_stability(bto, calc, min_length=3.0)
     assert not result.stable and result.n_imaginary > 0
     assert result.min_frequency_thz < -1.0  # the ferroelectric soft mode
@@ -156,8 +161,10 @@ def test_mattersim_adapter_runs_with_random_model(tmp_path):
     torch.manual_seed(0)
     potential = mattersim_potential(device="cpu")
     checkpoint = tmp_path / "random-m3gnet.pth"
-    torch.save({"model_name": "m3gnet", "model": potential.model.state_dict(),
-                "model_args": potential.model.get_model_args()}, checkpoint)  # fmt: skip
+    torch.save(
+        {"model_name": "m3gnet", "model": potential.model.state_dict(), "model_args": potential.model.get_model_args()},
+        checkpoint,
+    )
     calc = get_calculator("mattersim-1m", "cpu", weights=checkpoint)  # the pretrained-weights code path
     structures = [diamond_si(5.43), rocksalt_nacl(5.64)]
     batched = predict_batch(structures, calc)

@@ -15,6 +15,7 @@ from pymatgen.core import Lattice, Structure
 
 from crysloop.data.datasets import read_structures
 from crysloop.data.graph import radius_graph_pbc
+from crysloop.data.tensors import records_to_tensors
 from crysloop.errors import InputError
 from crysloop.models.cdvae import (
     CDVAEConfig,
@@ -24,7 +25,6 @@ from crysloop.models.cdvae import (
     save_checkpoint,
 )
 from crysloop.models.cdvae.training import as_tensors, dataset_statistics
-from crysloop.data.tensors import records_to_tensors
 from crysloop.models.slab import (
     SlabGeometry,
     confine,
@@ -74,12 +74,19 @@ def test_slab_cells_share_c_centre_the_slab_and_keep_the_geometry(bilayers):
         z = slabs.frac_coords[start : start + n, 2]
         assert float(z.min()) >= low and float(z.max()) <= high
         assert float(z.min() + z.max()) / 2 == pytest.approx(0.5, abs=1e-6)
-        before = Structure(Lattice(data.lattice[b].numpy()), data.atom_types[start : start + n].tolist(),
-                           data.frac_coords[start : start + n].numpy())  # fmt: skip
-        after = Structure(Lattice(slabs.lattice[b].numpy()), slabs.atom_types[start : start + n].tolist(),
-                          slabs.frac_coords[start : start + n].numpy())  # fmt: skip
-        assert np.allclose(np.sort(before.distance_matrix, axis=None), np.sort(after.distance_matrix, axis=None),
-                           atol=1e-3)  # same slab, only more vacuum  # fmt: skip
+        before = Structure(
+            Lattice(data.lattice[b].numpy()),
+            data.atom_types[start : start + n].tolist(),
+            data.frac_coords[start : start + n].numpy(),
+        )
+        after = Structure(
+            Lattice(slabs.lattice[b].numpy()),
+            slabs.atom_types[start : start + n].tolist(),
+            slabs.frac_coords[start : start + n].numpy(),
+        )
+        assert np.allclose(
+            np.sort(before.distance_matrix, axis=None), np.sort(after.distance_matrix, axis=None), atol=1e-3
+        )  # same slab, only more vacuum
         start += n
 
 
@@ -206,8 +213,9 @@ def test_finetuning_a_semi_periodic_cdvae_skips_crystals_that_are_not_fitting_sl
     geometry = model.config.slab
     bulk = Structure(Lattice.hexagonal(3.8, 6.0), ["Ga", "Se"], [[0, 0, 0], [1 / 3, 2 / 3, 0.5]])
     records = [(r.structure, {"formation_energy_per_atom": -0.7}) for r in bilayers[:3]]
-    tuned, _ = finetune_cdvae(model, [(bulk, {"formation_energy_per_atom": -0.5}), *records], epochs=1,
-                              device="cpu", progress=False)  # fmt: skip
+    tuned, _ = finetune_cdvae(
+        model, [(bulk, {"formation_energy_per_atom": -0.5}), *records], epochs=1, device="cpu", progress=False
+    )
     assert tuned.config.slab == geometry  # a mixed set trains and keeps the slab geometry
     with pytest.raises(InputError, match="slab"):
         finetune_cdvae(model, [(bulk, {"formation_energy_per_atom": -0.5})], epochs=1, device="cpu", progress=False)

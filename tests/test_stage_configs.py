@@ -36,8 +36,9 @@ def screening_defaults():
     CampaignConfig.model_rebuild(force=True)
 
 
-def test_a_changed_class_default_reaches_crysloop_screen_and_a_campaign(db, prefect_harness, screening_defaults,
-                                                                       monkeypatch, capsys):  # fmt: skip
+def test_a_changed_class_default_reaches_crysloop_screen_and_a_campaign(
+    db, prefect_harness, screening_defaults, monkeypatch, capsys
+):
     """Step limit 2 and a force threshold no relaxation meets in 2 steps: both paths store 2-step unconverged results
     under the potential CRYSLOOP_MLIP names, though neither was given a step limit, a threshold or a potential."""
     from crysloop.flows.campaign import campaign_flow
@@ -50,8 +51,15 @@ def test_a_changed_class_default_reaches_crysloop_screen_and_a_campaign(db, pref
     screening_defaults(steps=2, fmax=1e-4)
     add_candidates([NewCandidate(_rocksalt(5.9))], campaign="cfg", round_index=0)  # as if the round generated it
     Round(campaign="cfg", index=0, stages_done=["generate"]).save()
-    config = {"name": "cfg", "rounds": 1, "candidates_per_round": 1, "screening": {"phonons": False},
-              "finetune": False, "evaluate": False, "device": "cpu"}  # fmt: skip
+    config = {
+        "name": "cfg",
+        "rounds": 1,
+        "candidates_per_round": 1,
+        "screening": {"phonons": False},
+        "finetune": False,
+        "evaluate": False,
+        "device": "cpu",
+    }
     campaign_flow(config)
     [from_campaign] = ScreeningResult.objects(campaign="cfg")
     assert (from_campaign.mlip, from_campaign.steps, from_campaign.status) == ("chgnet", 2, "unconverged")
@@ -93,15 +101,22 @@ def test_one_tolerance_rule_and_errors_that_name_the_option_or_field(settings, c
     with pytest.raises(SystemExit) as exit_info:
         main(["screen", "--phonon-tolerance", "0"])
     assert exit_info.value.code == 1 and "--phonon-tolerance: Input should be greater than 0" in capsys.readouterr().err
-    with pytest.raises(InputError, match="screening.phonon_tolerance_thz: Input should be greater than 0"):
+    with pytest.raises(InputError, match=r"screening\.phonon_tolerance_thz: Input should be greater than 0"):
         parse_config({"name": "x", "screening": {"phonon_tolerance_thz": 0}})
-    with pytest.raises(InputError, match="screening.fmax"):
+    with pytest.raises(InputError, match=r"screening\.fmax"):
         parse_config({"name": "x", "screening": {"fmax": float("nan")}})
 
 
 def test_fields_read_at_their_old_places_and_a_contradiction_is_an_error(settings):
-    old = parse_config({"name": "x", "mlip": "sevenn-0", "generator": "condition-cdvae-plus",
-                        "cdvae_model": {"candidates": 10}, "screening": {"fmax": 0.1}})  # fmt: skip
+    old = parse_config(
+        {
+            "name": "x",
+            "mlip": "sevenn-0",
+            "generator": "condition-cdvae-plus",
+            "cdvae_model": {"candidates": 10},
+            "screening": {"fmax": 0.1},
+        }
+    )
     assert old.screening.mlip == "sevenn-0" and old.screening.fmax == 0.1
     assert old.generation.generator == "condition-cdvae-plus" and old.generation.cdvae_model.candidates == 10
     assert parse_config(old.model_dump(mode="json")) == old

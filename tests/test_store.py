@@ -37,7 +37,9 @@ def test_distinct_cells_are_two_crystals_and_near_copies_one(db):
     assert (report.inserted, report.existing) == (2, 0), "NaCl at 5.60 and 5.64 A are different crystals"
     # KCl primitive cells of 4.4498 and 4.4502 A sit on both sides of a rounding boundary: the same crystal
     a = 4.45 * 2**0.5
-    near = add_candidates([NewCandidate(rocksalt(("K", "Cl"), a - 0.0003)), NewCandidate(rocksalt(("K", "Cl"), a + 0.0003))])
+    near = add_candidates(
+        [NewCandidate(rocksalt(("K", "Cl"), a - 0.0003)), NewCandidate(rocksalt(("K", "Cl"), a + 0.0003))]
+    )
     assert (near.inserted, near.existing) == (1, 1) and near.hashes[0] == near.hashes[1]
     again = add_candidates([NewCandidate(nacl(5.6405).make_supercell([1, 1, 2]))])
     assert (again.inserted, again.existing) == (0, 1) and again.hashes[0] == report.hashes[1]
@@ -46,15 +48,24 @@ def test_distinct_cells_are_two_crystals_and_near_copies_one(db):
 
 def test_a_candidate_from_an_earlier_campaign_is_linked_to_the_round_that_sampled_it(db):
     first = add_candidates([NewCandidate(nacl(5.64))], campaign="old", round_index=0)
-    sampled = [NewCandidate(nacl(5.64)), NewCandidate(rocksalt(("K", "Cl"), 6.29)), NewCandidate(nacl(2.0)),
-               NewCandidate(nacl(5.64))]  # fmt: skip
+    sampled = [
+        NewCandidate(nacl(5.64)),
+        NewCandidate(rocksalt(("K", "Cl"), 6.29)),
+        NewCandidate(nacl(2.0)),
+        NewCandidate(nacl(5.64)),
+    ]
     valid = [True, True, False, True]
     report = add_candidates([s for s, ok in zip(sampled, valid) if ok], campaign="new", round_index=0)
     assert (report.inserted, report.existing) == (1, 2)
     stored = iter(report.hashes)
     record_round_samples("new", 0, sampled, valid, [next(stored) if ok else None for ok in valid])
-    record_round_samples("new", 0, sampled, valid, [h if ok else None for h, ok in zip(
-        [report.hashes[0], report.hashes[1], None, report.hashes[2]], valid)])  # a resumed round: same links
+    record_round_samples(
+        "new",
+        0,
+        sampled,
+        valid,
+        [h if ok else None for h, ok in zip([report.hashes[0], report.hashes[1], None, report.hashes[2]], valid)],
+    )  # a resumed round: same links
     assert RoundSample.objects(campaign="new").count() == 4
     assert [c.formula for c in round_candidates("new", 0)] == ["NaCl", "KCl"]
     assert round_candidates("new", 0)[0].structure_hash == first.hashes[0]
@@ -84,8 +95,17 @@ def mongomock_server(monkeypatch):
 
 
 def test_two_concurrent_writers_store_each_structure_once(mongomock_server, monkeypatch):
-    crystals = [rocksalt(pair, a) for pair, a in [(("Na", "Cl"), 5.64), (("K", "Cl"), 6.29), (("Li", "F"), 4.03),
-                                                   (("Mg", "O"), 4.21), (("Ca", "O"), 4.81), (("Na", "F"), 4.63)]]
+    crystals = [
+        rocksalt(pair, a)
+        for pair, a in [
+            (("Na", "Cl"), 5.64),
+            (("K", "Cl"), 6.29),
+            (("Li", "F"), 4.03),
+            (("Mg", "O"), 4.21),
+            (("Ca", "O"), 4.81),
+            (("Na", "F"), 4.63),
+        ]
+    ]
     batches = [[crystals[i] for i in (0, 1, 2, 3)], [crystals[i] for i in (2, 4, 1, 5)]]  # overlap in the middle
     both_read = threading.Barrier(2)
     server = threading.Lock()
@@ -102,7 +122,7 @@ def test_two_concurrent_writers_store_each_structure_once(mongomock_server, monk
     def writer(i):
         try:
             reports[i] = add_candidates([NewCandidate(s) for s in batches[i]], campaign=f"w{i}")
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(2)]

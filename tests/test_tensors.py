@@ -49,8 +49,13 @@ def test_batch_to_structures_from_lengths_and_angles(mp20_records):
     structure = mp20_records[0].structure
     data = records_to_tensors([structure])
     lengths, angles = matrix_to_lattice_params(data.lattice)
-    tensors = {"atom_types": data.atom_types, "frac_coords": data.frac_coords, "num_atoms": data.num_atoms,
-               "lengths": lengths, "angles": angles}
+    tensors = {
+        "atom_types": data.atom_types,
+        "frac_coords": data.frac_coords,
+        "num_atoms": data.num_atoms,
+        "lengths": lengths,
+        "angles": angles,
+    }
     (rebuilt,) = batch_to_structures(tensors)
     assert StructureMatcher().fit(structure, rebuilt)
     with pytest.raises(ValueError):
@@ -61,8 +66,12 @@ def test_lattice_params_matrix_round_trip_batched():
     gen = torch.Generator().manual_seed(0)
     lengths = 2 + 10 * torch.rand(64, 3, generator=gen, dtype=torch.float64)
     angles = 60 + 60 * torch.rand(64, 3, generator=gen, dtype=torch.float64)
-    valid = (angles.sum(-1) < 355) & (angles[:, 0] < angles[:, 1] + angles[:, 2]) \
-        & (angles[:, 1] < angles[:, 0] + angles[:, 2]) & (angles[:, 2] < angles[:, 0] + angles[:, 1])
+    valid = (
+        (angles.sum(-1) < 355)
+        & (angles[:, 0] < angles[:, 1] + angles[:, 2])
+        & (angles[:, 1] < angles[:, 0] + angles[:, 2])
+        & (angles[:, 2] < angles[:, 0] + angles[:, 1])
+    )
     lengths, angles = lengths[valid], angles[valid]
     matrix = lattice_params_to_matrix(lengths, angles)
     back_lengths, back_angles = matrix_to_lattice_params(matrix)

@@ -34,8 +34,16 @@ def test_train_flow_trains_and_records_condition_cdvae(crystals, settings, prefe
     from crysloop.models import cdvae
 
     out = tmp_path / "cdvae.pt"
-    report = train_flow("cdvae", str(crystals), str(out), "cdvae-test", properties=("band_gap", "formula"),
-                        epochs=1, preset="cpu-tiny", gan_epochs=1)  # fmt: skip
+    report = train_flow(
+        "cdvae",
+        str(crystals),
+        str(out),
+        "cdvae-test",
+        properties=("band_gap", "formula"),
+        epochs=1,
+        preset="cpu-tiny",
+        gan_epochs=1,
+    )
     model, gan = cdvae.load_checkpoint(out, device="cpu")
     assert model.config.conditions == ("band_gap", "formula") and gan is not None
     stored = _recorded()["cdvae-test"]
@@ -45,13 +53,46 @@ def test_train_flow_trains_and_records_condition_cdvae(crystals, settings, prefe
 
 def test_every_train_command_records_its_checkpoint(crystals, db, tmp_path, capsys, single_thread):
     commands = {
-        "structure": ["train", "structure", str(crystals), "--preset", "cpu-tiny", "--steps", "1",
-                      "--properties", "band_gap"],
-        "cdvae": ["train", "cdvae", str(crystals), "--preset", "cpu-tiny", "--steps", "1", "--gan-epochs", "0",
-                  "--conditions", "band_gap,formula"],
-        "composition": ["train", "composition", str(crystals), "--epochs", "1", "--n-layer", "1", "--n-embd", "16",
-                        "--n-head", "2", "--property", "band_gap"],
-    }  # fmt: skip
+        "structure": [
+            "train",
+            "structure",
+            str(crystals),
+            "--preset",
+            "cpu-tiny",
+            "--steps",
+            "1",
+            "--properties",
+            "band_gap",
+        ],
+        "cdvae": [
+            "train",
+            "cdvae",
+            str(crystals),
+            "--preset",
+            "cpu-tiny",
+            "--steps",
+            "1",
+            "--gan-epochs",
+            "0",
+            "--conditions",
+            "band_gap,formula",
+        ],
+        "composition": [
+            "train",
+            "composition",
+            str(crystals),
+            "--epochs",
+            "1",
+            "--n-layer",
+            "1",
+            "--n-embd",
+            "16",
+            "--n-head",
+            "2",
+            "--property",
+            "band_gap",
+        ],
+    }
     for kind, args in commands.items():
         out = tmp_path / f"{kind}.pt"
         with pytest.raises(SystemExit) as exit_info:

@@ -39,23 +39,53 @@ def train(model: str, path: Path, resume: bool = False) -> dict[str, dict[str, t
         from crysloop.models.diffcsp import DiffCSPConfig, train_diffcsp
 
         config = DiffCSPConfig.preset("cpu-tiny", properties=("band_gap",), batch_size=4)
-        trained = train_diffcsp(_crystals(10), config, device="cpu", epochs=3, checkpoint_path=path, resume=resume,
-                                checkpoint_every=1, seed=2, progress=False)  # fmt: skip
+        trained = train_diffcsp(
+            _crystals(10),
+            config,
+            device="cpu",
+            epochs=3,
+            checkpoint_path=path,
+            resume=resume,
+            checkpoint_every=1,
+            seed=2,
+            progress=False,
+        )
         return {"model": trained.state_dict()}
     if model == "cdvae":
         from crysloop.models.cdvae import CDVAEConfig, GANConfig, train_cdvae
 
         config = CDVAEConfig.preset("cpu-tiny", conditions=("formation_energy_per_atom", "formula"), batch_size=4)
         gan_config = replace(GANConfig.preset("cpu-tiny"), batch_size=4, critic_steps=2)
-        vae, gan = train_cdvae(_crystals(8), config, device="cpu", epochs=2, gan_epochs=3, gan_config=gan_config,
-                               checkpoint_path=path, resume=resume, checkpoint_every=1, seed=3, progress=False)  # fmt: skip
+        vae, gan = train_cdvae(
+            _crystals(8),
+            config,
+            device="cpu",
+            epochs=2,
+            gan_epochs=3,
+            gan_config=gan_config,
+            checkpoint_path=path,
+            resume=resume,
+            checkpoint_every=1,
+            seed=3,
+            progress=False,
+        )
         return {"model": vae.state_dict(), "gan": gan.generator.state_dict()}
     from crysloop.models.composition import CompositionLMConfig, train_composition_lm
 
     config = CompositionLMConfig(n_layer=1, n_head=2, n_embd=16)
     properties = [{"stable": float(i % 2)} for i in range(len(FORMULAS))]
-    trained = train_composition_lm(FORMULAS, properties, ["stable"], config, epochs=3, batch_size=4, seed=4,
-                                   checkpoint_path=path, resume=resume, checkpoint_every=1)  # fmt: skip
+    trained = train_composition_lm(
+        FORMULAS,
+        properties,
+        ["stable"],
+        config,
+        epochs=3,
+        batch_size=4,
+        seed=4,
+        checkpoint_path=path,
+        resume=resume,
+        checkpoint_every=1,
+    )
     return {"model": trained.state_dict()}
 
 
@@ -89,8 +119,9 @@ STOPS = [("diffcsp", 5), ("cdvae", 3), ("cdvae", 9), ("composition_lm", 6)]
 
 
 @pytest.mark.parametrize("model,stop_at", STOPS)
-def test_a_run_stopped_between_steps_resumes_to_the_same_weights(model, stop_at, uninterrupted, tmp_path,
-                                                                 monkeypatch, single_thread):  # fmt: skip
+def test_a_run_stopped_between_steps_resumes_to_the_same_weights(
+    model, stop_at, uninterrupted, tmp_path, monkeypatch, single_thread
+):
     from crysloop.models.training import Trainer
 
     optimise, calls = Trainer.optimise, []
@@ -122,8 +153,9 @@ KILLS = [("diffcsp", 2), ("cdvae", 5), ("composition_lm", 2)]
 def test_a_kill_while_saving_leaves_the_previous_checkpoint(model, kill_at, uninterrupted, tmp_path, single_thread):
     path = tmp_path / "run.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, __file__, model, str(path), str(kill_at)], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, __file__, model, str(path), str(kill_at)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
     partial = path.with_name(path.name + ".tmp")
     assert partial.is_file() and partial.stat().st_size < path.stat().st_size  # the write was cut short

@@ -6,15 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from pymatgen.io.ase import AseAtomsAdaptor
 
-from crysloop.infra.executors import ExecutorConfig
 from crysloop.cli import main
 from crysloop.data.datasets import read_structures
+from crysloop.flows.vdw import build_dataset
+from crysloop.infra.executors import ExecutorConfig
 from crysloop.screening.potentials import get_calculator, predict_batch
 from crysloop.screening.relax import relax_structures
 from crysloop.vdw.bilayers import Stacking, make_bilayer
-from crysloop.flows.vdw import build_dataset
 from crysloop.vdw.build import potential
 from crysloop.vdw.config import BuildConfig
 from crysloop.vdw.descriptors import binding_energy_per_area, in_plane_area, layer_parts
@@ -27,8 +26,10 @@ def test_d3_keeps_the_monolayer_lattice_and_binds_the_bilayer_more(single_thread
     config = BuildConfig(mlip="chgnet", device="cpu")
     plain, dispersion = get_calculator("chgnet", "cpu"), potential("chgnet", "zero", "cpu")
     start = GASE.structure()
-    relaxed = {name: relax_structures([start], calc, batch_size=1, config=config.relax_config(in_plane=True))[0]
-               for name, calc in (("plain", plain), ("d3", dispersion))}  # fmt: skip
+    relaxed = {
+        name: relax_structures([start], calc, batch_size=1, config=config.relax_config(in_plane=True))[0]
+        for name, calc in (("plain", plain), ("d3", dispersion))
+    }
     for result in relaxed.values():
         assert result.ok and result.converged
         assert result.structure.lattice.c == pytest.approx(start.lattice.c, abs=1e-6)  # c fixed
@@ -47,14 +48,25 @@ def test_d3_keeps_the_monolayer_lattice_and_binds_the_bilayer_more(single_thread
 
 
 def test_small_build_is_labelled_split_and_resumes(db, tmp_path, single_thread, prefect_harness):
-    config = BuildConfig(mlip="chgnet", device="cpu", elements=("Ga", "Se"), fmax=0.1, steps=80, max_bilayers=3,
-                         executor=ExecutorConfig(kind="processes", workers=1))  # bilayers relax in a worker process
+    config = BuildConfig(
+        mlip="chgnet",
+        device="cpu",
+        elements=("Ga", "Se"),
+        fmax=0.1,
+        steps=80,
+        max_bilayers=3,
+        executor=ExecutorConfig(kind="processes", workers=1),
+    )  # bilayers relax in a worker process
     summary = build_dataset(config, tmp_path / "out", progress=False)
     assert summary.bilayers == 3 and summary.failed == 0 and summary.relaxed_now == 3
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert sum(manifest["splits"].values()) == 3 and manifest["monolayers"] == 1
-    records = [r for split in ("train", "val", "test") if manifest["splits"][split]
-               for r in read_structures(tmp_path / "out" / f"{split}.csv.gz")]  # fmt: skip
+    records = [
+        r
+        for split in ("train", "val", "test")
+        if manifest["splits"][split]
+        for r in read_structures(tmp_path / "out" / f"{split}.csv.gz")
+    ]
     assert len(records) == 3 and len({r.material_id for r in records}) == 3
     for record in records:
         props = record.properties

@@ -42,8 +42,9 @@ def test_the_vdw_campaign_loads_its_semi_periodic_model_and_decodes_slabs():
     bilayer = ValenceAssignment(ionic=False, species=(("Ga", 0, 2), ("In", 0, 2), ("Se", 0, 3), ("S", 0, 1)))
     bulk_like = ValenceAssignment(ionic=True, species=(("Na", 1, 1), ("Cl", -1, 1)))  # outside its vocabulary
     settings = config.generation.cdvae_model.model_copy(update={"steps_per_level": 1, "candidates": 4})
-    candidates = sample_cdvae_structures_task.fn([bilayer, bulk_like], config.conditions, settings, seed=0,
-                                                 device="cpu")  # fmt: skip
+    candidates = sample_cdvae_structures_task.fn(
+        [bilayer, bulk_like], config.conditions, settings, seed=0, device="cpu"
+    )
     assert len(candidates) == 1
     structure = candidates[0].structure
     assert structure.composition.reduced_formula == bilayer.composition.reduced_formula
@@ -60,15 +61,46 @@ def test_cli_semi_periodic_flag_is_saved_and_honoured_when_sampling(tmp_path, ca
     subset = Path(str(files("crysloop") / "assets" / "datasets" / "vdw_iii_vi_mini"))
     checkpoint = tmp_path / "slab.pt"
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "cdvae", str(subset / "train.csv.gz"), "--preset", "cpu-tiny", "--semi-periodic",
-              "--conditions", "formation_energy_per_atom", "--steps", "1", "--gan-epochs", "0", "--device", "cpu",
-              "--out", str(checkpoint)])  # fmt: skip
+        main(
+            [
+                "train",
+                "cdvae",
+                str(subset / "train.csv.gz"),
+                "--preset",
+                "cpu-tiny",
+                "--semi-periodic",
+                "--conditions",
+                "formation_energy_per_atom",
+                "--steps",
+                "1",
+                "--gan-epochs",
+                "0",
+                "--device",
+                "cpu",
+                "--out",
+                str(checkpoint),
+            ]
+        )
     assert exit_info.value.code == 0
     config = torch.load(checkpoint, weights_only=True)["config"]
     assert config["semi_periodic"] and config["slab_c"] > 28.0 and config["slab_half_width"] > 7.0
     with pytest.raises(SystemExit) as exit_info:
-        main(["sample", "cdvae", "--checkpoint", str(checkpoint), "--n", "2", "--steps-per-level", "1",
-              "--device", "cpu", "--out", str(tmp_path / "cifs")])  # fmt: skip
+        main(
+            [
+                "sample",
+                "cdvae",
+                "--checkpoint",
+                str(checkpoint),
+                "--n",
+                "2",
+                "--steps-per-level",
+                "1",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "cifs"),
+            ]
+        )
     assert exit_info.value.code == 0
     from pymatgen.core import Structure
 

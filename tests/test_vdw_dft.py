@@ -1,4 +1,5 @@
-"""DFT inputs for slabs: c fixed (LATTICE_CONSTRAINTS or ions only), dipole correction for Janus stacks, 1 k-point on c."""
+"""DFT inputs for slabs: c fixed (LATTICE_CONSTRAINTS or ions only), dipole correction for Janus stacks, 1 k-point
+on c."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ def _bilayer(layer: Monolayer, flip_upper: bool = False) -> Structure:
 
 
 def _write(tmp_path, structure, version="6.4"):
-    directory = write_preset_inputs("condition-cdvae-plus", structure, tmp_path / version,
-                                    RunSettings(potcar_spec=True, vasp_version=version))  # fmt: skip
+    directory = write_preset_inputs(
+        "condition-cdvae-plus", structure, tmp_path / version, RunSettings(potcar_spec=True, vasp_version=version)
+    )
     return Incar.from_file(directory / "INCAR"), Kpoints.from_file(directory / "KPOINTS")
 
 
@@ -61,7 +63,9 @@ def test_slab_centre_across_the_cell_boundary():
 
 
 def test_bulk_keeps_full_cell_relaxation(tmp_path):
-    silicon = Structure(Lattice.from_parameters(3.87, 3.87, 3.87, 60, 60, 60), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+    silicon = Structure(
+        Lattice.from_parameters(3.87, 3.87, 3.87, 60, 60, 60), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]]
+    )
     incar, _ = _write(tmp_path, silicon)
     assert incar["ISIF"] == 3 and "LATTICE_CONSTRAINTS" not in incar and "IDIPOL" not in incar
 
@@ -73,14 +77,23 @@ def test_dft_report_per_generator(db, capsys):
     from crysloop.infra.documents import Candidate, DFTJob
     from crysloop.infra.store import NewCandidate, add_candidates
 
-    origins = [{"generator": "condition-cdvae-plus"}, {"generator": "condition-cdvae-plus"},
-               {"structure_checkpoint": "shipped"}]  # fmt: skip
+    origins = [
+        {"generator": "condition-cdvae-plus"},
+        {"generator": "condition-cdvae-plus"},
+        {"structure_checkpoint": "shipped"},
+    ]
     structures = [_bilayer(GASE), _bilayer(JANUS), _bilayer(JANUS, flip_upper=True)]
     report = add_candidates([NewCandidate(s, origin=o) for s, o in zip(structures, origins)])
     outcomes = [("completed", True, 10, 0.02), ("failed", False, 30, None), ("completed", True, 20, 0.04)]
     for key, (state, converged, steps, diff) in zip(report.hashes, outcomes):
-        DFTJob(candidate=Candidate.objects.get(structure_hash=key), preset="condition-cdvae-plus", state=state,
-               converged=converged, ionic_steps=steps, energy_diff_per_atom=diff).save()  # fmt: skip
+        DFTJob(
+            candidate=Candidate.objects.get(structure_hash=key),
+            preset="condition-cdvae-plus",
+            state=state,
+            converged=converged,
+            ionic_steps=steps,
+            energy_diff_per_atom=diff,
+        ).save()
     with pytest.raises(SystemExit) as exit_info:
         main(["dft", "report", "--by-generator", "--json"])
     assert exit_info.value.code == 0

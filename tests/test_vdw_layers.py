@@ -16,7 +16,9 @@ from crysloop.vdw.monolayers import Monolayer
 JANUS = Monolayer(("Ga", "S"), ("Ga", "Se"))
 GASE = Monolayer(("Ga", "Se"), ("Ga", "Se"))
 INSE = Monolayer(("In", "Se"), ("In", "Se"))
-SILICON = Structure(Lattice.from_parameters(3.84, 3.84, 3.84, 60, 60, 60), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+SILICON = Structure(
+    Lattice.from_parameters(3.84, 3.84, 3.84, 60, 60, 60), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]]
+)
 
 
 def bilayer(lower=JANUS, upper=JANUS, gap=3.2, registry="AB", rotation=0, flip_upper=True, vacuum=15.0):
@@ -54,8 +56,11 @@ def test_heavy_actinides_outside_cordero_do_not_stop_the_analysis():
 
 def test_a_collapsed_cell_is_other_not_an_error():
     structure = bilayer()
-    flat = Structure(Lattice([structure.lattice.matrix[0], structure.lattice.matrix[1], structure.lattice.matrix[0]]),
-                     structure.species, structure.frac_coords)  # c along a: zero volume
+    flat = Structure(
+        Lattice([structure.lattice.matrix[0], structure.lattice.matrix[1], structure.lattice.matrix[0]]),
+        structure.species,
+        structure.frac_coords,
+    )  # c along a: zero volume
     analysis = analyse_layers(flat)
     assert analysis.category == "other" and not analysis.layered
 
@@ -107,13 +112,34 @@ def test_evaluate_layered_cli(settings, tmp_path, capsys):
     SILICON.to(filename=str(tmp_path / "si.cif"))
     common = ["--dataset", "mp20", "--n-samples", "2", "--jobs", "1", "--no-cache", "--layered"]
     with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", "--generated", str(generated), "--reference", str(tmp_path / "si.cif"), *common,
-              "--out", str(tmp_path / "bad")])  # fmt: skip
+        main(
+            [
+                "evaluate",
+                "--generated",
+                str(generated),
+                "--reference",
+                str(tmp_path / "si.cif"),
+                *common,
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
     _, err = capsys.readouterr()
     errors = [line for line in err.splitlines() if "error:" in line]  # progress bars share stderr
     assert exit_info.value.code == 1 and len(errors) == 1 and "not layered" in errors[0] and "Traceback" not in err
     with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", "--generated", str(generated), "--reference", str(reference), *common, "--out", str(tmp_path / "ok")])
+        main(
+            [
+                "evaluate",
+                "--generated",
+                str(generated),
+                "--reference",
+                str(reference),
+                *common,
+                "--out",
+                str(tmp_path / "ok"),
+            ]
+        )
     assert exit_info.value.code == 0
     metrics = json.loads((tmp_path / "ok" / "report.json").read_text())["metrics"]
     assert metrics["layered/proper_bilayer"] == pytest.approx(0.5)

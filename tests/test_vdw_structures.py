@@ -71,7 +71,9 @@ def test_flips_and_rotations_give_distinct_structures_and_duplicates_are_removed
     candidates = stackings(name, name)
     assert len(candidates) == 24
     built = [make_bilayer(mono[name], mono[name], s) for s in candidates]
-    matcher = StructureMatcher(ltol=0.05, stol=0.05, angle_tol=1.0, primitive_cell=False, scale=False, attempt_supercell=False)
+    matcher = StructureMatcher(
+        ltol=0.05, stol=0.05, angle_tol=1.0, primitive_cell=False, scale=False, attempt_supercell=False
+    )
     by_key = {s.key: b for s, b in zip(candidates, built)}
     assert not matcher.fit(by_key[f"{name}/{name}/uu/r0/AA/1x1"], by_key[f"{name}/{name}/uf/r0/AA/1x1"])  # flip
     assert not matcher.fit(by_key[f"{name}/{name}/uu/r0/AB/1x1"], by_key[f"{name}/{name}/uu/r60/AB/1x1"])  # rotation

@@ -25,8 +25,9 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 def test_shipped_volumes_predict_held_out_mp20_volumes():
     # the test split was not fitted on; 90 % of its crystals lie within -17 % / +20 % of the additive volume
     records = read_structures(DATA / "mp_20_sample" / "test.csv.gz", progress=False)
-    ratios = np.array([r.structure.volume / len(r.structure) / expected_volume_per_atom(r.structure.composition)
-                       for r in records])  # fmt: skip
+    ratios = np.array(
+        [r.structure.volume / len(r.structure) / expected_volume_per_atom(r.structure.composition) for r in records]
+    )
     assert len(ratios) == len(records) > 100
     assert 0.95 < np.median(ratios) < 1.05
     assert np.mean((ratios > 0.8) & (ratios < 1.25)) > 0.85
@@ -36,7 +37,9 @@ def test_fit_recovers_additive_volumes():
     true = {"Na": 30.0, "Cl": 20.0, "K": 40.0}
     crystals = []
     for species in (["Na", "Cl"], ["K", "Cl"], ["Na", "K", "Cl", "Cl"], ["Na", "Na", "Na", "Cl"]):
-        structure = Structure(Lattice.cubic(3.0), species, np.random.default_rng(len(crystals)).random((len(species), 3)))
+        structure = Structure(
+            Lattice.cubic(3.0), species, np.random.default_rng(len(crystals)).random((len(species), 3))
+        )
         structure.scale_lattice(sum(true[s] for s in species))
         crystals.append(structure)
     fitted = fit_element_volumes(crystals)
@@ -45,8 +48,9 @@ def test_fit_recovers_additive_volumes():
 
 
 def test_rescale_reaches_expected_volume_and_keeps_fractional_coordinates():
-    blown_up = Structure(Lattice.from_parameters(20, 25, 30, 80, 95, 100), ["Na", "Cl"],
-                         [[0.1, 0.2, 0.3], [0.6, 0.7, 0.8]])  # fmt: skip
+    blown_up = Structure(
+        Lattice.from_parameters(20, 25, 30, 80, 95, 100), ["Na", "Cl"], [[0.1, 0.2, 0.3], [0.6, 0.7, 0.8]]
+    )
     scaled = rescale_to_expected_volume(blown_up)
     assert abs(scaled.volume / 2 - (element_volumes()["Na"] + element_volumes()["Cl"]) / 2) < 1e-6
     assert np.allclose(scaled.frac_coords, blown_up.frac_coords)

@@ -38,13 +38,17 @@ class StructureModelConfig(StrictConfig):
     steps: int | None = Field(None, ge=1, description="Sampling steps; None = the model's training timesteps.")
     guidance: float = Field(2.0, ge=0, description="Classifier-free guidance weight w (CrysVCD uses 2).")
     rescale_volume: bool = Field(
-        True, description="Scale each sampled cell isotropically to its composition's expected volume (additive "
-        "per-element volumes, crysloop.chemistry.volume) before filtering and screening; DiffCSP does not.")
+        True,
+        description="Scale each sampled cell isotropically to its composition's expected volume (additive "
+        "per-element volumes, crysloop.chemistry.volume) before filtering and screening; DiffCSP does not.",
+    )
     batch_size: int = Field(64, ge=1)
     finetune_epochs: int = Field(5, ge=0)
     finetune_scope: Literal["conditions", "all"] = Field(
-        "conditions", description="What a round's fine-tuning trains: the condition embeddings only (the denoiser "
-        "stays as trained) or every weight, as CrysVCD does on larger label sets (docs/defaults.md).")
+        "conditions",
+        description="What a round's fine-tuning trains: the condition embeddings only (the denoiser "
+        "stays as trained) or every weight, as CrysVCD does on larger label sets (docs/defaults.md).",
+    )
 
 
 class CDVAEModelConfig(StrictConfig):
@@ -70,7 +74,8 @@ class GenerationConfig(StrictConfig):
     """The generate stage: Stage I compositions, then Stage II structures from DiffCSP or ConditionCDVAE+."""
 
     generator: Literal["crysvcd", "condition-cdvae-plus"] = Field(
-        "crysvcd", description="Stage II: DiffCSP (crysvcd) or ConditionCDVAE+ on the Stage I compositions.")
+        "crysvcd", description="Stage II: DiffCSP (crysvcd) or ConditionCDVAE+ on the Stage I compositions."
+    )
     composition_model: CompositionModelConfig = Field(default_factory=CompositionModelConfig)
     structure_model: StructureModelConfig = Field(default_factory=StructureModelConfig)
     cdvae_model: CDVAEModelConfig = Field(default_factory=CDVAEModelConfig)
@@ -83,10 +88,12 @@ class GenerationConfig(StrictConfig):
     def with_checkpoints(self, composition: str, structure: str) -> GenerationConfig:
         """The same generation from other checkpoints (``structure`` for the configured Stage II generator)."""
         stage2 = "cdvae_model" if self.generator == "condition-cdvae-plus" else "structure_model"
-        return self.model_copy(update={
-            "composition_model": self.composition_model.model_copy(update={"checkpoint": composition}),
-            stage2: self.stage2.model_copy(update={"checkpoint": structure}),
-        })  # fmt: skip
+        return self.model_copy(
+            update={
+                "composition_model": self.composition_model.model_copy(update={"checkpoint": composition}),
+                stage2: self.stage2.model_copy(update={"checkpoint": structure}),
+            }
+        )
 
 
 class DFTStage(DFTStageConfig):
@@ -94,8 +101,9 @@ class DFTStage(DFTStageConfig):
 
 
 class KappaStage(KappaStageConfig):
-    enabled: bool = Field(False, description="Compute kappa of the best candidates of each round (a log10_kappa "
-                          "label the models learn).")  # fmt: skip
+    enabled: bool = Field(
+        False, description="Compute kappa of the best candidates of each round (a log10_kappa label the models learn)."
+    )
 
 
 class CampaignConfig(StrictConfig):
@@ -176,8 +184,9 @@ class CampaignConfig(StrictConfig):
         if set(self.conditions) <= set(FINETUNE_LABELS):
             return self
         try:
-            known = model_condition_names(self.generation.composition_model.checkpoint,
-                                          self.generation.structure_model.checkpoint)
+            known = model_condition_names(
+                self.generation.composition_model.checkpoint, self.generation.structure_model.checkpoint
+            )
             check_conditions(self.conditions, {"fine-tuning labels": FINETUNE_LABELS, **known})
         except InputError as exc:
             raise ValueError(f"conditions: {exc}") from None

@@ -11,13 +11,13 @@ from crysloop.chemistry.volume import rescale_to_expected_volume
 from crysloop.errors import InputError
 from crysloop.evaluation.validity import MAX_VOLUME_PER_ATOM, structure_validity
 from crysloop.infra.store import NewCandidate
-from crysloop.models.composition import sample_valid_compositions
 from crysloop.models.diffcsp import DiffCSP, sample_structures
 
 
 @lru_cache(maxsize=16)
-def model_condition_names(composition_checkpoint: str = "shipped",
-                          structure_checkpoint: str = "shipped") -> dict[str, tuple[str, ...]]:  # fmt: skip
+def model_condition_names(
+    composition_checkpoint: str = "shipped", structure_checkpoint: str = "shipped"
+) -> dict[str, tuple[str, ...]]:
     """The conditions each stage's checkpoint was trained on (``shipped`` = the packaged models)."""
     from crysloop.models import composition
     from crysloop.models.diffcsp.checkpoints import read_checkpoint
@@ -46,33 +46,66 @@ def known_conditions(conditions: Mapping[str, float] | None, names) -> dict[str,
     return {k: float(v) for k, v in (conditions or {}).items() if k in set(names)}
 
 
-def structures_for(assignments: list[ValenceAssignment], model: DiffCSP, conditions: Mapping[str, float] | None = None,
-                   guidance: float = 2.0, steps: int | None = None, batch_size: int = 64, seed: int = 0,
-                   device: str = "cpu", origin: dict | None = None,
-                   rescale_volume: bool = True) -> list[NewCandidate]:  # fmt: skip
+def structures_for(
+    assignments: list[ValenceAssignment],
+    model: DiffCSP,
+    conditions: Mapping[str, float] | None = None,
+    guidance: float = 2.0,
+    steps: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str = "cpu",
+    origin: dict | None = None,
+    rescale_volume: bool = True,
+) -> list[NewCandidate]:
     """Stage II: one structure per composition, conditioned with classifier-free guidance when the model can be.
 
     ``rescale_volume`` scales each cell to its composition's expected volume (``rescale_to_expected_volume``); the
     sampled volume per atom is kept in the candidate's origin as ``sampled_volume_per_atom``.
     """
     wanted = known_conditions(conditions, model.config.properties)
-    structures = sample_structures(model, compositions=[a.composition for a in assignments], conditions=wanted or None,
-                                   guidance=guidance if wanted else 0.0, steps=steps, batch_size=batch_size,
-                                   device=device, seed=seed)  # fmt: skip
-    origin = {**(origin or {}), "conditions_stage2": wanted, "guidance": guidance if wanted else 0.0,
-              "rescale_volume": rescale_volume}  # fmt: skip
+    structures = sample_structures(
+        model,
+        compositions=[a.composition for a in assignments],
+        conditions=wanted or None,
+        guidance=guidance if wanted else 0.0,
+        steps=steps,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+    )
+    origin = {
+        **(origin or {}),
+        "conditions_stage2": wanted,
+        "guidance": guidance if wanted else 0.0,
+        "rescale_volume": rescale_volume,
+    }
     return [
-        NewCandidate(rescale_to_expected_volume(structure) if rescale_volume else structure, source="generated",
-                     origin={**origin, "ionic": assignment.ionic,
-                             "sampled_volume_per_atom": round(structure.volume / len(structure), 3)},
-                     oxidation_states=assignment.species)
+        NewCandidate(
+            rescale_to_expected_volume(structure) if rescale_volume else structure,
+            source="generated",
+            origin={
+                **origin,
+                "ionic": assignment.ionic,
+                "sampled_volume_per_atom": round(structure.volume / len(structure), 3),
+            },
+            oxidation_states=assignment.species,
+        )
         for assignment, structure in zip(assignments, structures, strict=True)
-    ]  # fmt: skip
+    ]
 
 
-def cdvae_structures_for(assignments: list[ValenceAssignment], model, gan, conditions: Mapping[str, float] | None,
-                         candidates: int = 100, steps_per_level: int | None = None, batch_size: int = 64,
-                         seed: int = 0, origin: dict | None = None) -> list[NewCandidate]:  # fmt: skip
+def cdvae_structures_for(
+    assignments: list[ValenceAssignment],
+    model,
+    gan,
+    conditions: Mapping[str, float] | None,
+    candidates: int = 100,
+    steps_per_level: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    origin: dict | None = None,
+) -> list[NewCandidate]:
     """Stage II with ConditionCDVAE+: one structure per composition the model can take (elements in its vocabulary,
     few enough atoms; the others are left out), steered toward the conditions it was trained on."""
     from crysloop.models.cdvae import sample_structures as cdvae_sample
@@ -90,12 +123,26 @@ def cdvae_structures_for(assignments: list[ValenceAssignment], model, gan, condi
         usable.append(assignment)
     if not usable:
         return []
-    structures = cdvae_sample(model, gan, conditions=wanted, formulas=formulas, candidates=candidates,
-                              steps_per_level=steps_per_level, batch_size=batch_size, seed=seed)  # fmt: skip
+    structures = cdvae_sample(
+        model,
+        gan,
+        conditions=wanted,
+        formulas=formulas,
+        candidates=candidates,
+        steps_per_level=steps_per_level,
+        batch_size=batch_size,
+        seed=seed,
+    )
     origin = {**(origin or {}), "generator": "condition-cdvae-plus", "conditions_stage2": wanted}
-    return [NewCandidate(structure, source="generated", origin={**origin, "ionic": assignment.ionic},
-                         oxidation_states=assignment.species)
-            for assignment, structure in zip(usable, structures)]  # fmt: skip
+    return [
+        NewCandidate(
+            structure,
+            source="generated",
+            origin={**origin, "ionic": assignment.ionic},
+            oxidation_states=assignment.species,
+        )
+        for assignment, structure in zip(usable, structures, strict=True)
+    ]
 
 
 MIN_VOLUME_PER_ATOM = 4.0  # A^3; MP-20 spans 8-93, diamond has 5.7
@@ -107,6 +154,8 @@ def valid_flags(items: Sequence[NewCandidate]) -> list[bool]:
     Overlapping atoms, collapsed or vastly expanded cells cannot be relaxed by a potential (and can exhaust memory
     building its graph), so they never reach the candidates or the screening; they still count in round statistics.
     """
-    return [MIN_VOLUME_PER_ATOM <= item.structure.volume / len(item.structure) <= MAX_VOLUME_PER_ATOM
-            and structure_validity(item.structure) for item in items]  # fmt: skip
-
+    return [
+        MIN_VOLUME_PER_ATOM <= item.structure.volume / len(item.structure) <= MAX_VOLUME_PER_ATOM
+        and structure_validity(item.structure)
+        for item in items
+    ]

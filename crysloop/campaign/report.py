@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def best_candidates_markdown(rows: Sequence[Mapping], limit: int = 15) -> str:
@@ -20,16 +20,23 @@ def best_candidates_markdown(rows: Sequence[Mapping], limit: int = 15) -> str:
     """
     placed = [r for r in rows if r.get("e_above_hull") is not None and r.get("stability", "stable") != "unconverged"]
     ranked = sorted(placed, key=lambda r: (r.get("stability") == "unknown", r["e_above_hull"]))[:limit]
-    lines = ["| # | formula | hash | E above hull (eV/atom) | stability | E form (eV/atom) | phonon-stable |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| # | formula | hash | E above hull (eV/atom) | stability | E form (eV/atom) | phonon-stable |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for i, row in enumerate(ranked, 1):
         eform = row.get("formation_energy_per_atom")
         phonon = {True: "yes", False: "no", None: "-"}[row.get("phonon_stable")]
-        lines.append(f"| {i} | {row['formula']} | `{row['structure_hash'][:10]}` | {row['e_above_hull']:.3f} | "
-                     f"{row.get('stability', '-')} | {'-' if eform is None else f'{eform:.3f}'} | {phonon} |")  # fmt: skip
+        lines.append(
+            f"| {i} | {row['formula']} | `{row['structure_hash'][:10]}` | {row['e_above_hull']:.3f} | "
+            f"{row.get('stability', '-')} | {'-' if eform is None else f'{eform:.3f}'} | {phonon} |"
+        )
     if any(r.get("stability") == "unknown" for r in ranked):
-        lines += ["", "_unknown: no compound of the chemical system is known, so its hull holds only the elements and "
-                      "the energy above hull is a formation energy, not a stability verdict._"]  # fmt: skip
+        lines += [
+            "",
+            "_unknown: no compound of the chemical system is known, so its hull holds only the elements and "
+            "the energy above hull is a formation energy, not a stability verdict._",
+        ]
     return "\n".join(lines) if ranked else "_no screened candidates yet_"
 
 
@@ -60,4 +67,3 @@ def png_markdown(path: Path, alt: str) -> str:
     """Markdown that embeds a PNG inline (data URI), so the Prefect UI shows it without a file server."""
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f"![{alt}](data:image/png;base64,{data})"
-

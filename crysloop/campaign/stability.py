@@ -12,8 +12,13 @@ from crysloop.campaign.config import LabelConfig
 STABILITY_CLASSES = ("stable", "unstable", "unknown", "unconverged", "failed", "unscreened")
 
 
-def stability_class(status: str | None, e_above_hull: float | None, covered: bool | None,
-                    phonon_stable: bool | None, config: LabelConfig) -> str:  # fmt: skip
+def stability_class(
+    status: str | None,
+    e_above_hull: float | None,
+    covered: bool | None,
+    phonon_stable: bool | None,
+    config: LabelConfig,
+) -> str:
     """One of ``STABILITY_CLASSES`` for one screening result (``status`` None: not screened)."""
     if status is None:
         return "unscreened"
@@ -29,8 +34,9 @@ def stability_class(status: str | None, e_above_hull: float | None, covered: boo
     return "stable" if stable else "unstable"
 
 
-def stability_labels(e_above_hull: float | None, phonon_stable: bool | None, config: LabelConfig,
-                     covered: bool | None = True) -> dict[str, float]:  # fmt: skip
+def stability_labels(
+    e_above_hull: float | None, phonon_stable: bool | None, config: LabelConfig, covered: bool | None = True
+) -> dict[str, float]:
     """{stable, phonon_stable} as 0/1 from one converged screening result; empty when nothing was measured.
 
     ``stable`` means energy above hull within ``ehull_stable`` (and phonon-stable, if the config asks for it),

@@ -40,7 +40,7 @@ def round_statistics(
     known = screened & np.array([s is not None for s in stable])
     phonon_known = np.array([p is not None for p in phonon_stable])
     phonon_ok = np.array([p is True for p in phonon_stable])
-    ehull = np.array([e for e, k in zip(e_above_hull, known) if k], dtype=float)
+    ehull = np.array([e for e, k in zip(e_above_hull, known, strict=True) if k], dtype=float)
     return {
         "generated": n,
         "valid": int(valid.sum()),

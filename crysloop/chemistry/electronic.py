@@ -8,7 +8,7 @@ ns and np, (n-1)d and (n-2)f.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from pymatgen.core import Element
@@ -16,22 +16,40 @@ from pymatgen.core import Element
 from crysloop.chemistry.oxidation import MAX_Z
 
 ORBITALS: tuple[tuple[int, str], ...] = (
-    (1, "s"), (2, "s"), (2, "p"), (3, "s"), (3, "p"), (4, "s"), (3, "d"), (4, "p"), (5, "s"),
-    (4, "d"), (5, "p"), (6, "s"), (4, "f"), (5, "d"), (6, "p"),
+    (1, "s"),
+    (2, "s"),
+    (2, "p"),
+    (3, "s"),
+    (3, "p"),
+    (4, "s"),
+    (3, "d"),
+    (4, "p"),
+    (5, "s"),
+    (4, "d"),
+    (5, "p"),
+    (6, "s"),
+    (4, "f"),
+    (5, "d"),
+    (6, "p"),
 )  # fmt: skip  Madelung (filling) order up to Bi
 CAPACITY = {"s": 2, "p": 6, "d": 10, "f": 14}
 L_NUMBER = {"s": 0, "p": 1, "d": 2, "f": 3}
 FEATURE_NAMES: tuple[str, ...] = (
-    ("Z",) + tuple(f"{n}{l}" for n, l in ORBITALS) + ("valence_s", "valence_p", "valence_d", "valence_f")
+    "Z",
+    *tuple(f"{n}{l}" for n, l in ORBITALS),
+    "valence_s",
+    "valence_p",
+    "valence_d",
+    "valence_f",
 )
 N_FEATURES = len(FEATURE_NAMES)
 
 
-@lru_cache(maxsize=None)
+@cache
 def ion_occupations(symbol: str, oxidation_state: int) -> dict[tuple[int, str], int]:
     """Orbital occupations {(n, l): electrons} of the element in the given oxidation state."""
     element = Element(symbol)
-    occupation = {orbital: 0 for orbital in ORBITALS}
+    occupation = dict.fromkeys(ORBITALS, 0)
     for n, l, electrons in element.full_electronic_structure:
         occupation[(n, l)] = electrons
     if oxidation_state > 0:
@@ -55,7 +73,7 @@ def ion_occupations(symbol: str, oxidation_state: int) -> dict[tuple[int, str], 
     return occupation
 
 
-@lru_cache(maxsize=None)
+@cache
 def electronic_features(symbol: str, oxidation_state: int) -> tuple[float, ...]:
     """Z, orbital occupations and valence-shell s/p/d/f counts of the ion, each divided by its maximum."""
     occupation = ion_occupations(symbol, oxidation_state)
@@ -67,7 +85,7 @@ def electronic_features(symbol: str, oxidation_state: int) -> tuple[float, ...]:
         occupation.get((n - 2, "f"), 0) / 14,
     )
     orbitals = tuple(occupation[o] / CAPACITY[o[1]] for o in ORBITALS)
-    return (Element(symbol).Z / MAX_Z,) + orbitals + valence
+    return (Element(symbol).Z / MAX_Z, *orbitals, *valence)
 
 
 def feature_matrix(species: list[tuple[str, int]]) -> np.ndarray:

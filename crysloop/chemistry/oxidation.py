@@ -33,7 +33,8 @@ Choices common to both (documented because they decide which compositions can be
   as CrysVCD does; everything heavier than Bi (Po, At, Rn, Fr, Ra, actinides) is radioactive and excluded too.
 * Ionic states: pymatgen's ``common_oxidation_states``, ``icsd_oxidation_states`` (seen in the ICSD bond-valence
   analysis) and ``oxidation_states`` (all known) united. The ICSD states are needed for e.g. Cu+ (Cu2O) and Mn3+
-  (Mn3O4), the rarer ones for peroxides (O-), subvalent nitrides and carbides, OF2 (O2+). Negative states are kept only for non-metals and metalloids: pymatgen lists Sn4-, Pb4- or Au-
+  (Mn3O4), the rarer ones for peroxides (O-), subvalent nitrides and carbides, OF2 (O2+). Negative states are kept
+  only for non-metals and metalloids: pymatgen lists Sn4-, Pb4- or Au-
   (Zintl and auride phases), but treating Mg2Sn or CuAu as ionic would call most intermetallics salts.
 * State 0 (metal or alloy constituent) for every element except N, O and the halogens: metals, metalloids and
   H, B, C, P, S, Se all occur in intermetallic borides, carbides, phosphides, chalcogenide alloys and hydrides;
@@ -45,7 +46,7 @@ Choices common to both (documented because they decide which compositions can be
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from typing import Literal
 
@@ -146,7 +147,7 @@ def is_exotic(symbol: str, oxidation_state: int) -> bool:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def ionic_states(symbol: str, vocabulary: Vocabulary = "common") -> tuple[int, ...]:
     """Allowed non-zero oxidation states of an element in a vocabulary, ascending (empty if unsupported)."""
     check_vocabulary(vocabulary)
@@ -165,7 +166,7 @@ def ionic_states(symbol: str, vocabulary: Vocabulary = "common") -> tuple[int, .
     return tuple(sorted(states))
 
 
-@lru_cache(maxsize=None)
+@cache
 def occasional_states(symbol: str, vocabulary: Vocabulary = "common") -> frozenset[int]:
     """The element's occasional states in a vocabulary: used in labelling only when nothing else labels a
     composition (empty for the full vocabulary and for unsupported elements)."""
@@ -175,7 +176,7 @@ def occasional_states(symbol: str, vocabulary: Vocabulary = "common") -> frozens
     return frozenset(_occasional_states(Element(symbol)) & set(ionic_states(symbol, vocabulary)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def state_cost(symbol: str, oxidation_state: int) -> float:
     """Labelling cost of a state: 0 if pymatgen calls it common, 1 if seen in the ICSD, 2 if only known."""
     element = Element(symbol)

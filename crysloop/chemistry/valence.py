@@ -162,7 +162,7 @@ def _ionic_assignment(
                         continue
                     new_cost = cost + option_cost
                     if total not in nxt or new_cost < nxt[total][0]:
-                        nxt[total] = (new_cost, chosen + (split_states,))
+                        nxt[total] = (new_cost, (*chosen, split_states))
             frontier = nxt
         if 0 in frontier and (best is None or frontier[0][0] < best[0]):
             best = frontier[0]
@@ -198,9 +198,9 @@ def _label_counts(
 def _integer_items(composition: Composition) -> tuple[tuple[str, int], ...]:
     amounts = composition.get_el_amt_dict()
     if all(abs(a - round(a)) < 1e-6 for a in amounts.values()):
-        return tuple(sorted((el, int(round(a))) for el, a in amounts.items() if round(a) > 0))
+        return tuple(sorted((el, round(a)) for el, a in amounts.items() if round(a) > 0))
     formula, _ = composition.get_integer_formula_and_factor(max_denominator=20)
-    return tuple(sorted((el, int(round(a))) for el, a in Composition(formula).get_el_amt_dict().items()))
+    return tuple(sorted((el, round(a)) for el, a in Composition(formula).get_el_amt_dict().items()))
 
 
 def check_alloy_rule(alloy_rule: str) -> str:

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         err_console.print(f"[bold red]error:[/] {message}{where}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+    except Exception as exc:
         if os.environ.get("CRYSLOOP_DEBUG"):
             raise
         message = str(exc) or type(exc).__name__

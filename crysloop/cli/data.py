@@ -20,7 +20,9 @@ from crysloop.errors import InputError
 from crysloop.infra.executors import ExecutorConfig
 from crysloop.vdw.config import BuildConfig
 
-app = typer.Typer(help="Datasets: fetch, inspect, ingest, label compositions, build the vdW bilayer set.", no_args_is_help=True)
+app = typer.Typer(
+    help="Datasets: fetch, inspect, ingest, label compositions, build the vdW bilayer set.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -53,7 +55,9 @@ def inspect(
     table.add_row("skipped rows", str(len(dataset.skipped)))
     table.add_row("sites per cell", f"min {min(nsites)}, median {sorted(nsites)[len(nsites) // 2]}, max {max(nsites)}")
     table.add_row("elements per compound", ", ".join(f"{k}: {v}" for k, v in sorted(nelements.items())))
-    table.add_row("distinct elements", f"{len(elements)} (most common: {', '.join(e for e, _ in elements.most_common(8))})")
+    table.add_row(
+        "distinct elements", f"{len(elements)} (most common: {', '.join(e for e, _ in elements.most_common(8))})"
+    )
     table.add_row("properties", ", ".join(sorted(dataset[0].properties)) or "-")
     console.print(table)
     for where, reason in dataset.skipped[:10]:
@@ -77,17 +81,23 @@ def ingest(
         console.print(f"[yellow]skipped[/] {where}: {reason}", highlight=False, soft_wrap=True)
     for where, note in summary.warnings[:10]:
         console.print(f"[yellow]warning:[/] {where}: {note}", highlight=False, soft_wrap=True)
-    console.print(f"{summary.dataset}: read {summary.read}, skipped {summary.skipped}, "
-                  f"stored {summary.inserted} new, {summary.existing} already present"
-                  f"{f', {len(summary.warnings)} with warnings' if summary.warnings else ''}")  # fmt: skip
+    console.print(
+        f"{summary.dataset}: read {summary.read}, skipped {summary.skipped}, "
+        f"stored {summary.inserted} new, {summary.existing} already present"
+        f"{f', {len(summary.warnings)} with warnings' if summary.warnings else ''}"
+    )
 
 
 @app.command()
 def label(
-    inputs: list[str] = typer.Argument(..., help="Formulas (Fe3O4 NaCl) or files (CSV with formula/cif column, CIF folder)."),
+    inputs: list[str] = typer.Argument(
+        ..., help="Formulas (Fe3O4 NaCl) or files (CSV with formula/cif column, CIF folder)."
+    ),
     csv_out: Path = typer.Option(None, "--csv", help="Write formula, ionic flag and oxidation states per input."),
     vocabulary: str = typer.Option("common", help="Oxidation states: common (curated) or full (all of pymatgen's)."),
-    alloy_rule: str = typer.Option("ionic-first", help="ionic-first, or paper (alloy whenever every element can be 0)."),
+    alloy_rule: str = typer.Option(
+        "ionic-first", help="ionic-first, or paper (alloy whenever every element can be 0)."
+    ),
 ) -> None:
     """Label compositions with charge-neutral oxidation states (ionic) or as alloys."""
     from crysloop.chemistry.valence import as_composition, label_compositions
@@ -112,7 +122,9 @@ def label(
             table.add_row(composition.reduced_formula, kind, text)
         console.print(table)
     labelled = sum(a is not None for a in labels)
-    console.print(f"{labelled}/{len(labels)} labelled ({sum(bool(a and a.ionic) for a in labels)} ionic) in {elapsed:.2f} s")
+    console.print(
+        f"{labelled}/{len(labels)} labelled ({sum(bool(a and a.ionic) for a in labels)} ionic) in {elapsed:.2f} s"
+    )
 
 
 def _items(text: str | None) -> tuple[str, ...] | None:
@@ -146,16 +158,33 @@ def build_vdw(
     from crysloop.flows.vdw import build_dataset
     from crysloop.strict import build
 
-    executor_config = build(ExecutorConfig, {"kind": executor, "workers": workers, "address": address},
-                            flags={"kind": "--executor"})  # fmt: skip
-    config = build(BuildConfig, {
-        "mlip": mlip, "damping": damping, "fmax": fmax, "steps": steps, "gap": gap, "vacuum": vacuum,
-        "twists": _items(twist), "elements": _items(elements), "max_bilayers": max_bilayers, "per_pair": per_pair,
-        "seed": seed, "device": device, "executor": executor_config,
-    }, flags={"twists": "--twist"})  # fmt: skip
+    executor_config = build(
+        ExecutorConfig, {"kind": executor, "workers": workers, "address": address}, flags={"kind": "--executor"}
+    )
+    config = build(
+        BuildConfig,
+        {
+            "mlip": mlip,
+            "damping": damping,
+            "fmax": fmax,
+            "steps": steps,
+            "gap": gap,
+            "vacuum": vacuum,
+            "twists": _items(twist),
+            "elements": _items(elements),
+            "max_bilayers": max_bilayers,
+            "per_pair": per_pair,
+            "seed": seed,
+            "device": device,
+            "executor": executor_config,
+        },
+        flags={"twists": "--twist"},
+    )
     command = "crysloop " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
     summary = build_dataset(config, out, progress=progress, command=command)
-    console.print(f"{summary.bilayers} bilayers ({summary.failed} failed relaxations, {summary.relaxed_now} relaxed now)")
+    console.print(
+        f"{summary.bilayers} bilayers ({summary.failed} failed relaxations, {summary.relaxed_now} relaxed now)"
+    )
     for key, (low, high) in summary.label_ranges.items():
         console.print(f"  {key}: {low} .. {high}")
     console.print(f"manifest: {summary.manifest}")

@@ -14,7 +14,8 @@ from crysloop.cli.options import finite
 from crysloop.errors import InputError
 from crysloop.infra.db import database
 from crysloop.infra.export import FORMATS, export_candidates
-from crysloop.infra.queries import CandidateFilter, find_candidates, query, status as db_status
+from crysloop.infra.queries import CandidateFilter, find_candidates, query
+from crysloop.infra.queries import status as db_status
 
 app = typer.Typer(help="Results database: status, query, export.", no_args_is_help=True)
 console = Console() if sys.stdout.isatty() else Console(width=200)  # tables are not cut when piped
@@ -26,9 +27,15 @@ def _filter(campaign, formula, elements, ehull_max, phonon_stable, dft_state, ml
     if dft_state is not None and dft_state not in _DFT_STATES:
         raise InputError(f"--dft-state {dft_state!r} is not one of {', '.join(_DFT_STATES)}")
     return CandidateFilter(
-        campaign=campaign, formula=formula, elements=tuple(e for e in (elements or "").split(",") if e.strip()),
-        ehull_max=ehull_max, phonon_stable=phonon_stable, dft_state=dft_state, mlip=mlip, limit=limit or None,
-    )  # fmt: skip
+        campaign=campaign,
+        formula=formula,
+        elements=tuple(e for e in (elements or "").split(",") if e.strip()),
+        ehull_max=ehull_max,
+        phonon_stable=phonon_stable,
+        dft_state=dft_state,
+        mlip=mlip,
+        limit=limit or None,
+    )
 
 
 CAMPAIGN = typer.Option(None, "--campaign", help="Campaign name.")
@@ -51,7 +58,9 @@ def status() -> None:
         table.add_row(name, str(count))
     console.print(table)
     if summary["candidates_per_campaign"]:
-        console.print("candidates per campaign: " + ", ".join(f"{k}: {v}" for k, v in summary["candidates_per_campaign"].items()))
+        console.print(
+            "candidates per campaign: " + ", ".join(f"{k}: {v}" for k, v in summary["candidates_per_campaign"].items())
+        )
     if summary["dft_states"]:
         console.print("DFT jobs: " + ", ".join(f"{k}: {v}" for k, v in summary["dft_states"].items()))
 
@@ -66,11 +75,16 @@ def _fmt(value) -> str:
 
 @app.command("query")
 def query_cmd(
-    campaign: str = CAMPAIGN, formula: str = FORMULA, elements: str = ELEMENTS, ehull_max: float = EHULL,
-    phonon_stable: bool = PHONON, dft_state: str = DFT, mlip: str = MLIP,
+    campaign: str = CAMPAIGN,
+    formula: str = FORMULA,
+    elements: str = ELEMENTS,
+    ehull_max: float = EHULL,
+    phonon_stable: bool = PHONON,
+    dft_state: str = DFT,
+    mlip: str = MLIP,
     limit: int = typer.Option(50, "--limit", min=0, help="At most this many rows (0: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
-) -> None:  # fmt: skip
+) -> None:
     """Candidates matching the filters, with their screening, DFT and kappa results."""
     flt = _filter(campaign, formula, elements, ehull_max, phonon_stable, dft_state, mlip, limit)
     with database(readonly=True):
@@ -79,8 +93,18 @@ def query_cmd(
         for row in rows:
             print(json.dumps(row.as_dict()))
         return
-    columns = ["structure_hash", "formula", "nsites", "source", "campaign", "round", "e_above_hull",
-               "phonon_stable", "dft_state", "kappa_300k"]  # fmt: skip
+    columns = [
+        "structure_hash",
+        "formula",
+        "nsites",
+        "source",
+        "campaign",
+        "round",
+        "e_above_hull",
+        "phonon_stable",
+        "dft_state",
+        "kappa_300k",
+    ]
     table = Table(*columns, title=f"{len(rows)} candidates")
     for row in rows:
         values = row.as_dict()
@@ -100,18 +124,25 @@ def _format_from_name(out: Path) -> str:
             return fmt
     if not out.suffix or name.endswith(".cif") or out.is_dir():
         return "cif"
-    raise InputError(f"{out}: cannot tell the export format from {out.suffix!r}; name the file .extxyz/.xyz, .csv[.gz] "
-                     f"or .json, give a folder for CIFs, or pass --format ({', '.join(FORMATS)})")  # fmt: skip
+    raise InputError(
+        f"{out}: cannot tell the export format from {out.suffix!r}; name the file .extxyz/.xyz, .csv[.gz] "
+        f"or .json, give a folder for CIFs, or pass --format ({', '.join(FORMATS)})"
+    )
 
 
 @app.command("export")
 def export_cmd(
     out: Path = typer.Argument(..., help="Output file (extxyz, csv, json) or folder (cif)."),
     fmt: str = typer.Option(None, "--format", help=f"One of {', '.join(FORMATS)}; default from the file suffix."),
-    campaign: str = CAMPAIGN, formula: str = FORMULA, elements: str = ELEMENTS, ehull_max: float = EHULL,
-    phonon_stable: bool = PHONON, dft_state: str = DFT, mlip: str = MLIP,
+    campaign: str = CAMPAIGN,
+    formula: str = FORMULA,
+    elements: str = ELEMENTS,
+    ehull_max: float = EHULL,
+    phonon_stable: bool = PHONON,
+    dft_state: str = DFT,
+    mlip: str = MLIP,
     limit: int = typer.Option(0, "--limit", min=0, help="At most this many candidates (0: all)."),
-) -> None:  # fmt: skip
+) -> None:
     """Write the matching candidates' best structures (DFT > MLIP-relaxed > generated) and results."""
     fmt = fmt or _format_from_name(out)
     if fmt not in FORMATS:

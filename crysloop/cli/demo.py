@@ -32,8 +32,10 @@ def demo(
     from crysloop.settings import get_settings
 
     config = load_config(demo_config_path()).model_copy(update={"name": name})
-    console.print(f"[bold]crysloop demo[/]: campaign {name!r}, {config.rounds} rounds x {config.candidates_per_round} "
-                  f"crystals, potential {config.screening.mlip} (offline; users default to MatterSim), device {config.device}")  # fmt: skip
+    console.print(
+        f"[bold]crysloop demo[/]: campaign {name!r}, {config.rounds} rounds x {config.candidates_per_round} "
+        f"crystals, potential {config.screening.mlip} (offline; users default to MatterSim), device {config.device}"
+    )
     start = time.perf_counter()
     results = campaign_flow(config.model_dump(mode="json"))
     print_rounds(results)

@@ -51,7 +51,9 @@ def _print_failures(campaign: str | None) -> None:
     for job in find_jobs(campaign):
         if job.state == "failed":
             reason = job.errors[-1] if job.errors else "no reason recorded"
-            console.print(f"[red]failed[/] {job.formula or '-'} (job {job.pk}): {reason}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[red]failed[/] {job.formula or '-'} (job {job.pk}): {reason}", highlight=False, soft_wrap=True
+            )
 
 
 @app.command()
@@ -99,7 +101,9 @@ def resume(
 def report(
     campaign: str = CAMPAIGN,
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON line."),
-    by_generator: bool = typer.Option(False, "--by-generator", help="Metrics per generator (ConditionCDVAE+, DiffCSP, ...)."),
+    by_generator: bool = typer.Option(
+        False, "--by-generator", help="Metrics per generator (ConditionCDVAE+, DiffCSP, ...)."
+    ),
 ) -> None:
     """Convergence rate, mean ionic steps and mean energy difference of the DFT jobs (ConditionCDVAE+ metrics)."""
     from crysloop.dft.jobs import job_generators
@@ -120,9 +124,13 @@ def report(
     jobs_table = Table("formula", "preset", "state", "attempts", "ionic steps", "|dE| (eV/atom)", title="DFT jobs")
     for formula, preset, state, attempts, steps, diff in rows:
         jobs_table.add_row(
-            formula, preset, state, str(attempts), "-" if steps is None else str(steps),
+            formula,
+            preset,
+            state,
+            str(attempts),
+            "-" if steps is None else str(steps),
             "-" if diff is None else f"{diff:.4f}",
-        )  # fmt: skip
+        )
     console.print(jobs_table)
     _print_metrics(metrics)
     for generator, figures in per_generator.items():

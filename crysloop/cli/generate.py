@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import typer
 from rich.console import Console
 
@@ -33,16 +32,21 @@ def generate(
 
     device = resolve_device(device)
     conditions = parse_conditions(condition)
-    composition = build(CompositionModelConfig, {"checkpoint": composition_checkpoint},
-                        flags={"checkpoint": "--composition-checkpoint"})  # fmt: skip
-    structure = build(StructureModelConfig, {"checkpoint": structure_checkpoint, "guidance": guidance, "steps": steps,
-                                             "rescale_volume": rescale_volume},
-                      flags={"checkpoint": "--structure-checkpoint"})  # fmt: skip
+    composition = build(
+        CompositionModelConfig, {"checkpoint": composition_checkpoint}, flags={"checkpoint": "--composition-checkpoint"}
+    )
+    structure = build(
+        StructureModelConfig,
+        {"checkpoint": structure_checkpoint, "guidance": guidance, "steps": steps, "rescale_volume": rescale_volume},
+        flags={"checkpoint": "--structure-checkpoint"},
+    )
     check_conditions(conditions, model_condition_names(composition.checkpoint, structure.checkpoint))
     config = GenerationConfig(composition_model=composition, structure_model=structure)
     summary = generate_flow(n, conditions, config, campaign=campaign, seed=seed, device=device)
-    console.print(f"generated {summary.generated} crystals ({summary.invalid} structurally invalid, discarded): "
-                  f"{summary.inserted} new, {summary.existing} already stored "
-                  f"(conditions used: stage I {summary.conditions_stage1 or 'none'}, "
-                  f"stage II {summary.conditions_stage2 or 'none'})")  # fmt: skip
+    console.print(
+        f"generated {summary.generated} crystals ({summary.invalid} structurally invalid, discarded): "
+        f"{summary.inserted} new, {summary.existing} already stored "
+        f"(conditions used: stage I {summary.conditions_stage1 or 'none'}, "
+        f"stage II {summary.conditions_stage2 or 'none'})"
+    )
     console.print(f"look at them: crysloop db query{' --campaign ' + campaign if campaign else ''}")

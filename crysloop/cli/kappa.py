@@ -14,8 +14,10 @@ from crysloop.cli.options import field_option, finite
 from crysloop.errors import InputError
 from crysloop.kappa.config import KappaStageConfig
 
-app = typer.Typer(help="Lattice thermal conductivity (phono3py): run on screened candidates, show, verify with DFT.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Lattice thermal conductivity (phono3py): run on screened candidates, show, verify with DFT.",
+    no_args_is_help=True,
+)
 console = Console()
 
 
@@ -46,15 +48,18 @@ def parse_mesh(text: str | None) -> tuple[int, int, int] | float | None:
         return values[0]
     if len(values) == 3 and min(values) >= 1:
         return tuple(values)  # type: ignore[return-value]
-    raise InputError(f"--mesh must be three positive integers (11,11,11) or one positive length in Angstrom (40), "
-                     f"got {text!r}")
+    raise InputError(
+        f"--mesh must be three positive integers (11,11,11) or one positive length in Angstrom (40), got {text!r}"
+    )
 
 
 def _stage(temperatures: str | None, mesh: str | None, **options) -> KappaStageConfig:
     """The kappa stage's config from the command's options; those left unset take the class defaults."""
     from crysloop.strict import build
 
-    return build(KappaStageConfig, {**options, "temperatures": parse_temperatures(temperatures), "mesh": parse_mesh(mesh)})
+    return build(
+        KappaStageConfig, {**options, "temperatures": parse_temperatures(temperatures), "mesh": parse_mesh(mesh)}
+    )
 
 
 def _read_structure(path: Path):
@@ -64,7 +69,7 @@ def _read_structure(path: Path):
         raise InputError(f"{path}: no such file")
     try:
         return Structure.from_file(path)
-    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for unreadable files
+    except Exception as exc:
         raise InputError(f"{path}: not a readable structure ({exc})") from exc
 
 
@@ -80,8 +85,9 @@ MLIP = field_option(KappaStageConfig, "mlip")
 def run(
     campaign: str = typer.Option(None, help="Only candidates of this campaign."),
     mlip: str = MLIP,
-    screening_mlip: str = typer.Option(None, help="Take candidates from screening results of this potential "
-                                       "(default: settings)."),
+    screening_mlip: str = typer.Option(
+        None, help="Take candidates from screening results of this potential (default: settings)."
+    ),
     temperatures: str = TEMPERATURES,
     top_n: int = field_option(KappaStageConfig, "top_n"),
     max_e_above_hull: float = field_option(LabelConfig, "ehull_stable", "--max-e-above-hull"),
@@ -99,19 +105,35 @@ def run(
     from crysloop.flows.kappa import kappa_flow
     from crysloop.strict import build
 
-    config = _stage(temperatures, mesh, mlip=mlip, top_n=top_n, max_atoms=max_atoms,
-                    max_displacements=max_displacements, fc3_min_length=fc3_min_length,
-                    fc2_min_length=fc2_min_length, lbte=lbte)  # fmt: skip
+    config = _stage(
+        temperatures,
+        mesh,
+        mlip=mlip,
+        top_n=top_n,
+        max_atoms=max_atoms,
+        max_displacements=max_displacements,
+        fc3_min_length=fc3_min_length,
+        fc2_min_length=fc2_min_length,
+        lbte=lbte,
+    )
     labels = build(LabelConfig, {"ehull_stable": max_e_above_hull}, flags={"ehull_stable": "--max-e-above-hull"})
-    metal_labels = {**{key: False for key in nonmetal}, **{key: True for key in metal}}
-    summary = kappa_flow(config, labels, campaign=campaign, screening_mlip=screening_mlip,
-                         metal_labels=metal_labels or None, recompute=recompute)  # fmt: skip
+    metal_labels = {**dict.fromkeys(nonmetal, False), **dict.fromkeys(metal, True)}
+    summary = kappa_flow(
+        config,
+        labels,
+        campaign=campaign,
+        screening_mlip=screening_mlip,
+        metal_labels=metal_labels or None,
+        recompute=recompute,
+    )
     table = Table(title=f"kappa ({summary.mlip}, W/m/K)")
     for column in ("candidate", "formula", "E_hull", *(f"{t:g} K" for t in config.temperatures), "time (s)"):
         table.add_column(column)
     for row in summary.results:
         kappas = [f"{k:.2f}" for k in row["kappa_average"]]
-        table.add_row(row["candidate"], row["formula"], f"{row['e_above_hull']:.3f}", *kappas, f"{row['wall_time_s']:.0f}")
+        table.add_row(
+            row["candidate"], row["formula"], f"{row['e_above_hull']:.3f}", *kappas, f"{row['wall_time_s']:.0f}"
+        )
     console.print(table)
     console.print(f"computed {summary.computed}, skipped {summary.skipped}, failed {summary.failed}")
 
@@ -157,19 +179,27 @@ def structure(
     from crysloop.screening.potentials import with_d3_name
     from crysloop.settings import get_settings
 
-    stage = _stage(temperatures, mesh, mlip=mlip, fc3_min_length=fc3_min_length, fc2_min_length=fc2_min_length,
-                   lbte=lbte)  # fmt: skip
+    stage = _stage(
+        temperatures, mesh, mlip=mlip, fc3_min_length=fc3_min_length, fc2_min_length=fc2_min_length, lbte=lbte
+    )
     name = with_d3_name(stage.mlip, d3)
-    outcome = compute_kappa(_read_structure(path), name, KappaConfig.of(stage), calculator_name=name,
-                            cache_dir=get_settings().cache_dir / "kappa")  # fmt: skip
+    outcome = compute_kappa(
+        _read_structure(path),
+        name,
+        KappaConfig.of(stage),
+        calculator_name=name,
+        cache_dir=get_settings().cache_dir / "kappa",
+    )
     table = Table(title=f"{outcome.formula}: kappa ({name}, {outcome.method}, mesh {outcome.mesh}), W/m/K")
     for column in ("T (K)", "average", "xx", "yy", "zz", "yz", "xz", "xy"):
         table.add_column(column)
     for t, average, tensor in zip(outcome.temperatures, outcome.kappa_average, outcome.kappa, strict=True):
         table.add_row(f"{t:g}", f"{average:.3f}", *(f"{k:.3f}" for k in tensor))
     console.print(table)
-    console.print(f"{outcome.n_displacements} displaced supercells ({outcome.n_evaluated} evaluated now), "
-                  f"min frequency {outcome.min_frequency_thz:.3f} THz, {outcome.wall_time_s:.1f} s")  # fmt: skip
+    console.print(
+        f"{outcome.n_displacements} displaced supercells ({outcome.n_evaluated} evaluated now), "
+        f"min frequency {outcome.min_frequency_thz:.3f} THz, {outcome.wall_time_s:.1f} s"
+    )
 
 
 @app.command()
@@ -191,5 +221,7 @@ def dft(
     stage = _stage(temperatures, mesh, fc3_min_length=fc3_min_length, fc2_min_length=fc2_min_length, lbte=lbte)
     flow = dft_kappa_flow(_read_structure(path), KappaConfig.of(stage))
     dumpfn(flow, output)
-    console.print(f"{output}: {len(flow.jobs) - 1} VASP statics + 1 kappa job; run it with jobflow "
-                  f"(run_locally or a manager such as jobflow-remote)")  # fmt: skip
+    console.print(
+        f"{output}: {len(flow.jobs) - 1} VASP statics + 1 kappa job; run it with jobflow "
+        f"(run_locally or a manager such as jobflow-remote)"
+    )

@@ -11,13 +11,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crysloop.cli.options import names, parse_conditions
+from crysloop.cli.options import parse_conditions
 from crysloop.data.compositions import write_assignments_csv
 from crysloop.errors import InputError
 from crysloop.settings import resolve_device
 
-app = typer.Typer(help="Sample one generator: composition, structure, cdvae; reconstruct through ConditionCDVAE+.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Sample one generator: composition, structure, cdvae; reconstruct through ConditionCDVAE+.",
+    no_args_is_help=True,
+)
 console = Console()
 
 
@@ -38,8 +40,11 @@ def composition(
     temperature: float = typer.Option(1.0, help="Sampling temperature."),
     top_k: int = typer.Option(0, "--top-k", help="Keep the k most likely species per step (0 = all)."),
     unconstrained: bool = typer.Option(False, "--unconstrained", help="Sample without the neutrality constraint."),
-    rejection: bool = typer.Option(False, "--rejection", help="Exact p(x | neutral): sample unconstrained, keep "
-                                   "only what constrained decoding could produce."),
+    rejection: bool = typer.Option(
+        False,
+        "--rejection",
+        help="Exact p(x | neutral): sample unconstrained, keep only what constrained decoding could produce.",
+    ),
     seed: int = typer.Option(None, help="Random seed."),
     device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     csv_out: Path = typer.Option(None, "--csv", help="Write the samples to this CSV."),
@@ -70,18 +75,24 @@ def composition(
     if save_db:
         from crysloop.infra.models import store_generated_compositions
 
-        store_generated_compositions(samples, conditions, str(checkpoint or shipped_checkpoint_path()), campaign,
-                                     round_index)  # fmt: skip
+        store_generated_compositions(
+            samples, conditions, str(checkpoint or shipped_checkpoint_path()), campaign, round_index
+        )
     ionic = [s for s in samples if s.ionic]
     neutral = sum(s.charge == 0 for s in ionic)
-    console.print(f"{len(samples)} compositions in {elapsed:.1f} s: {len(ionic)} ionic ({neutral} neutral), "
-                  f"{len(samples) - len(ionic)} alloys, {len({s.formula for s in samples})} unique formulas"
-                  + ("; saved to the database" if save_db else "") + (f"; CSV {csv_out}" if csv_out else ""))  # fmt: skip
+    console.print(
+        f"{len(samples)} compositions in {elapsed:.1f} s: {len(ionic)} ionic ({neutral} neutral), "
+        f"{len(samples) - len(ionic)} alloys, {len({s.formula for s in samples})} unique formulas"
+        + ("; saved to the database" if save_db else "")
+        + (f"; CSV {csv_out}" if csv_out else "")
+    )
 
 
 @app.command("structure")
 def structure(
-    compositions: list[str] = typer.Argument(None, help="Compositions (one cell each, e.g. Sr2Ti2O6); none = ab initio."),
+    compositions: list[str] = typer.Argument(
+        None, help="Compositions (one cell each, e.g. Sr2Ti2O6); none = ab initio."
+    ),
     n: int = typer.Option(None, "--n", help="Ab initio: number of structures to generate."),
     checkpoint: Path = typer.Option(None, help="DiffCSP checkpoint (default: the shipped model)."),
     samples: int = typer.Option(1, help="Structures per composition."),
@@ -89,8 +100,11 @@ def structure(
     guidance: float = typer.Option(0.0, help="Classifier-free guidance weight w."),
     steps: int = typer.Option(None, help="Sampling steps (default: the model's 1000 timesteps)."),
     step_lr: float = typer.Option(1e-5, help="Langevin corrector step size (0 turns the corrector off)."),
-    lattice_clip: str = typer.Option("auto", help="Clip each step's clean-lattice estimate to +-this (A); off "
-                                     "(as DiffCSP), or auto: 50 A (an unclipped first step blows cells up)."),
+    lattice_clip: str = typer.Option(
+        "auto",
+        help="Clip each step's clean-lattice estimate to +-this (A); off "
+        "(as DiffCSP), or auto: 50 A (an unclipped first step blows cells up).",
+    ),
     batch_size: int = typer.Option(256, help="Crystals sampled together."),
     device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -107,14 +121,29 @@ def structure(
     model = load_checkpoint(checkpoint, device=device)
     queries = [c for c in compositions for _ in range(samples)] if compositions else None
     structures = sample_structures(
-        model, queries, n=n, conditions=parse_conditions(condition), guidance=guidance, steps=steps, step_lr=step_lr,
-        batch_size=batch_size, device=device, seed=seed, progress=True, lattice_clip=_lattice_clip(lattice_clip),
+        model,
+        queries,
+        n=n,
+        conditions=parse_conditions(condition),
+        guidance=guidance,
+        steps=steps,
+        step_lr=step_lr,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        progress=True,
+        lattice_clip=_lattice_clip(lattice_clip),
     )
     table = Table("#", "formula", "a, b, c (A)", "alpha, beta, gamma", "volume (A^3)")
     for i, structure in enumerate(structures):
         lat = structure.lattice
-        table.add_row(str(i), structure.composition.formula, ", ".join(f"{x:.2f}" for x in lat.abc),
-                      ", ".join(f"{x:.1f}" for x in lat.angles), f"{lat.volume:.1f}")
+        table.add_row(
+            str(i),
+            structure.composition.formula,
+            ", ".join(f"{x:.2f}" for x in lat.abc),
+            ", ".join(f"{x:.1f}" for x in lat.angles),
+            f"{lat.volume:.1f}",
+        )
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             structure.to(filename=str(out / f"{i:04d}_{structure.composition.reduced_formula}.cif"))
@@ -128,8 +157,9 @@ def cdvae(
     n: int = typer.Option(None, "--n", help="Number of crystals (with --formula: per formula)."),
     condition: list[str] = typer.Option([], "--condition", "-c", help="Property target NAME=VALUE (repeatable)."),
     formula: list[str] = typer.Option([], "--formula", "-f", help="Formula of one cell, e.g. MoS2 (repeatable)."),
-    formulas_from_lm: bool = typer.Option(False, "--formulas-from-lm",
-                                          help="Take --n charge-balanced formulas from the Stage I language model."),
+    formulas_from_lm: bool = typer.Option(
+        False, "--formulas-from-lm", help="Take --n charge-balanced formulas from the Stage I language model."
+    ),
     checkpoint: Path = typer.Option(None, help="Checkpoint (default: the shipped model)."),
     candidates: int = typer.Option(100, help="Latents drawn per sample; the property predictor keeps the best."),
     steps_per_level: int = typer.Option(None, help="Langevin steps per noise level (default: the model's 100)."),
@@ -157,13 +187,24 @@ def cdvae(
     formulas = [f for f in formula for _ in range(n or 1)]
     if formulas_from_lm:
         formulas = formulas_from_language_model(n, model.config.max_atoms, seed=seed, device=str(model.device))
-    structures = sample_structures(model, gan, n=n, conditions=targets, formulas=formulas or None,
-                                   candidates=candidates, steps_per_level=steps_per_level, batch_size=batch_size,
-                                   seed=seed, progress=True)  # fmt: skip
+    structures = sample_structures(
+        model,
+        gan,
+        n=n,
+        conditions=targets,
+        formulas=formulas or None,
+        candidates=candidates,
+        steps_per_level=steps_per_level,
+        batch_size=batch_size,
+        seed=seed,
+        progress=True,
+    )
     for i, structure in enumerate(structures):
         lat = structure.lattice
-        console.print(f"{i:4d}  {structure.composition.formula:24s}  a,b,c {lat.a:.2f} {lat.b:.2f} {lat.c:.2f}  "
-                      f"angles {lat.alpha:.0f} {lat.beta:.0f} {lat.gamma:.0f}  V {lat.volume:.1f}")  # fmt: skip
+        console.print(
+            f"{i:4d}  {structure.composition.formula:24s}  a,b,c {lat.a:.2f} {lat.b:.2f} {lat.c:.2f}  "
+            f"angles {lat.alpha:.0f} {lat.beta:.0f} {lat.gamma:.0f}  V {lat.volume:.1f}"
+        )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         for i, structure in enumerate(structures):
@@ -193,12 +234,16 @@ def reconstruct(
 
     model, _ = load_checkpoint(checkpoint, device=device)
     records = list(load_dataset(data, split=split, progress=False))[:n]
-    predicted, truth = reconstruct_structures(model, records, steps_per_level, batch_size=batch_size, seed=seed,
-                                              progress=True)  # fmt: skip
-    figures = reconstruction(predicted, truth, [validity(s).valid for s in predicted],
-                             [validity(s).valid for s in truth], n_jobs=1)  # fmt: skip
-    console.print(f"match rate {100 * figures['match_rate']:.2f} %  RMSE {figures['rms_dist']:.4f}  "
-                  f"({figures['n_matched']}/{figures['n_pairs']} matched)")  # fmt: skip
+    predicted, truth = reconstruct_structures(
+        model, records, steps_per_level, batch_size=batch_size, seed=seed, progress=True
+    )
+    figures = reconstruction(
+        predicted, truth, [validity(s).valid for s in predicted], [validity(s).valid for s in truth], n_jobs=1
+    )
+    console.print(
+        f"match rate {100 * figures['match_rate']:.2f} %  RMSE {figures['rms_dist']:.4f}  "
+        f"({figures['n_matched']}/{figures['n_pairs']} matched)"
+    )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(figures) + "\n")

@@ -16,7 +16,9 @@ def server(
     port: int = typer.Option(4200, help="Port of the API and UI."),
 ) -> None:
     """Start a Prefect server with its UI (then set PREFECT_API_URL=http://HOST:PORT/api for runs to show up)."""
-    console.print(f"Prefect UI on http://{host}:{port}  --  in other shells: export PREFECT_API_URL=http://{host}:{port}/api")
+    console.print(
+        f"Prefect UI on http://{host}:{port}  --  in other shells: export PREFECT_API_URL=http://{host}:{port}/api"
+    )
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     prefect = os.path.join(os.path.dirname(sys.executable), "prefect")
     os.execve(prefect, [prefect, "server", "start", "--host", host, "--port", str(port)], env)

@@ -15,8 +15,9 @@ from crysloop.cli.options import names
 from crysloop.errors import InputError
 from crysloop.settings import resolve_device
 
-app = typer.Typer(help="Train a generator: composition (Stage I), structure (DiffCSP), cdvae (ConditionCDVAE+).",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Train a generator: composition (Stage I), structure (DiffCSP), cdvae (ConditionCDVAE+).", no_args_is_help=True
+)
 console = Console()
 
 
@@ -34,9 +35,13 @@ def _parse_properties(options: list[str]) -> dict[str, tuple[str, str | None]]:
 
 @app.command("composition")
 def composition(
-    data: list[Path] = typer.Argument(..., help="Training data: CSV[.gz] with formula or cif column, or structure files."),
+    data: list[Path] = typer.Argument(
+        ..., help="Training data: CSV[.gz] with formula or cif column, or structure files."
+    ),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write (.pt)."),
-    properties: list[str] = typer.Option([], "--property", help="Condition NAME[=COLUMN][:binary|continuous]; repeatable."),
+    properties: list[str] = typer.Option(
+        [], "--property", help="Condition NAME[=COLUMN][:binary|continuous]; repeatable."
+    ),
     epochs: int = typer.Option(60, help="Passes over the data."),
     batch_size: int = typer.Option(256, help="Compositions per step."),
     lr: float = typer.Option(2e-3, help="Peak learning rate (one-cycle)."),
@@ -53,11 +58,14 @@ def composition(
 ) -> None:
     """Train (or fine-tune with --init) the composition language model; writes the checkpoint as it goes and records
     it in the results database."""
+    from crysloop.data.compositions import read_compositions
     from crysloop.infra.models import register_model
     from crysloop.models.composition import (
-        CompositionLMConfig, finetune_composition_lm, load_checkpoint, train_composition_lm,
-    )  # fmt: skip
-    from crysloop.data.compositions import read_compositions
+        CompositionLMConfig,
+        finetune_composition_lm,
+        load_checkpoint,
+        train_composition_lm,
+    )
 
     device = resolve_device(device)
     records = [r for path in data for r in read_compositions(path)]
@@ -70,22 +78,33 @@ def composition(
     values = [{name: r.properties.get(column) for name, (column, _) in spec.items()} for r in records]
     kinds = {name: kind for name, (_, kind) in spec.items()}
     compositions = [r.composition for r in records]
-    run = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device, "seed": seed, "progress": True,
-           "checkpoint_path": out, "resume": resume}  # fmt: skip
+    run = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "device": device,
+        "seed": seed,
+        "progress": True,
+        "checkpoint_path": out,
+        "resume": resume,
+    }
     if init:
         examples = list(zip(compositions, values, strict=True))
         model = finetune_composition_lm(load_checkpoint(init, device="cpu"), examples, kinds, **run)
     else:
         from crysloop.chemistry.oxidation import check_vocabulary
 
-        config = CompositionLMConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd,
-                                     vocabulary=check_vocabulary(vocabulary))
+        config = CompositionLMConfig(
+            n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocabulary=check_vocabulary(vocabulary)
+        )
         model = train_composition_lm(compositions, values, kinds, config, **run)
     report = model.metadata["finetunes"][-1] if init else model.metadata["training"]
     if save_db:
         register_model(name or str(out.resolve()), "composition", out, model.condition_names, report)
-    console.print(f"trained on {report['n_train']} compositions ({report['skipped']} skipped), final loss "
-                  f"{report['final_loss']:.3f}, {report['train_seconds']:.0f} s -> {out}")  # fmt: skip
+    console.print(
+        f"trained on {report['n_train']} compositions ({report['skipped']} skipped), final loss "
+        f"{report['final_loss']:.3f}, {report['train_seconds']:.0f} s -> {out}"
+    )
 
 
 @app.command("structure")
@@ -104,15 +123,22 @@ def structure(
     device: str = typer.Option(None, help="torch device: auto, cpu, cuda[:N] (default: CRYSLOOP_DEVICE, else auto)."),
     seed: int = typer.Option(0, help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from --out if it holds a training state."),
-    init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (same network size and "
-                              "conditions); the training settings are this command's."),
+    init: Path = typer.Option(
+        None,
+        "--init",
+        help="Start from this checkpoint's weights (same network size and "
+        "conditions); the training settings are this command's.",
+    ),
     slim: bool = typer.Option(False, "--slim", help="Store EMA weights only (small file, cannot resume)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the message-passing layers."),
     threads: int = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
     split: str = typer.Option("train", help="Split, for dataset names."),
-    semi_periodic: bool = typer.Option(False, "--semi-periodic",
-                                       help="Layered data: keep c fixed and atoms inside the slab (no wrapping "
-                                            "across the vacuum); saved in the checkpoint, used when sampling."),
+    semi_periodic: bool = typer.Option(
+        False,
+        "--semi-periodic",
+        help="Layered data: keep c fixed and atoms inside the slab (no wrapping "
+        "across the vacuum); saved in the checkpoint, used when sampling.",
+    ),
     name: str = typer.Option(None, "--name", help="Name of the checkpoint in the results database (default: --out)."),
     save_db: bool = typer.Option(True, "--db/--no-db", help="Record the checkpoint in the results database."),
 ) -> None:
@@ -130,8 +156,9 @@ def structure(
     if threads:
         torch.set_num_threads(threads)
     overrides = {k: v for k, v in {"batch_size": batch_size, "lr": lr}.items() if v is not None}
-    config = DiffCSPConfig.preset(preset, mode=mode, properties=names(properties), semi_periodic=semi_periodic,
-                                  **overrides)  # fmt: skip
+    config = DiffCSPConfig.preset(
+        preset, mode=mode, properties=names(properties), semi_periodic=semi_periodic, **overrides
+    )
     model = None
     if init is not None:
         from crysloop.models.diffcsp import DiffCSP, load_checkpoint
@@ -139,8 +166,12 @@ def structure(
         start = load_checkpoint(init, device="cpu")
         if semi_periodic and not start.config.semi_periodic:
             raise InputError(f"{init} is a 3D-periodic model; --semi-periodic needs a semi-periodic one or none")
-        config = replace(config, property_stats=start.config.property_stats, slab_c=start.config.slab_c,
-                         slab_half_width=start.config.slab_half_width)  # fmt: skip
+        config = replace(
+            config,
+            property_stats=start.config.property_stats,
+            slab_c=start.config.slab_c,
+            slab_half_width=start.config.slab_half_width,
+        )
         model = DiffCSP(config)
         try:
             model.load_state_dict(start.state_dict())
@@ -150,13 +181,23 @@ def structure(
     val_records = load_dataset(val, split="val") if val else None
     console.print(f"training DiffCSP ({preset}, {mode}) on {len(records)} crystals")
     model = train_diffcsp(
-        records, config, device=device, steps=steps, epochs=epochs, val_records=val_records, checkpoint_path=out,
-        resume=resume, log_path=out.with_suffix(".metrics.jsonl"), seed=seed, time_limit_s=time_limit, slim=slim,
-        compile=compile, model=model,
+        records,
+        config,
+        device=device,
+        steps=steps,
+        epochs=epochs,
+        val_records=val_records,
+        checkpoint_path=out,
+        resume=resume,
+        log_path=out.with_suffix(".metrics.jsonl"),
+        seed=seed,
+        time_limit_s=time_limit,
+        slim=slim,
+        compile=compile,
+        model=model,
     )
     if save_db:
-        register_model(name or str(out.resolve()), "structure", out, model.config.properties,
-                       {"n_train": len(records)})  # fmt: skip
+        register_model(name or str(out.resolve()), "structure", out, model.config.properties, {"n_train": len(records)})
     size = sum(p.numel() for p in model.parameters())
     console.print(f"wrote {out} ({size / 1e6:.2f}M parameters); metrics in {out.with_suffix('.metrics.jsonl')}")
 
@@ -177,9 +218,12 @@ def cdvae(
     seed: int = typer.Option(0, help="Random seed."),
     threads: int = typer.Option(None, help="CPU threads for torch."),
     split: str = typer.Option("train", help="Split, for dataset names."),
-    semi_periodic: bool = typer.Option(False, "--semi-periodic",
-                                       help="Layered data: keep c fixed and atoms inside the slab (no wrapping "
-                                            "across the vacuum); saved in the checkpoint, used when sampling."),
+    semi_periodic: bool = typer.Option(
+        False,
+        "--semi-periodic",
+        help="Layered data: keep c fixed and atoms inside the slab (no wrapping "
+        "across the vacuum); saved in the checkpoint, used when sampling.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out (same data and options)."),
     name: str = typer.Option(None, "--name", help="Name of the checkpoint in the results database (default: --out)."),
     save_db: bool = typer.Option(True, "--db/--no-db", help="Record the checkpoint in the results database."),
@@ -197,17 +241,30 @@ def cdvae(
     if threads:
         torch.set_num_threads(threads)
     overrides = {"batch_size": batch_size} if batch_size else {}
-    config = CDVAEConfig.preset(preset, encoder=encoder, conditions=names(conditions), semi_periodic=semi_periodic,
-                                **overrides)  # fmt: skip
+    config = CDVAEConfig.preset(
+        preset, encoder=encoder, conditions=names(conditions), semi_periodic=semi_periodic, **overrides
+    )
     records = [record for source in data for record in load_dataset(source, split=split, progress=False)]
     kind = ", semi-periodic" if semi_periodic else ""
     console.print(f"training ConditionCDVAE+ ({preset}, {encoder} encoder{kind}) on {len(records)} crystals")
     log = out.with_suffix(".metrics.jsonl")
-    model, gan = train_cdvae(records, config, device=device, epochs=epochs, steps=steps, time_limit_s=time_limit,
-                             gan_config=GANConfig.preset(preset), gan_epochs=gan_epochs, checkpoint_path=out,
-                             log_path=log, seed=seed, resume=resume)  # fmt: skip
+    model, gan = train_cdvae(
+        records,
+        config,
+        device=device,
+        epochs=epochs,
+        steps=steps,
+        time_limit_s=time_limit,
+        gan_config=GANConfig.preset(preset),
+        gan_epochs=gan_epochs,
+        checkpoint_path=out,
+        log_path=log,
+        seed=seed,
+        resume=resume,
+    )
     if save_db:
-        register_model(name or str(out.resolve()), "cdvae", out, model.config.scalar_conditions,
-                       {"n_train": len(records)})  # fmt: skip
+        register_model(
+            name or str(out.resolve()), "cdvae", out, model.config.scalar_conditions, {"n_train": len(records)}
+        )
     size = sum(p.numel() for p in model.parameters())
     console.print(f"wrote {out} ({size / 1e6:.2f}M parameters{', with latent GAN' if gan else ''}); metrics in {log}")

@@ -12,7 +12,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 def _standard_primitive(structure: Structure, symprec: float) -> Structure:
     try:
         return SpacegroupAnalyzer(structure, symprec=symprec).get_primitive_standard_structure()
-    except Exception:  # noqa: BLE001 - spglib fails on badly overlapping atoms; fall back to Niggli
+    except Exception:
         return structure.get_reduced_structure("niggli")
 
 
@@ -26,7 +26,8 @@ def structure_hash(structure: Structure, symprec: float = 0.01, decimals: int = 
     std = _standard_primitive(structure.copy().remove_oxidation_states(), symprec)
     lattice = np.round(std.lattice.abc + std.lattice.angles, decimals - 1 if decimals > 1 else decimals)
     sites = sorted(
-        (site.specie.symbol, *(np.round(np.mod(np.round(site.frac_coords, decimals), 1.0), decimals) + 0.0)) for site in std
+        (site.specie.symbol, *(np.round(np.mod(np.round(site.frac_coords, decimals), 1.0), decimals) + 0.0))
+        for site in std
     )
     payload = f"{std.composition.reduced_formula}|{len(std)}|{lattice.tolist()}|{sites}"
     return hashlib.sha1(payload.encode()).hexdigest()

@@ -87,7 +87,11 @@ def read_compositions(path: str | Path) -> list[CompositionRecord]:
     from crysloop.data.datasets import read_structures
 
     return [
-        CompositionRecord(r.structure.composition, {k: v for k, p in r.properties.items() if (v := _numeric(p)) is not None}, r.material_id)
+        CompositionRecord(
+            r.structure.composition,
+            {k: v for k, p in r.properties.items() if (v := _numeric(p)) is not None},
+            r.material_id,
+        )
         for r in read_structures(path)
     ]
 
@@ -104,5 +108,12 @@ def write_assignments_csv(path: Path, assignments, extra: dict | None = None) ->
                 writer.writerow(["", "", "", "", *(extra or {}).values()])
                 continue
             composition = {e: int(c) for e, c in assignment.composition.get_el_amt_dict().items()}
-            writer.writerow([assignment.formula, json.dumps(composition), assignment.ionic,
-                             json.dumps(assignment.as_records()), *(extra or {}).values()])  # fmt: skip
+            writer.writerow(
+                [
+                    assignment.formula,
+                    json.dumps(composition),
+                    assignment.ionic,
+                    json.dumps(assignment.as_records()),
+                    *(extra or {}).values(),
+                ]
+            )

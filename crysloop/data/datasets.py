@@ -56,8 +56,13 @@ class CrystalRecord:
 class CrystalDataset(list):
     """A list of :class:`CrystalRecord` that also remembers the rows skipped as unusable and those warned about."""
 
-    def __init__(self, records=(), skipped: list[tuple[str, str]] | None = None, name: str = "",
-                 warnings: list[tuple[str, str]] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        records=(),
+        skipped: list[tuple[str, str]] | None = None,
+        name: str = "",
+        warnings: list[tuple[str, str]] | None = None,
+    ):
         super().__init__(records)
         self.skipped = skipped or []
         self.name = name
@@ -84,8 +89,10 @@ def structure_problem(structure: Structure, keep_overlaps: bool = False) -> str 
         return f"unknown element {', '.join(map(repr, unknown))}"
     if not structure.is_ordered:
         site = next(s for s in structure if not s.is_ordered)
-        return (f"partial occupancy ({site.species.formula} on one site): a disordered structure is not one crystal; "
-                f"order it first (e.g. pymatgen's OrderDisorderedStructureTransformation)")  # fmt: skip
+        return (
+            f"partial occupancy ({site.species.formula} on one site): a disordered structure is not one crystal; "
+            f"order it first (e.g. pymatgen's OrderDisorderedStructureTransformation)"
+        )
     if keep_overlaps:
         return None
     if min(structure.lattice.abc) < MIN_DISTANCE:
@@ -93,8 +100,10 @@ def structure_problem(structure: Structure, keep_overlaps: bool = False) -> str 
     distances = structure.distance_matrix + np.diag(np.full(len(structure), np.inf))
     i, j = np.unravel_index(np.argmin(distances), distances.shape)
     if distances[i, j] < MIN_DISTANCE:
-        return (f"overlapping atoms: sites {min(i, j)} ({structure[int(i)].specie}) and {max(i, j)} "
-                f"({structure[int(j)].specie}) are {distances[i, j]:.2f} A apart (closer than {MIN_DISTANCE} A)")
+        return (
+            f"overlapping atoms: sites {min(i, j)} ({structure[int(i)].specie}) and {max(i, j)} "
+            f"({structure[int(j)].specie}) are {distances[i, j]:.2f} A apart (closer than {MIN_DISTANCE} A)"
+        )
     return None
 
 
@@ -102,8 +111,10 @@ def cell_warning(structure: Structure) -> str | None:
     """A note when the cell is implausibly large (kept, but likely a unit or format error)."""
     per_atom = structure.volume / len(structure)
     if per_atom > MAX_VOLUME_PER_ATOM or max(structure.lattice.abc) > 1000:
-        return (f"implausible cell: lattice lengths {', '.join(f'{x:.4g}' for x in structure.lattice.abc)} A, "
-                f"{per_atom:.4g} A^3 per atom")
+        return (
+            f"implausible cell: lattice lengths {', '.join(f'{x:.4g}' for x in structure.lattice.abc)} A, "
+            f"{per_atom:.4g} A^3 per atom"
+        )
     return None
 
 
@@ -113,12 +124,12 @@ def _checked(structure: Structure, keep_overlaps: bool = False) -> Structure | s
 
 
 def _parse_cif(item: tuple[str, str], keep_overlaps: bool = False) -> Structure | str:
-    where, text = item
+    _, text = item
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pymatgen warns on every CIF whose coordinates it rounds
             structure = Structure.from_str(text, fmt="cif")
-    except Exception as exc:  # noqa: BLE001 - any parser failure is reported with its location
+    except Exception as exc:
         return f"cannot parse structure ({type(exc).__name__}: {exc})".strip()
     return _checked(structure, keep_overlaps)
 
@@ -128,7 +139,7 @@ def _parse_file(path: str, keep_overlaps: bool = False) -> Structure | str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             structure = Structure.from_file(path)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"cannot parse structure ({type(exc).__name__}: {exc})".strip()
     return _checked(structure, keep_overlaps)
 
@@ -139,8 +150,11 @@ def _parallel(fn, items: list, desc: str, workers: int | None, progress: bool) -
         return [fn(item) for item in tqdm(items, desc=desc, disable=not progress, unit="row")]
     chunksize = max(1, math.ceil(len(items) / (workers * 8)))
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(tqdm(pool.map(fn, items, chunksize=chunksize), total=len(items), desc=desc,
-                         disable=not progress, unit="row"))  # fmt: skip
+        return list(
+            tqdm(
+                pool.map(fn, items, chunksize=chunksize), total=len(items), desc=desc, disable=not progress, unit="row"
+            )
+        )
 
 
 def _collect(wheres, ids, parsed, properties, skip_bad: bool, name: str) -> CrystalDataset:
@@ -163,8 +177,9 @@ def _clean(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def read_csv(path: Path, skip_bad: bool = False, workers: int | None = None, progress: bool = True,
-             keep_overlaps: bool = False) -> CrystalDataset:  # fmt: skip
+def read_csv(
+    path: Path, skip_bad: bool = False, workers: int | None = None, progress: bool = True, keep_overlaps: bool = False
+) -> CrystalDataset:
     """Read a CDVAE-format CSV (plain or gzipped): a ``cif`` column, ``material_id`` and property columns."""
     try:
         frame = pd.read_csv(path, dtype={"material_id": str})
@@ -192,7 +207,7 @@ def read_extxyz(path: Path, skip_bad: bool = False, keep_overlaps: bool = False)
 
     try:
         frames = read(path, index=":", format="extxyz")
-    except Exception as exc:  # noqa: BLE001 - ASE raises many types for malformed files
+    except Exception as exc:
         raise InputError(f"{path}: not a readable extxyz file ({type(exc).__name__}: {exc})") from None
     wheres, ids, parsed, props = [], [], [], []
     for i, atoms in enumerate(frames):
@@ -214,8 +229,9 @@ def _is_structure_file(path: Path) -> bool:
     return name.lower().endswith(STRUCTURE_SUFFIXES) or name.startswith(STRUCTURE_PREFIXES)
 
 
-def read_folder(path: Path, skip_bad: bool = False, workers: int | None = None, progress: bool = True,
-                keep_overlaps: bool = False) -> CrystalDataset:  # fmt: skip
+def read_folder(
+    path: Path, skip_bad: bool = False, workers: int | None = None, progress: bool = True, keep_overlaps: bool = False
+) -> CrystalDataset:
     """Read every CIF and POSCAR/CONTCAR/.vasp file in a folder (not recursive)."""
     files = sorted(p for p in Path(path).iterdir() if p.is_file() and _is_structure_file(p))
     if not files:
@@ -226,8 +242,13 @@ def read_folder(path: Path, skip_bad: bool = False, workers: int | None = None, 
     return _collect([str(f) for f in files], ids, parsed, [{} for _ in files], skip_bad, Path(path).name)
 
 
-def read_structures(path: str | Path, skip_bad: bool = False, workers: int | None = None,
-                    progress: bool = True, keep_overlaps: bool = False) -> CrystalDataset:  # fmt: skip
+def read_structures(
+    path: str | Path,
+    skip_bad: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+    keep_overlaps: bool = False,
+) -> CrystalDataset:
     """Read crystals from a CSV(.gz), an (ext)xyz file, a single CIF/POSCAR, or a folder of them
     (``keep_overlaps``: see :func:`structure_problem`)."""
     path = Path(path).expanduser()
@@ -263,8 +284,9 @@ def dataset_path(name: str, split: str, cache_dir: Path | None = None) -> Path:
     return (cache_dir or get_settings().cache_dir / "datasets") / name / f"{split}.csv"
 
 
-def fetch_dataset(name: str, split: str = "train", cache_dir: Path | None = None, sha256: str | None = None,
-                  timeout: float = 30.0) -> Path:  # fmt: skip
+def fetch_dataset(
+    name: str, split: str = "train", cache_dir: Path | None = None, sha256: str | None = None, timeout: float = 30.0
+) -> Path:
     """Download a CDVAE dataset split to the cache (once) and verify it against its recorded SHA-256.
 
     The checksum of the first download is recorded beside the file and checked on every later use, so a
@@ -296,8 +318,13 @@ def fetch_dataset(name: str, split: str = "train", cache_dir: Path | None = None
     return target
 
 
-def load_dataset(name_or_path: str | Path, split: str = "train", skip_bad: bool = False, cache_dir: Path | None = None,
-                 progress: bool = True) -> CrystalDataset:  # fmt: skip
+def load_dataset(
+    name_or_path: str | Path,
+    split: str = "train",
+    skip_bad: bool = False,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> CrystalDataset:
     """A known dataset by name (``mp_20``, ``perov_5``, ...; downloaded once), a dataset shipped in the package
     (``embedded:mp_20_mini``) or any readable path."""
     if str(name_or_path) in SHIPPED_DATASETS:

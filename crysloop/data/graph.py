@@ -24,9 +24,12 @@ def _image_range(lattice: torch.Tensor, cutoff: float) -> torch.Tensor:
     """Images needed along each lattice vector: ceil(cutoff / interplanar spacing)."""
     volume = torch.det(lattice).abs()
     cross = torch.stack(
-        [torch.linalg.cross(lattice[1], lattice[2]), torch.linalg.cross(lattice[2], lattice[0]),
-         torch.linalg.cross(lattice[0], lattice[1])]
-    )  # fmt: skip
+        [
+            torch.linalg.cross(lattice[1], lattice[2]),
+            torch.linalg.cross(lattice[2], lattice[0]),
+            torch.linalg.cross(lattice[0], lattice[1]),
+        ]
+    )
     spacing = volume / cross.norm(dim=-1)
     return torch.ceil(cutoff / spacing).long()
 
@@ -73,7 +76,12 @@ def radius_graph_pbc(
     distances = vectors.norm(dim=-1)
     if max_neighbors is not None:
         keep = _nearest(edge_index[0], distances.detach(), max_neighbors)
-        edge_index, cell_offsets, vectors, distances = edge_index[:, keep], cell_offsets[keep], vectors[keep], distances[keep]
+        edge_index, cell_offsets, vectors, distances = (
+            edge_index[:, keep],
+            cell_offsets[keep],
+            vectors[keep],
+            distances[keep],
+        )
     return NeighborList(edge_index, cell_offsets, vectors, distances)
 
 

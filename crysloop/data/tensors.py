@@ -53,8 +53,9 @@ class CrystalTensors:
             torch.cumsum(counts, 0) - counts, counts
         )
         atoms = starts + offsets
-        return CrystalTensors(self.atom_types[atoms], self.frac_coords[atoms], self.lattice[indices], counts,
-                              self.properties[indices])  # fmt: skip
+        return CrystalTensors(
+            self.atom_types[atoms], self.frac_coords[atoms], self.lattice[indices], counts, self.properties[indices]
+        )
 
 
 def lattice_params_to_matrix(lengths: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
@@ -81,9 +82,7 @@ def matrix_to_lattice_params(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.
     matrix = torch.as_tensor(matrix)
     lengths = matrix.norm(dim=-1)
     pairs = ((1, 2), (0, 2), (0, 1))  # alpha = angle(b, c), beta = angle(a, c), gamma = angle(a, b)
-    cosines = [
-        (matrix[..., i, :] * matrix[..., j, :]).sum(-1) / (lengths[..., i] * lengths[..., j]) for i, j in pairs
-    ]
+    cosines = [(matrix[..., i, :] * matrix[..., j, :]).sum(-1) / (lengths[..., i] * lengths[..., j]) for i, j in pairs]
     angles = torch.rad2deg(torch.arccos(torch.stack(cosines, dim=-1).clamp(-1.0, 1.0)))
     return lengths, angles
 
@@ -113,8 +112,9 @@ def _structure_and_properties(record: Any) -> tuple[Structure, dict]:
     return record, {}
 
 
-def records_to_tensors(records: Iterable[Any], properties: Sequence[str] = (),
-                       max_atoms: int | None = None) -> CrystalTensors:  # fmt: skip
+def records_to_tensors(
+    records: Iterable[Any], properties: Sequence[str] = (), max_atoms: int | None = None
+) -> CrystalTensors:
     """Niggli-reduced crystals as flat tensors; ``records`` hold CrystalRecords, (Structure, dict) pairs or
     Structures. Missing property values become NaN (and are never used as conditions)."""
     types, coords, params, counts, values = [], [], [], [], []
@@ -135,7 +135,10 @@ def records_to_tensors(records: Iterable[Any], properties: Sequence[str] = (),
     params_t = torch.tensor(params, dtype=torch.float64)
     lattice = lattice_params_to_matrix(params_t[:, :3], params_t[:, 3:]).float()
     return CrystalTensors(
-        torch.tensor(types, dtype=torch.long), torch.cat(coords), lattice, torch.tensor(counts, dtype=torch.long),
+        torch.tensor(types, dtype=torch.long),
+        torch.cat(coords),
+        lattice,
+        torch.tensor(counts, dtype=torch.long),
         torch.tensor(values, dtype=torch.float32).reshape(len(counts), len(properties)),
     )
 

@@ -6,6 +6,15 @@ from crysloop.dft.presets import PRESETS, RunSettings, relax_maker, write_preset
 from crysloop.dft.run import relax, relax_in_subprocess
 
 __all__ = [
-    "PRESETS", "DFTMetrics", "RelaxOutcome", "RunSettings", "dft_metrics", "incar_overrides", "parse_run_dir", "relax",
-    "relax_in_subprocess", "relax_maker", "write_preset_inputs",
-]  # fmt: skip
+    "PRESETS",
+    "DFTMetrics",
+    "RelaxOutcome",
+    "RunSettings",
+    "dft_metrics",
+    "incar_overrides",
+    "parse_run_dir",
+    "relax",
+    "relax_in_subprocess",
+    "relax_maker",
+    "write_preset_inputs",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 from pathlib import Path
 
 from pymatgen.core import Structure
@@ -89,8 +89,14 @@ def start_attempt(
     """
     if "running" not in DFT_TRANSITIONS[job.state]:
         raise ValueError(f"DFT job {job.pk}: illegal transition {job.state} -> running")
-    return claim_attempt(job, run_dir=str(run_dir), structure=structure.as_dict(), incar_overrides=overrides,
-                         restarted_from=restarted_from, **owner())  # fmt: skip
+    return claim_attempt(
+        job,
+        run_dir=str(run_dir),
+        structure=structure.as_dict(),
+        incar_overrides=overrides,
+        restarted_from=restarted_from,
+        **owner(),
+    )
 
 
 def record_outcome(job: DFTJob, outcome: RelaxOutcome) -> None:
@@ -132,7 +138,7 @@ def fail_stale_jobs(campaign: str | None, stale_hours: float) -> list[DFTJob]:
         attempt = job.attempts[-1] if job.attempts else None
         started = attempt.started_at if attempt is not None else job.updated_at
         if started.tzinfo is None:
-            started = started.replace(tzinfo=timezone.utc)
+            started = started.replace(tzinfo=UTC)
         if started >= cutoff:
             continue
         if _fail_attempt(job, f"no result {stale_hours:g} h after the attempt started; the run was presumably killed"):
@@ -187,7 +193,7 @@ def run_dft_job(job: DFTJob, run: RunSettings, runs_dir: Path) -> str:
         return job.state  # another process claimed it: never two VASP runs in one folder
     try:
         outcome = relax_in_subprocess(structure, job.preset, run_dir, run, overrides)
-    except Exception as exc:  # noqa: BLE001 - the job must leave ``running`` whatever happened
+    except Exception as exc:
         outcome = RelaxOutcome(run_dir=str(run_dir), completed=False, error=f"{type(exc).__name__}: {exc}")
     record_outcome(job, outcome)
     return job.state

@@ -93,7 +93,7 @@ def parse_run_dir(run_dir: Path, error: str | None = None) -> RelaxOutcome:
         vasprun = Vasprun(
             str(vasprun_path), parse_dos=False, parse_eigen=False, parse_projected_eigen=False, parse_potcar_file=False
         )
-    except Exception as exc:  # noqa: BLE001 - a truncated vasprun.xml of a killed run
+    except Exception as exc:
         outcome.error = outcome.error or f"unreadable vasprun.xml: {exc}"
         outcome.completed = False
         return outcome

@@ -72,8 +72,12 @@ class RunSettings:
     def of(cls, config: DFTStageConfig) -> RunSettings:
         """How the stage's jobs run on this machine: the configured VASP command and version, the stage's limits."""
         settings = get_settings()
-        return cls(vasp_cmd=settings.vasp_cmd, vasp_version=settings.vasp_version, max_errors=config.max_errors,
-                   polling_time_step=config.poll_seconds)  # fmt: skip
+        return cls(
+            vasp_cmd=settings.vasp_cmd,
+            vasp_version=settings.vasp_version,
+            max_errors=config.max_errors,
+            polling_time_step=config.poll_seconds,
+        )
 
 
 def check_vasp_setup(run: RunSettings) -> None:
@@ -90,13 +94,17 @@ def check_vasp_setup(run: RunSettings) -> None:
     words = shlex.split(run.vasp_cmd)
     for word in dict.fromkeys((words[0], words[-1])) if words else ("",):  # launcher (mpirun, srun) and binary
         if shutil.which(word) is None:
-            raise InputError(f"VASP command {run.vasp_cmd!r}: {word!r} is not an executable on PATH; set "
-                             f"CRYSLOOP_VASP_CMD to the command that runs VASP (e.g. 'mpirun -n 8 vasp_std')")  # fmt: skip
+            raise InputError(
+                f"VASP command {run.vasp_cmd!r}: {word!r} is not an executable on PATH; set "
+                f"CRYSLOOP_VASP_CMD to the command that runs VASP (e.g. 'mpirun -n 8 vasp_std')"
+            )
     if not run.potcar_spec:
         psp_dir = os.environ.get("PMG_VASP_PSP_DIR") or SETTINGS.get("PMG_VASP_PSP_DIR")
         if not psp_dir or not Path(psp_dir).expanduser().is_dir():
-            raise InputError(f"VASP POTCARs are not configured (PMG_VASP_PSP_DIR is {psp_dir or 'unset'}); point "
-                             f"PMG_VASP_PSP_DIR at the folder of POTCAR sets, see 'pmg config --help'")  # fmt: skip
+            raise InputError(
+                f"VASP POTCARs are not configured (PMG_VASP_PSP_DIR is {psp_dir or 'unset'}); point "
+                f"PMG_VASP_PSP_DIR at the folder of POTCAR sets, see 'pmg config --help'"
+            )
 
 
 def potcar_symbols(structure: Structure) -> list[str]:
@@ -197,8 +205,9 @@ def slab_incar(structure: Structure, vacuum: Sequence[int], run: RunSettings) ->
     else:
         warnings.warn(
             f"VASP {run.vasp_version} has no LATTICE_CONSTRAINTS (6.4+): relaxing the ions only (ISIF = 2) so the "
-            "vacuum of the slab is not relaxed away", stacklevel=3,
-        )  # fmt: skip
+            "vacuum of the slab is not relaxed away",
+            stacklevel=3,
+        )
         incar = {"ISIF": 2}
     if is_polar_slab(structure, axis):
         dipol = [0.5, 0.5, 0.5]
@@ -212,7 +221,10 @@ def preset_inputs(preset: str, structure: Structure, run: RunSettings | None = N
     run = run or RunSettings()
     vacuum = vacuum_directions(structure, run.vacuum_gap)
     if preset == "condition-cdvae-plus":
-        incar, kpoints = dict(_CONDITION_CDVAE_PLUS_INCAR), _density_mesh(structure, _CONDITION_CDVAE_PLUS_KPPVOL, vacuum)
+        incar, kpoints = (
+            dict(_CONDITION_CDVAE_PLUS_INCAR),
+            _density_mesh(structure, _CONDITION_CDVAE_PLUS_KPPVOL, vacuum),
+        )
     elif preset == "crysvcd":
         enmax = potcar_enmax(potcar_symbols(structure), run.enmax)
         incar = dict(_CRYSVCD_INCAR, ENCUT=round(_CRYSVCD_ENCUT_FACTOR * max(enmax.values()), 3))

@@ -7,8 +7,8 @@ jobflow's ``run_locally`` changes the working directory of the whole process whi
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from pymatgen.core import Structure
@@ -36,7 +36,7 @@ def relax(
     try:
         store = JobStore(MemoryStore())
         run_locally(job, store=store, root_dir=run_dir, create_folders=False, raise_immediately=True, log=False)
-    except Exception as exc:  # noqa: BLE001 - custodian, VASP and parsing failures all end the attempt
+    except Exception as exc:
         error = f"{type(exc).__name__}: {exc}".strip()
     return parse_run_dir(run_dir, error=error)
 

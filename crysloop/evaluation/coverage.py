@@ -35,7 +35,8 @@ def coverage_cutoffs(dataset: str, override: CoverageCutoffs | tuple[float, floa
     key = _ALIASES.get(dataset.lower().replace("-", "_"), dataset.lower().replace("-", "_"))
     if key not in COVERAGE_CUTOFFS:
         raise InputError(
-            f"no coverage thresholds for dataset {dataset!r} (known: {', '.join(COVERAGE_CUTOFFS)}); pass them explicitly"
+            f"no coverage thresholds for dataset {dataset!r} (known: {', '.join(COVERAGE_CUTOFFS)}); "
+            "pass them explicitly"
         )
     return COVERAGE_CUTOFFS[key]
 

@@ -29,7 +29,8 @@ PYRAMIDS = {"T", "tri_pyr", "sq_pyr", "pent_pyr", "hex_pyr"}
 
 @lru_cache(maxsize=1)
 def _preset():
-    """matminer's "ops" CrystalNNFingerprint: its CrystalNN, and per CN its features in order ("wt" or an order parameter)."""
+    """matminer's "ops" CrystalNNFingerprint: its CrystalNN, and per CN its features in order ("wt" or an order
+    parameter)."""
     from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
 
     fingerprint = CrystalNNFingerprint.from_preset("ops")
@@ -47,8 +48,13 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cross product of rows (np.cross has a large per-call overhead on tiny arrays)."""
     a, b = np.broadcast_arrays(a, b)
     return np.stack(
-        [a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1], a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
-         a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
+        [
+            a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+            a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+            a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0],
+        ],
+        axis=-1,
+    )
 
 
 class NeighbourGeometry:
@@ -124,6 +130,7 @@ def order_parameter(op, g: NeighbourGeometry) -> float | None:
         angular = np.cos(p["fac_AA"] * phi) ** p["exp_cos_AA"]
         add_triples(everywhere, angular * _gauss(p["IGW_EP"] * (theta_m / pi - 0.5)))
     elif kind in BIPYRAMIDS or kind == "see_saw_rect":
+
         def equatorial(angle):
             if kind == "hex_plan_max":
                 return _gauss(p["IGW_TA"] * (np.abs(angle / pi - 0.5) - p["TA"]))
@@ -169,7 +176,7 @@ def _steinhardt(op, kind: str, g: NeighbourGeometry) -> float:
     """Steinhardt bond-orientational order parameter through pymatgen's own implementation."""
     z = g.unit[:, 2]
     thetas = np.arccos(np.clip(z, -1.0, 1.0))
-    inside = (-1 + 1e-12 < z) & (z < 1 - 1e-12)
+    inside = (z > -1 + 1e-12) & (z < 1 - 1e-12)
     with np.errstate(invalid="ignore", divide="ignore"):
         phis = np.arccos(np.clip(g.unit[:, 0] / np.sqrt(g.unit[:, 0] ** 2 + g.unit[:, 1] ** 2), -1.0, 1.0))
     phis = np.where(inside, np.where(g.unit[:, 1] < 0, -phis, phis), 0.0)

@@ -59,8 +59,8 @@ def _site_multiplicities(structure: Structure) -> dict[int, int]:
     try:
         dataset = SpacegroupAnalyzer(structure, symprec=SYMPREC).get_symmetry_dataset()
         equivalent = np.asarray(dataset.equivalent_atoms)
-    except Exception:  # noqa: BLE001 - spglib refuses some generated cells; fall back to every site
-        return {i: 1 for i in range(len(structure))}
+    except Exception:
+        return dict.fromkeys(range(len(structure)), 1)
     representatives, counts = np.unique(equivalent, return_counts=True)
     return dict(zip(representatives.tolist(), counts.tolist(), strict=True))
 
@@ -75,9 +75,9 @@ def crystalnn_fingerprint(structure: Structure, symmetry_reduced: bool = False) 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            orbits = _site_multiplicities(structure) if symmetry_reduced else {i: 1 for i in range(len(structure))}
+            orbits = _site_multiplicities(structure) if symmetry_reduced else dict.fromkeys(range(len(structure)), 1)
             sites = site_fingerprints(structure, list(orbits))
-    except Exception:  # noqa: BLE001 - CDVAE counts a crystal whose fingerprint fails as invalid
+    except Exception:
         return None
     return np.asarray(list(orbits.values()), dtype=float) @ sites / len(structure)
 
@@ -94,9 +94,7 @@ def structure_key(structure: Structure) -> str:
 
     Deliberately not the tolerant canonical hash: fingerprints must belong to exactly this crystal.
     """
-    rows = sorted(
-        (site.species_string, *np.round(np.mod(site.frac_coords, 1.0), 6).tolist()) for site in structure
-    )
+    rows = sorted((site.species_string, *np.round(np.mod(site.frac_coords, 1.0), 6).tolist()) for site in structure)
     payload = f"{np.round(structure.lattice.matrix, 6).tolist()}|{rows}"
     return hashlib.sha1(payload.encode()).hexdigest()
 
@@ -115,9 +113,7 @@ class FingerprintCache:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS fp (key TEXT PRIMARY KEY, struct BLOB, comp BLOB NOT NULL)"
-        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS fp (key TEXT PRIMARY KEY, struct BLOB, comp BLOB NOT NULL)")
 
     @classmethod
     def default(cls) -> FingerprintCache:
@@ -132,12 +128,17 @@ class FingerprintCache:
         for start in range(0, len(unique), 900):
             chunk = unique[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            for key, struct, comp in self._db.execute(f"SELECT key, struct, comp FROM fp WHERE key IN ({marks})", chunk):
+            for key, struct, comp in self._db.execute(
+                f"SELECT key, struct, comp FROM fp WHERE key IN ({marks})", chunk
+            ):
                 found[key] = (None if struct is None else np.frombuffer(struct), np.frombuffer(comp))
         return found
 
     def put_many(self, items: dict[str, tuple[np.ndarray | None, np.ndarray]]) -> None:
-        rows = [(k, None if s is None else s.astype(float).tobytes(), c.astype(float).tobytes()) for k, (s, c) in items.items()]
+        rows = [
+            (k, None if s is None else s.astype(float).tobytes(), c.astype(float).tobytes())
+            for k, (s, c) in items.items()
+        ]
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO fp VALUES (?, ?, ?)", rows)
 
@@ -161,7 +162,13 @@ def compute_fingerprints(
     for key, structure in zip(keys, structures, strict=True):
         if key not in known and key not in todo:
             todo[key] = structure
-    computed = parallel_map(_compute_reduced if symmetry_reduced else _compute_exact, list(todo.values()), n_jobs=n_jobs, progress=progress, description=description)
+    computed = parallel_map(
+        _compute_reduced if symmetry_reduced else _compute_exact,
+        list(todo.values()),
+        n_jobs=n_jobs,
+        progress=progress,
+        description=description,
+    )
     fresh = dict(zip(todo.keys(), computed, strict=True))
     if cache is not None and fresh:
         cache.put_many(fresh)

@@ -181,17 +181,23 @@ def analyse_layers(structure: Structure, criteria: LayerCriteria = LayerCriteria
         else:
             layers.append([low, high, members])
     spans = [(low, high) for low, high, _ in layers]
-    gaps_cyclic = [spans[(k + 1) % len(spans)][0] - spans[k][1] + (height if k == len(spans) - 1 else 0.0)
-                   for k in range(len(spans))]  # fmt: skip
+    gaps_cyclic = [
+        spans[(k + 1) % len(spans)][0] - spans[k][1] + (height if k == len(spans) - 1 else 0.0)
+        for k in range(len(spans))
+    ]
     widest = int(np.argmax(gaps_cyclic))
     vacuum = float(gaps_cyclic[widest])
     # list layers from just above the vacuum upward
     order = [(widest + 1 + k) % len(layers) for k in range(len(layers))]
     gaps = [float(gaps_cyclic[k]) for k in order[:-1]]
     planes = [_planes(structure, layers[k][2], z, criteria.plane_tol) for k in order]
-    names = ["|".join("".join(sorted(structure[i].specie.symbol for i in plane)) for plane in layer) for layer in planes]
+    names = [
+        "|".join("".join(sorted(structure[i].specie.symbol for i in plane)) for plane in layer) for layer in planes
+    ]
     stacking = _stacking(structure, planes, criteria.site_tol) if len(layers) == 2 else None
-    return LayerAnalysis(len(layers), gaps, vacuum, False, _category(len(layers), gaps, vacuum, criteria), names, stacking)
+    return LayerAnalysis(
+        len(layers), gaps, vacuum, False, _category(len(layers), gaps, vacuum, criteria), names, stacking
+    )
 
 
 def _category(n_layers: int, gaps: list[float], vacuum: float, criteria: LayerCriteria) -> str:
@@ -208,21 +214,28 @@ def _category(n_layers: int, gaps: list[float], vacuum: float, criteria: LayerCr
     return "proper_bilayer"
 
 
-def require_layered(structures: Sequence[Structure], what: str,
-                    criteria: LayerCriteria = LayerCriteria()) -> list[LayerAnalysis]:  # fmt: skip
+def require_layered(
+    structures: Sequence[Structure], what: str, criteria: LayerCriteria = LayerCriteria()
+) -> list[LayerAnalysis]:
     """Analyses of ``structures``; a structure without a vacuum gap along c is an ``InputError`` naming it."""
     analyses = []
     for index, structure in enumerate(structures):
         analysis = analyse_layers(structure, criteria)
         if not analysis.layered or analysis.vacuum < criteria.min_vacuum:
-            raise InputError(f"{what}: structure {index} ({structure.composition.reduced_formula}) is not layered "
-                             f"(no vacuum of {criteria.min_vacuum:g} A along c); --layered needs slab structures")  # fmt: skip
+            raise InputError(
+                f"{what}: structure {index} ({structure.composition.reduced_formula}) is not layered "
+                f"(no vacuum of {criteria.min_vacuum:g} A along c); --layered needs slab structures"
+            )
         analyses.append(analysis)
     return analyses
 
 
-def layered_metrics(generated: Sequence[Structure], known: Sequence[Structure], criteria: LayerCriteria = LayerCriteria(),
-                    tolerances: MatchTolerances = PYMATGEN_TOLERANCES) -> dict:  # fmt: skip
+def layered_metrics(
+    generated: Sequence[Structure],
+    known: Sequence[Structure],
+    criteria: LayerCriteria = LayerCriteria(),
+    tolerances: MatchTolerances = PYMATGEN_TOLERANCES,
+) -> dict:
     """Fractions of each bilayer category and layer-aware novelty of ``generated`` against ``known`` bilayers.
 
     Among the proper bilayers that StructureMatcher finds in no known structure: ``same_stacking`` repeat a known

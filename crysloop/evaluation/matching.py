@@ -52,7 +52,7 @@ def _rms(args: tuple[Structure, Structure, MatchTolerances]) -> float | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = tolerances.matcher().get_rms_dist(predicted, truth)
-    except Exception:  # noqa: BLE001 - CDVAE and DiffCSP count a matcher failure as no match
+    except Exception:
         return None
     return None if result is None else float(result[0])
 
@@ -116,7 +116,7 @@ def _prepare(structure: Structure, matcher: StructureMatcher) -> _Prepared:
     try:
         processed = matcher._process_species([structure])[0]
         reduced = matcher._get_reduced_structure(processed, matcher._primitive_cell, niggli=True)
-    except Exception:  # noqa: BLE001 - fit would raise on every pair: the crystal matches nothing
+    except Exception:
         return _Prepared(None, *(np.full(3, np.nan) for _ in range(4)))
     scale = reduced.volume ** (1 / 3)
     minima = np.sort(reduced.lattice.get_niggli_reduced_lattice().abc) / scale
@@ -132,12 +132,18 @@ def _prepare_all(args: tuple[list[Structure], MatchTolerances]) -> list[_Prepare
         return [_prepare(s, matcher) for s in structures]
 
 
-def _prepared(structures: Sequence[Structure], tolerances: MatchTolerances, n_jobs: int | None,
-              progress: bool) -> list[_Prepared]:
+def _prepared(
+    structures: Sequence[Structure], tolerances: MatchTolerances, n_jobs: int | None, progress: bool
+) -> list[_Prepared]:
     """``_prepare`` of every structure, in worker processes (chunks of 16 keep the transfers few)."""
     chunks = [list(structures[i : i + 16]) for i in range(0, len(structures), 16)]
-    done = parallel_map(_prepare_all, [(chunk, tolerances) for chunk in chunks], n_jobs=n_jobs, progress=progress,
-                        description="reducing cells")  # fmt: skip
+    done = parallel_map(
+        _prepare_all,
+        [(chunk, tolerances) for chunk in chunks],
+        n_jobs=n_jobs,
+        progress=progress,
+        description="reducing cells",
+    )
     return [p for chunk in done for p in chunk]
 
 
@@ -217,7 +223,7 @@ def _fits(matcher: StructureMatcher, candidate: _Prepared, target: _Prepared) ->
     """``matcher.fit(candidate, target)`` on the prepared structures (identical result, no repeated reduction)."""
     try:
         return bool(matcher.fit(candidate.structure, target.structure, skip_structure_reduction=True))
-    except Exception:  # noqa: BLE001 - an unmatched pair is not a match
+    except Exception:
         return False
 
 
@@ -247,8 +253,10 @@ def _first_of_kind(args: tuple[list[_Prepared], MatchTolerances]) -> list[bool]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for candidate in prepared:
-            duplicate = any(_fits(matcher, candidate, representatives[i])
-                            for i in _candidates(candidate, representatives, tolerances))  # fmt: skip
+            duplicate = any(
+                _fits(matcher, candidate, representatives[i])
+                for i in _candidates(candidate, representatives, tolerances)
+            )
             flags.append(not duplicate)
             if not duplicate:
                 representatives.append(candidate)

@@ -89,8 +89,12 @@ def _validity(structures: Sequence[Structure]) -> tuple[np.ndarray, np.ndarray]:
     return comp, struct
 
 
-def valid_mask(structures: Sequence[Structure], n_jobs: int | None = None, cache: FingerprintCache | None = None,
-               fingerprints: Fingerprints | None = None) -> np.ndarray:
+def valid_mask(
+    structures: Sequence[Structure],
+    n_jobs: int | None = None,
+    cache: FingerprintCache | None = None,
+    fingerprints: Fingerprints | None = None,
+) -> np.ndarray:
     """The suite's validity rule (CDVAE, DiffCSP): valid composition and structure, and a CrystalNN fingerprint
     that can be computed; ``fingerprints`` of the same structures are reused when given."""
     comp, struct = _validity(structures)
@@ -170,8 +174,10 @@ def evaluate(
         samples: dict[str, dict[str, list[float]]] = {}
         with clock.step("distributions"):
             sample = [generated[i] for i in picked]
-            pairs = {"density": (densities(sample), densities(reference)),
-                     "num_elements": (element_counts(sample), element_counts(reference))}
+            pairs = {
+                "density": (densities(sample), densities(reference)),
+                "num_elements": (element_counts(sample), element_counts(reference)),
+            }
             if gen_energy is not None and ref_energy is not None:
                 pairs["energy_per_atom"] = (gen_energy[picked], ref_energy)
             for name, (gen_values, ref_values) in pairs.items():
@@ -185,8 +191,11 @@ def evaluate(
                 gt_comp, gt_struct = _validity(ground_truth)
                 gt_fp = compute_fingerprints(ground_truth, n_jobs, store, progress, "fingerprints (ground truth)", sym)
                 gt_valid = gt_comp & gt_struct & gt_fp.ok
-                metrics.update(reconstruction(generated, ground_truth, valid, gt_valid, reconstruction_tolerances,
-                                              n_jobs, progress))
+                metrics.update(
+                    reconstruction(
+                        generated, ground_truth, valid, gt_valid, reconstruction_tolerances, n_jobs, progress
+                    )
+                )
 
         valid_idx = np.flatnonzero(valid)
         with clock.step("uniqueness"):
@@ -196,16 +205,20 @@ def evaluate(
         if train is not None:
             with clock.step("novelty"):
                 novel = np.zeros(n, dtype=bool)
-                novel[valid_idx] = novel_mask([generated[i] for i in valid_idx], list(train), novelty_tolerances,
-                                              n_jobs, progress)
+                novel[valid_idx] = novel_mask(
+                    [generated[i] for i in valid_idx], list(train), novelty_tolerances, n_jobs, progress
+                )
             metrics.update(
-                n_novel=int(novel.sum()), novel_rate=float(novel.sum() / n),
-                n_unique_novel=int((unique & novel).sum()), un_rate=float((unique & novel).sum() / n),
+                n_novel=int(novel.sum()),
+                novel_rate=float(novel.sum() / n),
+                n_unique_novel=int((unique & novel).sum()),
+                un_rate=float((unique & novel).sum() / n),
             )
             if stable_flags is not None:
                 sun = unique & novel & stable_flags
-                metrics.update(n_stable=int((stable_flags & valid).sum()), n_sun=int(sun.sum()),
-                               sun_rate=float(sun.sum() / n))
+                metrics.update(
+                    n_stable=int((stable_flags & valid).sum()), n_sun=int(sun.sum()), sun_rate=float(sun.sum() / n)
+                )
     finally:
         if store is not None and cache is True:
             store.close()
@@ -213,16 +226,25 @@ def evaluate(
     metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
     return EvaluationReport(
         dataset=dataset,
-        counts={"generated": n, "reference": len(reference), "train": 0 if train is None else len(train),
-                "valid": int(valid.sum()), "sampled": int(len(picked)),
-                "fingerprint_failures_generated": int((~gen_fp.ok).sum()),
-                "fingerprint_failures_reference": int((~ref_fp.ok).sum())},
+        counts={
+            "generated": n,
+            "reference": len(reference),
+            "train": 0 if train is None else len(train),
+            "valid": int(valid.sum()),
+            "sampled": len(picked),
+            "fingerprint_failures_generated": int((~gen_fp.ok).sum()),
+            "fingerprint_failures_reference": int((~ref_fp.ok).sum()),
+        },
         metrics=metrics,
         timings=clock.timings,
         cpu_seconds=clock.cpu,
-        settings={"coverage_cutoffs": asdict(cutoffs), "n_samples": n_samples, "seed": seed,
-                  "symmetry_reduced_fingerprints": sym,
-                  "reconstruction_tolerances": asdict(reconstruction_tolerances),
-                  "novelty_tolerances": asdict(novelty_tolerances)},
+        settings={
+            "coverage_cutoffs": asdict(cutoffs),
+            "n_samples": n_samples,
+            "seed": seed,
+            "symmetry_reduced_fingerprints": sym,
+            "reconstruction_tolerances": asdict(reconstruction_tolerances),
+            "novelty_tolerances": asdict(novelty_tolerances),
+        },
         samples=samples,
     )

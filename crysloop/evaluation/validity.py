@@ -72,8 +72,9 @@ def structure_validity(structure: Structure, cutoff: float = MIN_DISTANCE, min_v
     lll = structure.get_reduced_structure("LLL")  # a well-conditioned basis keeps the neighbour search small
     # crysloop's periodic radius graph (checked against pymatgen) needs memory ~ atoms^2 x images, never the
     # cell's size, unlike pymatgen's grid search, which fails on the huge cells an untrained generator can emit
-    graph = radius_graph_pbc(torch.tensor(lll.frac_coords), torch.tensor(lll.lattice.matrix)[None],
-                             torch.tensor([len(lll)]), cutoff)  # fmt: skip
+    graph = radius_graph_pbc(
+        torch.tensor(lll.frac_coords), torch.tensor(lll.lattice.matrix)[None], torch.tensor([len(lll)]), cutoff
+    )
     return not bool((graph.distances < cutoff).any())
 
 

@@ -15,16 +15,15 @@ from prefect.artifacts import create_markdown_artifact
 from pymatgen.core import Composition, Structure
 
 from crysloop.campaign.config import CampaignConfig, parse_config
-from crysloop.campaign.stability import stability_class, stability_labels
 from crysloop.campaign.report import best_candidates_markdown, ehull_plot, png_markdown
+from crysloop.campaign.stability import stability_class, stability_labels
 from crysloop.campaign.statistics import round_statistics
 from crysloop.data.datasets import load_dataset
 from crysloop.flows.generate import generate_flow
 from crysloop.flows.runners import task_runner
 from crysloop.flows.screen import screen_flow
 from crysloop.infra import campaign as store
-from crysloop.infra import models
-from crysloop.infra import faults
+from crysloop.infra import faults, models
 from crysloop.infra.db import database
 from crysloop.settings import get_settings
 from crysloop.tasks.train import finetune_cdvae_task, finetune_composition_task, finetune_structure_task
@@ -99,29 +98,60 @@ def _finetune(config: CampaignConfig, index: int, composition: str, structure: s
     stats = {"finetune_examples": len(examples)}
     structure_task, structure_kwargs = _stage2(config)
     for kind, task, kwargs, parent, data, epochs in (
-        ("composition", finetune_composition_task, {}, composition, [(c, l) for c, _, l in examples],
-         config.generation.composition_model.finetune_epochs),
-        ("structure", structure_task, structure_kwargs, structure, [(s, l) for _, s, l in examples],
-         config.generation.stage2.finetune_epochs),
-    ):  # fmt: skip
+        (
+            "composition",
+            finetune_composition_task,
+            {},
+            composition,
+            [(c, l) for c, _, l in examples],
+            config.generation.composition_model.finetune_epochs,
+        ),
+        (
+            "structure",
+            structure_task,
+            structure_kwargs,
+            structure,
+            [(s, l) for _, s, l in examples],
+            config.generation.stage2.finetune_epochs,
+        ),
+    ):
         name = _checkpoint_name(config.name, index, kind)
         if models.find_checkpoint(name) is not None or epochs == 0:
             continue
         out = folder / f"round-{index}-{kind}.pt"
         report = task.with_options(task_run_name=f"finetune-{kind}-{config.name}-r{index}")(
-            parent, data, out, epochs, config.device, config.seed + index, **kwargs)
-        models.register_checkpoint(name, kind, out, campaign=config.name, round_index=index, parent=parent,
-                                  conditions=report.get("conditions"), metrics=report)  # fmt: skip
+            parent, data, out, epochs, config.device, config.seed + index, **kwargs
+        )
+        models.register_checkpoint(
+            name,
+            kind,
+            out,
+            campaign=config.name,
+            round_index=index,
+            parent=parent,
+            conditions=report.get("conditions"),
+            metrics=report,
+        )
     return stats
 
 
 def _statistics(config: CampaignConfig, index: int, reference: tuple[Structure, ...]) -> dict:
-    samples = store.round_samples(config.name, index, config.screening.mlip)  # all sampled: before validity filter and dedup
+    samples = store.round_samples(
+        config.name, index, config.screening.mlip
+    )  # all sampled: before validity filter and dedup
     generated = [structure for structure, _ in samples]
     ehull = [r.e_above_hull if r and r.status == "ok" else None for _, r in samples]
     phonon = [r.phonon_stable if r and r.status == "ok" else None for _, r in samples]
-    classes = [stability_class(r.status if r else None, r.e_above_hull if r else None, r.hull_covered if r else None,
-                               r.phonon_stable if r else None, config.labels) for _, r in samples]  # fmt: skip
+    classes = [
+        stability_class(
+            r.status if r else None,
+            r.e_above_hull if r else None,
+            r.hull_covered if r else None,
+            r.phonon_stable if r else None,
+            config.labels,
+        )
+        for _, r in samples
+    ]
     stable = [{"stable": True, "unstable": False}.get(c) for c in classes]
     stats = round_statistics(generated, reference, ehull, phonon, stable)
     stats["unconverged"] = classes.count("unconverged")
@@ -139,23 +169,44 @@ def _publish(config: CampaignConfig, index: int) -> None:
 
     per_round = {}
     for r in range(index + 1):  # converged results of covered systems: uncovered hull distances are formation energies
-        per_round[r] = [res.e_above_hull for _, res in store.round_screening(config.name, r, config.screening.mlip)
-                        if res is not None and res.status == "ok" and res.e_above_hull is not None
-                        and res.hull_covered is not False]  # fmt: skip
+        per_round[r] = [
+            res.e_above_hull
+            for _, res in store.round_screening(config.name, r, config.screening.mlip)
+            if res is not None and res.status == "ok" and res.e_above_hull is not None and res.hull_covered is not False
+        ]
     plot = ehull_plot(per_round, campaign_dir(config.name) / f"ehull-round-{index}.png", config.labels.ehull_stable)
-    classes = {c.structure_hash: stability_class(r.status if r else None, r.e_above_hull if r else None,
-                                                 r.hull_covered if r else None, r.phonon_stable if r else None,
-                                                 config.labels)
-               for c, r in store.round_screening(config.name, index, config.screening.mlip)}  # fmt: skip
-    rows = [{**row.as_dict(), "stability": classes.get(row.structure_hash, "unscreened")}
-            for row in candidate_rows(store.round_candidates(config.name, index), mlip=config.screening.mlip)]  # fmt: skip
+    classes = {
+        c.structure_hash: stability_class(
+            r.status if r else None,
+            r.e_above_hull if r else None,
+            r.hull_covered if r else None,
+            r.phonon_stable if r else None,
+            config.labels,
+        )
+        for c, r in store.round_screening(config.name, index, config.screening.mlip)
+    }
+    rows = [
+        {**row.as_dict(), "stability": classes.get(row.structure_hash, "unscreened")}
+        for row in candidate_rows(store.round_candidates(config.name, index), mlip=config.screening.mlip)
+    ]
     stats = store.open_round(config.name, index).stats
     lines = [f"# {config.name}: round {index}", "", "| statistic | value |", "|---|---|"]
     lines += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in stats.items()]
-    lines += ["", "## Best candidates", "", best_candidates_markdown(rows), "", "## Energy above hull per round", "",
-              png_markdown(plot, "energy above hull per round"), "", f"Plot file: `{plot}`"]  # fmt: skip
-    create_markdown_artifact("\n".join(lines), key=f"{config.name}-round-{index}",
-                             description=f"campaign {config.name}, round {index}")  # fmt: skip
+    lines += [
+        "",
+        "## Best candidates",
+        "",
+        best_candidates_markdown(rows),
+        "",
+        "## Energy above hull per round",
+        "",
+        png_markdown(plot, "energy above hull per round"),
+        "",
+        f"Plot file: `{plot}`",
+    ]
+    create_markdown_artifact(
+        "\n".join(lines), key=f"{config.name}-round-{index}", description=f"campaign {config.name}, round {index}"
+    )
 
 
 @flow(name="campaign-round", flow_run_name="{config.name}-round-{index}")
@@ -169,19 +220,32 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
     if "generate" not in done:
         faults.enter("generate", index)
         summary = generate_flow.with_options(task_runner=task_runner(config.executor))(
-            config.candidates_per_round, config.conditions, config.generation.with_checkpoints(composition, structure),
-            campaign=config.name, round_index=index, seed=config.seed + 1000 * index, device=config.device,
-        )  # fmt: skip
-        store.mark_stage(round_, "generate", sampled=summary.generated, invalid_discarded=summary.invalid,
-                         new_candidates=store.first_stored_by(config.name, index),  # the same after a resume
-                         conditions_stage1=summary.conditions_stage1,
-                         conditions_stage2=summary.conditions_stage2)  # fmt: skip
+            config.candidates_per_round,
+            config.conditions,
+            config.generation.with_checkpoints(composition, structure),
+            campaign=config.name,
+            round_index=index,
+            seed=config.seed + 1000 * index,
+            device=config.device,
+        )
+        store.mark_stage(
+            round_,
+            "generate",
+            sampled=summary.generated,
+            invalid_discarded=summary.invalid,
+            new_candidates=store.first_stored_by(config.name, index),  # the same after a resume
+            conditions_stage1=summary.conditions_stage1,
+            conditions_stage2=summary.conditions_stage2,
+        )
     if "screen" not in done:
         faults.enter("screen", index)
         screen_flow.with_options(task_runner=task_runner(config.executor))(
-            config.screening, config.labels, campaign=config.name, executor=config.executor,
+            config.screening,
+            config.labels,
+            campaign=config.name,
+            executor=config.executor,
             reference_structures=references_for(store.round_candidates(config.name, index), reference),
-        )  # fmt: skip
+        )
         store.mark_stage(round_, "screen")
     if config.kappa.enabled and "kappa" not in done:
         from crysloop.flows.kappa import kappa_flow
@@ -200,8 +264,10 @@ def campaign_round(config: CampaignConfig, index: int) -> dict:
         dft_flow(config.dft, campaign=config.name)
         unfinished = unfinished_jobs(config.name)
         if unfinished:  # running in another live process: the stage stays open for `campaign resume`
-            raise RuntimeError(f"{len(unfinished)} DFT jobs of {config.name} are still pending or running "
-                               f"({', '.join(sorted({j.state for j in unfinished}))}); resume the campaign later")  # fmt: skip
+            raise RuntimeError(
+                f"{len(unfinished)} DFT jobs of {config.name} are still pending or running "
+                f"({', '.join(sorted({j.state for j in unfinished}))}); resume the campaign later"
+            )
         store.mark_stage(round_, "dft")
     if "statistics" not in done:
         faults.enter("statistics", index)
@@ -218,8 +284,11 @@ def campaign_flow(config: dict, resume: bool = False) -> dict:
     config_model = parse_config(config)
     results = {}
     with database():
-        campaign = store.open_campaign(config_model.model_dump(mode="json"), resume=resume,
-                                       normalise=lambda stored: parse_config(stored).model_dump(mode="json"))
+        campaign = store.open_campaign(
+            config_model.model_dump(mode="json"),
+            resume=resume,
+            normalise=lambda stored: parse_config(stored).model_dump(mode="json"),
+        )
         config_model = parse_config(campaign.config)
         store.set_status(campaign, "running")
         try:

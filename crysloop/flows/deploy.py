@@ -19,9 +19,12 @@ def _parameters(config: CampaignConfig) -> dict:
 def campaign_deployment(config: CampaignConfig, cron: str):
     """A RunnerDeployment for ``prefect.serve``: this process runs each scheduled campaign run."""
     return campaign_flow.to_deployment(
-        name=config.name, cron=cron, parameters=_parameters(config), tags=["crysloop", f"campaign:{config.name}"],
+        name=config.name,
+        cron=cron,
+        parameters=_parameters(config),
+        tags=["crysloop", f"campaign:{config.name}"],
         description=config.description or f"crysloop campaign {config.name}",
-    )  # fmt: skip
+    )
 
 
 def register_for_work_pool(config: CampaignConfig, cron: str, work_pool: str) -> UUID:
@@ -29,6 +32,11 @@ def register_for_work_pool(config: CampaignConfig, cron: str, work_pool: str) ->
     source = Path(__file__).resolve().parents[2]
     deployable = campaign_flow.from_source(source=str(source), entrypoint=ENTRYPOINT)
     return deployable.deploy(
-        name=config.name, work_pool_name=work_pool, cron=cron, parameters=_parameters(config),
-        tags=["crysloop", f"campaign:{config.name}"], build=False, push=False,
-    )  # fmt: skip
+        name=config.name,
+        work_pool_name=work_pool,
+        cron=cron,
+        parameters=_parameters(config),
+        tags=["crysloop", f"campaign:{config.name}"],
+        build=False,
+        push=False,
+    )

@@ -41,8 +41,12 @@ def dft_flow(config: DFTStageConfig | None = None, campaign: str | None = None, 
 
 
 @flow(name="dft-resume", validate_parameters=False)
-def dft_resume_flow(config: DFTStageConfig | None = None, campaign: str | None = None, run: RunSettings | None = None,
-                    stale_hours: float | None = None) -> dict:  # fmt: skip
+def dft_resume_flow(
+    config: DFTStageConfig | None = None,
+    campaign: str | None = None,
+    run: RunSettings | None = None,
+    stale_hours: float | None = None,
+) -> dict:
     """Restart failed jobs (fewer than ``config.max_attempts`` attempts) from their last CONTCAR with custodian's fixes.
 
     Jobs left ``running`` by a process that is gone from this host are restarted too, and with ``stale_hours`` those

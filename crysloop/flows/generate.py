@@ -53,16 +53,24 @@ def generate_flow(
     size = stage2_config.batch_size  # chunks run in parallel on the task runner: threads, or a Dask cluster
     futures = [
         stage2.with_options(task_run_name=f"sample-structures-{start // size}").submit(
-            assignments[start : start + size], conditions, stage2_config, seed + start, device, origin)
+            assignments[start : start + size], conditions, stage2_config, seed + start, device, origin
+        )
         for start in range(0, len(assignments), size)
-    ]  # fmt: skip
+    ]
     sampled = [item for future in futures for item in future.result()]
     valid = valid_flags(sampled)
     with database():
         report = store_sampled_task(sampled, valid, campaign=campaign, round_index=round_index)
     invalid = valid.count(False)
     used2 = sampled[0].origin["conditions_stage2"] if sampled else {}
-    logger.info("generated %d crystals (%d structurally invalid discarded): %d new, %d already known; "
-                "conditions stage I %s, stage II %s", len(sampled), invalid, report.inserted, report.existing,
-                used1, used2)  # fmt: skip
+    logger.info(
+        "generated %d crystals (%d structurally invalid discarded): %d new, %d already known; "
+        "conditions stage I %s, stage II %s",
+        len(sampled),
+        invalid,
+        report.inserted,
+        report.existing,
+        used1,
+        used2,
+    )
     return GenerateSummary(n, len(sampled), invalid, report.inserted, report.existing, used1, used2)

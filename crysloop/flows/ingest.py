@@ -36,11 +36,23 @@ def ingest_flow(source: str, split: str = "train", limit: int | None = None, ski
     if not dataset:
         raise InputError(f"{source}: no readable structures ({len(dataset.skipped)} rows skipped)")
     items = [
-        NewCandidate(record.structure, source="dataset", dataset=name, material_id=record.material_id,
-                     properties=record.properties)
+        NewCandidate(
+            record.structure,
+            source="dataset",
+            dataset=name,
+            material_id=record.material_id,
+            properties=record.properties,
+        )
         for record in dataset
-    ]  # fmt: skip
+    ]
     with database():
         report = store_candidates_task(items)
-    return IngestSummary(name, len(dataset), len(dataset.skipped), report.inserted, report.existing,
-                         list(dataset.skipped), list(dataset.warnings))  # fmt: skip
+    return IngestSummary(
+        name,
+        len(dataset),
+        len(dataset.skipped),
+        report.inserted,
+        report.existing,
+        list(dataset.skipped),
+        list(dataset.warnings),
+    )

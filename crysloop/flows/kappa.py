@@ -51,8 +51,9 @@ def kappa_flow(
     logger = get_run_logger()
     summary = KappaSummary(mlip=mlip)
     with database():
-        queue = select_kappa_candidates_task(screening_mlip, campaign, labels.ehull_stable, calculation.method,
-                                             recompute, mlip)  # fmt: skip
+        queue = select_kappa_candidates_task(
+            screening_mlip, campaign, labels.ehull_stable, calculation.method, recompute, mlip
+        )
         for item in queue:
             if summary.computed >= config.top_n:
                 break
@@ -74,9 +75,15 @@ def kappa_flow(
             save_kappa_result_task(item, mlip, calculation, outcome)
             summary.computed += 1
             summary.results.append(
-                {"candidate": item.candidate_id, "formula": item.formula, "e_above_hull": item.e_above_hull,
-                 "temperatures": outcome.temperatures, "kappa_average": outcome.kappa_average,
-                 "min_frequency_thz": outcome.min_frequency_thz, "wall_time_s": outcome.wall_time_s}
-            )  # fmt: skip
+                {
+                    "candidate": item.candidate_id,
+                    "formula": item.formula,
+                    "e_above_hull": item.e_above_hull,
+                    "temperatures": outcome.temperatures,
+                    "kappa_average": outcome.kappa_average,
+                    "min_frequency_thz": outcome.min_frequency_thz,
+                    "wall_time_s": outcome.wall_time_s,
+                }
+            )
             logger.info("%s: kappa %s W/m/K", item.formula, [round(k, 2) for k in outcome.kappa_average])
     return summary

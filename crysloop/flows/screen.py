@@ -117,18 +117,26 @@ def screen_flow(
                 _ensure_mp_references(chunk, references, sources)
             else:
                 _ensure_references(chunk, mlip, relax_config, config.batch_size, extra, materials_project, references)
-            _finish_chunk(chunk, relaxed, mlip, labels.ehull_stable, phonon_config, concurrency, references, sources,
-                          summary)  # fmt: skip
+            _finish_chunk(
+                chunk, relaxed, mlip, labels.ehull_stable, phonon_config, concurrency, references, sources, summary
+            )
             done = start + len(chunk)
             update_progress_artifact(progress, 100.0 * done / len(items))
-            logger.info("screened %d/%d (%d failed, %d unconverged, %d of unknown stability)", done, len(items),
-                        summary.failed, summary.unconverged, summary.unknown)  # fmt: skip
+            logger.info(
+                "screened %d/%d (%d failed, %d unconverged, %d of unknown stability)",
+                done,
+                len(items),
+                summary.failed,
+                summary.unconverged,
+                summary.unknown,
+            )
         create_table_artifact(summary.rows, key="screen-results", description=f"screening with {mlip}")
     return summary
 
 
-def _relax_chunk(chunk: Sequence[ScreenItem], mlip: str, config: RelaxConfig, batch_size: int,
-                 concurrency: int) -> list[RelaxResult]:  # fmt: skip
+def _relax_chunk(
+    chunk: Sequence[ScreenItem], mlip: str, config: RelaxConfig, batch_size: int, concurrency: int
+) -> list[RelaxResult]:
     """Relax a chunk as ``concurrency`` parts on the flow's task runner (threads, worker processes or Dask)."""
     size = math.ceil(len(chunk) / concurrency)
     parts = [chunk[start : start + size] for start in range(0, len(chunk), size)]
@@ -136,9 +144,15 @@ def _relax_chunk(chunk: Sequence[ScreenItem], mlip: str, config: RelaxConfig, ba
     return [result for future in futures for result in future.result()]
 
 
-def _ensure_references(chunk: Sequence[ScreenItem], mlip: str, config: RelaxConfig, batch_size: int,
-                       extra: dict[str, list[Structure]], materials_project: bool,
-                       references: dict[str, list[ComputedStructureEntry]]) -> None:  # fmt: skip
+def _ensure_references(
+    chunk: Sequence[ScreenItem],
+    mlip: str,
+    config: RelaxConfig,
+    batch_size: int,
+    extra: dict[str, list[Structure]],
+    materials_project: bool,
+    references: dict[str, list[ComputedStructureEntry]],
+) -> None:
     """Relax (or load from the cache) the references of every sub-system the chunk's candidates need."""
     for chemsys in sorted({item.chemsys for item in chunk}):
         needed = [sub for sub in chemical_subsystems(chemsys) if sub not in references]
@@ -164,10 +178,17 @@ def _hull_of(item: ScreenItem, relax: RelaxResult, mlip: str, references: dict[s
     return energy_above_hull(relax.structure, relax.energy, subsystems, SOURCE_MLIP)
 
 
-def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], mlip: str, ehull_stable: float,
-                  phonon_config: PhononConfig | None, concurrency: int,
-                  references: dict[str, list[ComputedStructureEntry]], sources: dict[str, str],
-                  summary: ScreenSummary) -> None:  # fmt: skip
+def _finish_chunk(
+    chunk: Sequence[ScreenItem],
+    relaxed: Sequence[RelaxResult],
+    mlip: str,
+    ehull_stable: float,
+    phonon_config: PhononConfig | None,
+    concurrency: int,
+    references: dict[str, list[ComputedStructureEntry]],
+    sources: dict[str, str],
+    summary: ScreenSummary,
+) -> None:
     """Hull distances for the converged part of the chunk, phonons (unless ``phonon_config`` is None) for those near
     a covered hull, then store all."""
     hulls, errors = {}, {}
@@ -176,14 +197,22 @@ def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], m
             continue
         try:
             hulls[item.candidate_id] = _hull_of(item, relax, mlip, references, sources)
-        except Exception as exc:  # noqa: BLE001 - recorded on the candidate, the batch goes on
+        except Exception as exc:
             errors[item.candidate_id] = f"hull: {exc}"
-    queue = [(item, relax) for item, relax in zip(chunk, relaxed, strict=True)
-             if phonon_config and item.candidate_id in hulls and hulls[item.candidate_id].covered
-             and hulls[item.candidate_id].e_above_hull <= ehull_stable]  # fmt: skip
+    queue = [
+        (item, relax)
+        for item, relax in zip(chunk, relaxed, strict=True)
+        if phonon_config
+        and item.candidate_id in hulls
+        and hulls[item.candidate_id].covered
+        and hulls[item.candidate_id].e_above_hull <= ehull_stable
+    ]
     phonon_results = {}
     for start in range(0, len(queue), concurrency):
-        wave = [(item, phonon_task.submit(item, relax.structure, mlip, phonon_config)) for item, relax in queue[start : start + concurrency]]
+        wave = [
+            (item, phonon_task.submit(item, relax.structure, mlip, phonon_config))
+            for item, relax in queue[start : start + concurrency]
+        ]
         for item, future in wave:
             future.wait()
             state = future.state
@@ -193,7 +222,9 @@ def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], m
                 errors[item.candidate_id] = f"phonons: {state.message or 'failed'}"
     for item, relax in zip(chunk, relaxed, strict=True):
         hull, phonon = hulls.get(item.candidate_id), phonon_results.get(item.candidate_id)
-        status = save_screening_result_task(item, mlip, relax, hull, phonon, ehull_stable, errors.get(item.candidate_id))
+        status = save_screening_result_task(
+            item, mlip, relax, hull, phonon, ehull_stable, errors.get(item.candidate_id)
+        )
         unknown = status == "ok" and hull is not None and not hull.covered
         summary.screened += 1
         summary.failed += status == "failed"
@@ -201,12 +232,20 @@ def _finish_chunk(chunk: Sequence[ScreenItem], relaxed: Sequence[RelaxResult], m
         summary.unknown += unknown
         summary.phonon_checked += phonon is not None
         summary.rows.append(
-            {"candidate": item.candidate_id, "formula": item.formula, "status": status,
-             "error": errors.get(item.candidate_id) or relax.error, "converged": relax.converged, "steps": relax.steps,
-             "energy_per_atom": relax.energy_per_atom, "e_above_hull": hull.e_above_hull if hull else None,
-             "stability": stability(status, hull, ehull_stable),
-             "hull_source": hull.source if hull else None, "hull_compounds": hull.n_compounds if hull else None,
-             "formation_energy_per_atom": hull.formation_energy_per_atom if hull else None,
-             "phonon_stable": phonon.stable if phonon else None,
-             "min_frequency_thz": phonon.min_frequency_thz if phonon else None}
-        )  # fmt: skip
+            {
+                "candidate": item.candidate_id,
+                "formula": item.formula,
+                "status": status,
+                "error": errors.get(item.candidate_id) or relax.error,
+                "converged": relax.converged,
+                "steps": relax.steps,
+                "energy_per_atom": relax.energy_per_atom,
+                "e_above_hull": hull.e_above_hull if hull else None,
+                "stability": stability(status, hull, ehull_stable),
+                "hull_source": hull.source if hull else None,
+                "hull_compounds": hull.n_compounds if hull else None,
+                "formation_energy_per_atom": hull.formation_energy_per_atom if hull else None,
+                "phonon_stable": phonon.stable if phonon else None,
+                "min_frequency_thz": phonon.min_frequency_thz if phonon else None,
+            }
+        )

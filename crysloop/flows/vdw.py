@@ -47,8 +47,9 @@ def build_vdw_flow(config: BuildConfig, out_dir: Path, progress: bool = True, co
     with database():
         references = _relax_here("reference", {el: reference_structure(el) for el in elements}, config, progress)
         mu = chemical_potentials(config, references)
-        monolayers = relaxed_monolayers(_relax_here("monolayer", {m.name: m.structure() for m in layers}, config,
-                                                    progress))  # fmt: skip
+        monolayers = relaxed_monolayers(
+            _relax_here("monolayer", {m.name: m.structure() for m in layers}, config, progress)
+        )
         candidates = candidate_bilayers(config, monolayers, progress)
         records, relaxed_now, wall = _relax_bilayers(config, candidates, progress)
     return summarise(config, records, mu, monolayers, Path(out_dir), relaxed_now, wall, command)
@@ -64,8 +65,9 @@ def _relax_here(kind: str, items: dict[str, Structure], config: BuildConfig, pro
     return {name: records[name] for name in items}
 
 
-def _relax_bilayers(config: BuildConfig, candidates: Sequence[tuple[Stacking, Structure]],
-                    progress: bool) -> tuple[dict[str, dict], int, float]:  # fmt: skip
+def _relax_bilayers(
+    config: BuildConfig, candidates: Sequence[tuple[Stacking, Structure]], progress: bool
+) -> tuple[dict[str, dict], int, float]:
     """Relax the bilayers not yet stored on the task runner, storing each as it finishes.
 
     Returns the records of all ``candidates``, how many were relaxed now and the wall time that took.
@@ -74,8 +76,13 @@ def _relax_bilayers(config: BuildConfig, candidates: Sequence[tuple[Stacking, St
     todo = [(s, b) for s, b in candidates if s.key not in records]
     relaxed_now, started = len(todo), time.perf_counter()
     running: dict = {}
-    with tqdm(total=len(candidates), initial=len(candidates) - len(todo), desc="relaxing bilayers", unit="bilayer",
-              disable=not progress) as bar:  # fmt: skip
+    with tqdm(
+        total=len(candidates),
+        initial=len(candidates) - len(todo),
+        desc="relaxing bilayers",
+        unit="bilayer",
+        disable=not progress,
+    ) as bar:
         while todo or running:
             while todo and len(running) < config.executor.workers:
                 stacking, bilayer = todo.pop(0)

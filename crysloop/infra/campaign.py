@@ -115,8 +115,10 @@ def campaign_candidate_ids(campaign: str) -> list:
 
 
 def _screening_of(candidates: list[Candidate], mlip: str) -> dict:
-    return {r.candidate.id: r for r in ScreeningResult.objects(candidate__in=[c.id for c in candidates], mlip=mlip)
-            .no_dereference()}  # fmt: skip
+    return {
+        r.candidate.id: r
+        for r in ScreeningResult.objects(candidate__in=[c.id for c in candidates], mlip=mlip).no_dereference()
+    }
 
 
 def round_screening(campaign: str, index: int, mlip: str) -> list[tuple[Candidate, ScreeningResult | None]]:
@@ -136,8 +138,10 @@ def round_samples(campaign: str, index: int, mlip: str) -> list[tuple[Structure,
         return [(Structure.from_dict(c.structure), r) for c, r in round_screening(campaign, index, mlip)]
     candidates = list(Candidate.objects(id__in=list({s.candidate.id for s in samples if s.candidate is not None})))
     results = _screening_of(candidates, mlip)
-    return [(Structure.from_dict(s.structure), results.get(s.candidate.id) if s.candidate is not None else None)
-            for s in samples]  # fmt: skip
+    return [
+        (Structure.from_dict(s.structure), results.get(s.candidate.id) if s.candidate is not None else None)
+        for s in samples
+    ]
 
 
 def relaxed_or_generated(candidate: Candidate, result: ScreeningResult | None) -> Structure:

@@ -34,8 +34,12 @@ def queue_top_candidates(campaign: str | None, preset: str, top_n: int) -> list[
         job = ledger.get(candidate_id)
         if job is None:
             candidate = Candidate.objects.get(id=candidate_id)
-            job = ledger.claim(candidate, campaign=campaign if campaign is not None else candidate.campaign,
-                               formula=candidate.formula, initial_energy_per_atom=result.energy_per_atom)  # fmt: skip
+            job = ledger.claim(
+                candidate,
+                campaign=campaign if campaign is not None else candidate.campaign,
+                formula=candidate.formula,
+                initial_energy_per_atom=result.energy_per_atom,
+            )
         if job.state == "pending":
             jobs.append(job)
     return jobs
@@ -43,9 +47,11 @@ def queue_top_candidates(campaign: str | None, preset: str, top_n: int) -> list[
 
 def best_relaxed_structure(candidate_id) -> dict | None:
     """The MLIP-relaxed structure (as a dict) of the candidate's lowest-E_hull ok screening result, if one was kept."""
-    result = ScreeningResult.objects(candidate=candidate_id, status="ok", e_above_hull__ne=None).order_by(
-        "e_above_hull"
-    ).first()
+    result = (
+        ScreeningResult.objects(candidate=candidate_id, status="ok", e_above_hull__ne=None)
+        .order_by("e_above_hull")
+        .first()
+    )
     return result.relaxed_structure if result is not None and result.relaxed_structure else None
 
 

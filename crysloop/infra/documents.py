@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import mongoengine as me
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Campaign(me.Document):
@@ -273,7 +273,9 @@ class KappaResult(me.Document):
 class VdwRecord(me.Document):
     """One relaxation of a van der Waals dataset build: an elemental reference, a monolayer or a bilayer."""
 
-    build = me.StringField(required=True)  # potential and settings of the build, see crysloop.vdw.config.BuildConfig.key
+    build = me.StringField(
+        required=True
+    )  # potential and settings of the build, see crysloop.vdw.config.BuildConfig.key
     kind = me.StringField(required=True, choices=("reference", "monolayer", "bilayer"))
     name = me.StringField(required=True)  # element, monolayer name or stacking key
     formula = me.StringField()
@@ -292,6 +294,15 @@ class VdwRecord(me.Document):
 
 
 ALL_DOCUMENTS = (
-    Campaign, Round, ModelCheckpoint, GeneratedComposition, Candidate, RoundSample, ScreeningResult, HullReference, DFTJob,
-    KappaResult, VdwRecord,
-)  # fmt: skip
+    Campaign,
+    Round,
+    ModelCheckpoint,
+    GeneratedComposition,
+    Candidate,
+    RoundSample,
+    ScreeningResult,
+    HullReference,
+    DFTJob,
+    KappaResult,
+    VdwRecord,
+)

@@ -40,10 +40,13 @@ from crysloop.infra import faults
 
 log = logging.getLogger(__name__)
 
-_JSON = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_aware=False)  # floats as JSON numbers (numpy too)
+_JSON = json_util.JSONOptions(
+    json_mode=json_util.JSONMode.RELAXED, tz_aware=False
+)  # floats as JSON numbers (numpy too)
 # The C encoder with extended JSON for the BSON types (ObjectId, datetime, ...): many times faster than json_util.dumps
-_dumps = functools.partial(json.dumps, default=functools.partial(json_util.default, json_options=_JSON),
-                           separators=(",", ":"))  # fmt: skip
+_dumps = functools.partial(
+    json.dumps, default=functools.partial(json_util.default, json_options=_JSON), separators=(",", ":")
+)
 
 
 def _extended(document: dict):
@@ -55,9 +58,19 @@ def _extended(document: dict):
 
 _loads = functools.partial(json.loads, object_hook=_extended)
 _WRITES = (
-    "insert_one", "insert_many", "update_one", "update_many", "replace_one", "delete_one", "delete_many",
-    "find_one_and_update", "find_one_and_replace", "find_one_and_delete", "bulk_write", "drop",
-)  # fmt: skip
+    "insert_one",
+    "insert_many",
+    "update_one",
+    "update_many",
+    "replace_one",
+    "delete_one",
+    "delete_many",
+    "find_one_and_update",
+    "find_one_and_replace",
+    "find_one_and_delete",
+    "bulk_write",
+    "drop",
+)
 COMPACT_MIN_BYTES = 8 << 20  # a journal is folded into its snapshot once larger than this and than the snapshot
 _READ_RETRIES = 5
 
@@ -329,7 +342,7 @@ class EmbeddedClient(mongomock.MongoClient):
 
     def _acquire_writer_lock(self) -> None:
         path = self.directory / "LOCK"
-        handle = open(path, "a+")
+        handle = open(path, "a+")  # noqa: SIM115 - held for the writer's lifetime
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -369,8 +382,10 @@ class EmbeddedClient(mongomock.MongoClient):
 
     def _check_writable(self) -> None:
         if self.readonly or os.getpid() != self._owner:
-            raise ReadOnlyDatabaseError(f"the embedded database at {self.directory} was opened read-only"
-                                        + ("" if os.getpid() == self._owner else " (in this forked process)"))
+            raise ReadOnlyDatabaseError(
+                f"the embedded database at {self.directory} was opened read-only"
+                + ("" if os.getpid() == self._owner else " (in this forked process)")
+            )
 
     def _files_for(self, db_name: str, collection: str) -> _Files:
         key = (db_name, collection)
@@ -414,7 +429,7 @@ class EmbeddedClient(mongomock.MongoClient):
                 files.journal_bytes = len(header)
             else:
                 os.truncate(files.journal, files.journal_bytes)
-            files.handle = open(files.journal, "ab")
+            files.handle = open(files.journal, "ab")  # noqa: SIM115 - kept open, closed with the store
         return files.handle
 
     def _commit(self, db_name: str, collection: str, store: _TrackedStore, touched: set, dropped: bool) -> None:

@@ -17,8 +17,12 @@ class ExecutorConfig(BaseModel):
         "threads", description="Where tasks run: threads (this process), processes or dask."
     )
     address: str | None = Field(None, description="tcp://host:8786 of a running Dask scheduler; None = local cluster.")
-    workers: int = Field(2, ge=1, description="Tasks at once: worker processes (processes, a local Dask cluster), and "
-                         "relaxations or phonon checks in flight on any kind.")
+    workers: int = Field(
+        2,
+        ge=1,
+        description="Tasks at once: worker processes (processes, a local Dask cluster), and "
+        "relaxations or phonon checks in flight on any kind.",
+    )
 
 
 def limit_threads(threads: int) -> None:

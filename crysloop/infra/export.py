@@ -27,8 +27,9 @@ def export_candidates(candidates, out: Path, fmt: str, mlip: str | None = None) 
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        records = [CrystalRecord(c.material_id or c.structure_hash, s, _scalars(rows[c.structure_hash]))
-                   for c, s in structures]  # fmt: skip
+        records = [
+            CrystalRecord(c.material_id or c.structure_hash, s, _scalars(rows[c.structure_hash])) for c, s in structures
+        ]
         write_records_csv(records, out)
     elif fmt == "extxyz":
         from ase.io import write

@@ -3,7 +3,8 @@
 The campaign flow names the stage (and round) it enters (:func:`enter`) and the embedded store reports each durable
 write (:func:`after_write`); the process dies with ``os._exit(137)``, as under ``kill -9``, right after its n-th
 write in that stage (n = 0: on entering it). A point is ``stage:n`` (any round) or ``stage@round:n``; a
-comma-separated list arms the first point of each stage, dies at the first one reached, and names it on stderr. ``CRYSLOOP_FAULT_LOG=path`` appends
+comma-separated list arms the first point of each stage, dies at the first one reached, and names it on stderr.
+``CRYSLOOP_FAULT_LOG=path`` appends
 "stage@round n" for every write, so a test can learn where the writes of an uninterrupted run fall. Both unset
 (always, outside tests): no effect.
 """

@@ -52,7 +52,7 @@ class CandidateRow:
 def normalise_formula(formula: str) -> str:
     try:
         return Composition(formula).reduced_formula
-    except Exception:  # noqa: BLE001 - pymatgen raises several types for bad formulas
+    except Exception:
         raise InputError(f"cannot parse formula {formula!r}") from None
 
 
@@ -114,14 +114,25 @@ def candidate_rows(candidates, mlip: str | None = None) -> list[CandidateRow]:
         k300 = None
         if k is not None and 300.0 in k.temperatures:
             k300 = k.kappa_average[k.temperatures.index(300.0)]
-        rows.append(CandidateRow(
-            structure_hash=c.structure_hash, formula=c.formula, chemsys=c.chemsys, nsites=c.nsites or 0,
-            source=c.source, campaign=c.campaign, round=c.round, material_id=c.material_id,
-            mlip=s.mlip if s else None, e_above_hull=s.e_above_hull if s else None,
-            formation_energy_per_atom=s.formation_energy_per_atom if s else None,
-            phonon_stable=s.phonon_stable if s else None, dft_state=j.state if j else None,
-            dft_energy_per_atom=j.final_energy_per_atom if j else None, kappa_300k=k300,
-        ))  # fmt: skip
+        rows.append(
+            CandidateRow(
+                structure_hash=c.structure_hash,
+                formula=c.formula,
+                chemsys=c.chemsys,
+                nsites=c.nsites or 0,
+                source=c.source,
+                campaign=c.campaign,
+                round=c.round,
+                material_id=c.material_id,
+                mlip=s.mlip if s else None,
+                e_above_hull=s.e_above_hull if s else None,
+                formation_energy_per_atom=s.formation_energy_per_atom if s else None,
+                phonon_stable=s.phonon_stable if s else None,
+                dft_state=j.state if j else None,
+                dft_energy_per_atom=j.final_energy_per_atom if j else None,
+                kappa_300k=k300,
+            )
+        )
     return rows
 
 
@@ -147,5 +158,7 @@ def status() -> dict:
     per_campaign: dict = {}
     for row in Candidate.objects.aggregate([{"$group": {"_id": "$campaign", "n": {"$sum": 1}}}]):
         per_campaign[row["_id"] or "(none)"] = row["n"]
-    dft_states = {row["_id"]: row["n"] for row in DFTJob.objects.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])}
+    dft_states = {
+        row["_id"]: row["n"] for row in DFTJob.objects.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+    }
     return {"collections": counts, "candidates_per_campaign": per_campaign, "dft_states": dft_states}

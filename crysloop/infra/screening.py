@@ -29,8 +29,9 @@ def screening_ledger(mlip: str) -> Ledger:
     return Ledger(ScreeningResult, "candidate", {"mlip": mlip})
 
 
-def pending_candidates(campaign: str | None, mlip: str, max_candidates: int | None = None,
-                       retry_failed: bool = False) -> list[ScreenItem]:  # fmt: skip
+def pending_candidates(
+    campaign: str | None, mlip: str, max_candidates: int | None = None, retry_failed: bool = False
+) -> list[ScreenItem]:
     """Generated and user candidates (of ``campaign`` if given) without a screening result under ``mlip``.
 
     With ``retry_failed`` only ``ok`` results count as done, so failed and unconverged candidates are screened again.
@@ -43,8 +44,15 @@ def pending_candidates(campaign: str | None, mlip: str, max_candidates: int | No
     for candidate in query:
         if candidate.pk in done:
             continue
-        items.append(ScreenItem(str(candidate.pk), candidate.formula, candidate.chemsys,
-                                Structure.from_dict(candidate.structure), campaign or candidate.campaign))  # fmt: skip
+        items.append(
+            ScreenItem(
+                str(candidate.pk),
+                candidate.formula,
+                candidate.chemsys,
+                Structure.from_dict(candidate.structure),
+                campaign or candidate.campaign,
+            )
+        )
         if max_candidates is not None and len(items) >= max_candidates:
             break
     return items

@@ -73,8 +73,9 @@ def candidate_document(item: NewCandidate, campaign: str | None = None, round_in
         elements=elements,
         chemsys="-".join(elements),
         nsites=len(structure),
-        oxidation_states=[OxidationState(element=e, oxidation_state=int(v), count=float(n))
-                          for e, v, n in item.oxidation_states],  # fmt: skip
+        oxidation_states=[
+            OxidationState(element=e, oxidation_state=int(v), count=float(n)) for e, v, n in item.oxidation_states
+        ],
         source=item.source,
         dataset=item.dataset,
         material_id=item.material_id,
@@ -138,8 +139,13 @@ def _insert_unordered(docs: list[Candidate]) -> set[str]:
         return {doc.structure_hash for index, doc in enumerate(docs) if index not in failed}
 
 
-def add_candidates(items: Iterable[NewCandidate], campaign: str | None = None, round_index: int | None = None,
-                   batch_size: int = 500, tolerances: DedupTolerances = DEDUP_TOLERANCES) -> InsertReport:  # fmt: skip
+def add_candidates(
+    items: Iterable[NewCandidate],
+    campaign: str | None = None,
+    round_index: int | None = None,
+    batch_size: int = 500,
+    tolerances: DedupTolerances = DEDUP_TOLERANCES,
+) -> InsertReport:
     """Store the candidates that match no stored crystal; re-inserting (or a near-identical copy) is a no-op.
 
     ``hashes`` gives, for each item, the hash of the stored candidate it is (new or existing), so callers can link
@@ -161,20 +167,29 @@ def add_candidates(items: Iterable[NewCandidate], campaign: str | None = None, r
     return InsertReport(inserted=inserted, existing=len(docs) - inserted, hashes=hashes)
 
 
-def record_round_samples(campaign: str, round_index: int, items: Sequence[NewCandidate], valid: Sequence[bool],
-                         hashes: Sequence[str | None]) -> None:  # fmt: skip
+def record_round_samples(
+    campaign: str, round_index: int, items: Sequence[NewCandidate], valid: Sequence[bool], hashes: Sequence[str | None]
+) -> None:
     """Link everything a round's generator sampled to the round, in sample order (idempotent per sample index).
 
     Valid samples point at their stored candidate (new, or already known from an earlier round or campaign);
     invalid ones keep their structure, so round statistics cover all that was sampled.
     """
-    ids = {c.structure_hash: c.id for c in Candidate.objects(structure_hash__in=[h for h in hashes if h])
-           .only("structure_hash")}  # fmt: skip
+    ids = {
+        c.structure_hash: c.id
+        for c in Candidate.objects(structure_hash__in=[h for h in hashes if h]).only("structure_hash")
+    }
     collection = RoundSample._get_collection()
     for index, (item, ok, key) in enumerate(zip(items, valid, hashes, strict=True)):
         collection.update_one(
             {"campaign": campaign, "round": round_index, "index": index},
-            {"$set": {"valid": bool(ok), "structure_hash": key, "candidate": ids.get(key) if key else None,
-                      "structure": item.structure.as_dict()}},
+            {
+                "$set": {
+                    "valid": bool(ok),
+                    "structure_hash": key,
+                    "candidate": ids.get(key) if key else None,
+                    "structure": item.structure.as_dict(),
+                }
+            },
             upsert=True,
-        )  # fmt: skip
+        )

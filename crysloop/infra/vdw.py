@@ -5,8 +5,19 @@ from __future__ import annotations
 from crysloop.infra.documents import VdwRecord
 from crysloop.infra.work import Ledger
 
-RECORD_FIELDS = ("name", "formula", "status", "error", "converged", "steps", "energy", "structure", "extra", "stacking",
-                 "wall_time_s")  # fmt: skip
+RECORD_FIELDS = (
+    "name",
+    "formula",
+    "status",
+    "error",
+    "converged",
+    "steps",
+    "energy",
+    "structure",
+    "extra",
+    "stacking",
+    "wall_time_s",
+)
 
 
 def vdw_ledger(build: str, kind: str) -> Ledger:

@@ -5,6 +5,12 @@ from crysloop.kappa.cost import looks_metallic, skip_reason
 from crysloop.kappa.targets import kappa_at, kappa_labels
 
 __all__ = [
-    "KappaConfig", "KappaOutcome", "build_phono3py", "compute_kappa", "kappa_at", "kappa_labels", "looks_metallic",
+    "KappaConfig",
+    "KappaOutcome",
+    "build_phono3py",
+    "compute_kappa",
+    "kappa_at",
+    "kappa_labels",
+    "looks_metallic",
     "skip_reason",
-]  # fmt: skip
+]

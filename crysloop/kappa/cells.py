@@ -19,7 +19,7 @@ def standard_primitive(structure: Structure, symprec: float = 0.01) -> Structure
     clean = structure.copy().remove_oxidation_states()
     try:
         return SpacegroupAnalyzer(clean, symprec=symprec).get_primitive_standard_structure()
-    except Exception as exc:  # noqa: BLE001 - spglib raises several types for overlapping or broken cells
+    except Exception as exc:
         raise InputError(f"cannot find the symmetry of {structure.composition.reduced_formula}: {exc}") from exc
 
 

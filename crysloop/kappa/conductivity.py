@@ -61,8 +61,13 @@ class KappaConfig:
     @classmethod
     def of(cls, stage: KappaStageConfig) -> KappaConfig:
         """The calculation a kappa stage asks for."""
-        return cls(fc3_min_length=stage.fc3_min_length, fc2_min_length=stage.fc2_min_length, mesh=stage.mesh,
-                   temperatures=tuple(stage.temperatures), lbte=stage.lbte)  # fmt: skip
+        return cls(
+            fc3_min_length=stage.fc3_min_length,
+            fc2_min_length=stage.fc2_min_length,
+            mesh=stage.mesh,
+            temperatures=tuple(stage.temperatures),
+            lbte=stage.lbte,
+        )
 
 
 @dataclass
@@ -94,11 +99,26 @@ def kappa_fields(config: KappaConfig, outcome: KappaOutcome | None = None) -> di
     """The stored fields of one kappa result: the outcome's, or empty values at the asked temperatures (a candidate
     skipped or failed)."""
     if outcome is None:
-        return {"temperatures": [float(t) for t in config.temperatures], "kappa": [], "kappa_average": [], "mesh": [],
-                "fc3_supercell": [], "fc2_supercell": [], "min_frequency_thz": None, "wall_time_s": None}  # fmt: skip
-    return {"temperatures": outcome.temperatures, "kappa": outcome.kappa, "kappa_average": outcome.kappa_average,
-            "mesh": outcome.mesh, "fc3_supercell": outcome.fc3_supercell, "fc2_supercell": outcome.fc2_supercell,
-            "min_frequency_thz": outcome.min_frequency_thz, "wall_time_s": outcome.wall_time_s}  # fmt: skip
+        return {
+            "temperatures": [float(t) for t in config.temperatures],
+            "kappa": [],
+            "kappa_average": [],
+            "mesh": [],
+            "fc3_supercell": [],
+            "fc2_supercell": [],
+            "min_frequency_thz": None,
+            "wall_time_s": None,
+        }
+    return {
+        "temperatures": outcome.temperatures,
+        "kappa": outcome.kappa,
+        "kappa_average": outcome.kappa_average,
+        "mesh": outcome.mesh,
+        "fc3_supercell": outcome.fc3_supercell,
+        "fc2_supercell": outcome.fc2_supercell,
+        "min_frequency_thz": outcome.min_frequency_thz,
+        "wall_time_s": outcome.wall_time_s,
+    }
 
 
 def build_phono3py(structure: Structure, config: KappaConfig) -> Phono3py:
@@ -140,7 +160,8 @@ def displaced_supercells(ph3: Phono3py) -> tuple[list, list]:
 def conductivity_from_forces(
     ph3: Phono3py, fc3_forces: np.ndarray, fc2_forces: np.ndarray | None, config: KappaConfig
 ) -> dict:
-    """Force constants from the force sets, then kappa on the mesh; the phono3py part shared by the MLIP and DFT paths."""
+    """Force constants from the force sets, then kappa on the mesh: the phono3py part shared by the MLIP and DFT
+    paths."""
     ph3.forces = np.asarray(fc3_forces, dtype=float)
     if _has_phonon_set(ph3):
         if fc2_forces is None or len(fc2_forces) == 0:
@@ -174,7 +195,9 @@ def mlip_force_function(calculator: Calculator, batch_size: int = 16) -> ForceFu
     return forces_of
 
 
-def relax_for_kappa(structure: Structure, calculator: Calculator | str, fmax: float = 0.005, steps: int = 300) -> Structure:
+def relax_for_kappa(
+    structure: Structure, calculator: Calculator | str, fmax: float = 0.005, steps: int = 300
+) -> Structure:
     """Cell and positions relaxed tightly by the kappa potential itself, space group kept (ASE FixSymmetry).
 
     Finite-difference force constants are taken about the potential's own equilibrium: a cell relaxed by another
@@ -232,7 +255,9 @@ def compute_kappa(
         fc3_supercell=np.asarray(ph3.supercell_matrix).astype(int).tolist(),
         fc2_supercell=np.asarray(
             ph3.supercell_matrix if ph3.phonon_supercell_matrix is None else ph3.phonon_supercell_matrix
-        ).astype(int).tolist(),
+        )
+        .astype(int)
+        .tolist(),
         method=config.method,
         n_displacements=len(fc3_cells) + len(fc2_cells),
         n_evaluated=evaluated,

@@ -16,12 +16,18 @@ class KappaStageConfig(StrictConfig):
     """Lattice thermal conductivity (phono3py) of the best screened candidates: potential, how many, cost limits and
     the calculation's supercells, mesh, temperatures and method."""
 
-    mlip: str = Field("sevenn-0", description="Potential that relaxes each candidate again (space group kept) and "
-                      "gives the phono3py forces, whatever potential screened it.")  # fmt: skip
+    mlip: str = Field(
+        "sevenn-0",
+        description="Potential that relaxes each candidate again (space group kept) and "
+        "gives the phono3py forces, whatever potential screened it.",
+    )
     top_n: int = Field(3, ge=1, description="Compute kappa for at most this many candidates (lowest E_hull first).")
     max_atoms: int = Field(20, ge=1, description="Skip candidates whose primitive cell has more atoms.")
-    max_displacements: int = Field(1500, ge=1, description="Skip candidates whose phono3py setup needs more displaced "
-                                   "supercells (fc3 and fc2; low symmetry).")  # fmt: skip
+    max_displacements: int = Field(
+        1500,
+        ge=1,
+        description="Skip candidates whose phono3py setup needs more displaced supercells (fc3 and fc2; low symmetry).",
+    )
     temperatures: tuple[float, ...] = Field(
         (300.0,), min_length=1, description="Temperatures (K), comma-separated on the command line."
     )

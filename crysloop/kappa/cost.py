@@ -69,8 +69,9 @@ def metal_label(keys: Iterable[str], labels: Mapping[str, bool] | None) -> bool 
     return None
 
 
-def stage_skip_reason(structure: Structure, stage: KappaStageConfig, band_gap: float | None = None,
-                      is_metal: bool | None = None) -> str | None:  # fmt: skip
+def stage_skip_reason(
+    structure: Structure, stage: KappaStageConfig, band_gap: float | None = None, is_metal: bool | None = None
+) -> str | None:
     """Cost control of the kappa stage for one candidate: cell size, metal (label, band gap or composition), then the
     displaced-supercell count of the stage's calculation."""
     reason = skip_reason(structure, max_atoms=stage.max_atoms, band_gap=band_gap, is_metal=is_metal)

@@ -47,9 +47,15 @@ def save_atomically(payload: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def write_checkpoint(path: str | Path, kind: Kind, config: dict[str, Any], state_dict: dict[str, torch.Tensor],
-                     metadata: dict[str, Any] | None = None, training_state: dict[str, Any] | None = None,
-                     **extra: Any) -> Path:  # fmt: skip
+def write_checkpoint(
+    path: str | Path,
+    kind: Kind,
+    config: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    metadata: dict[str, Any] | None = None,
+    training_state: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
     """Write a ``kind`` checkpoint to ``path`` atomically; ``extra`` holds the kind's own entries."""
     clash = set(extra) & set(_FIELDS)
     if clash:
@@ -77,7 +83,7 @@ def read_checkpoint(path: str | Path, kind: Kind) -> dict[str, Any]:
         raise InputError(f"no {name} checkpoint at {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file fails in many ways
+    except Exception as exc:
         raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     found = _kind_of(payload)
     if found is None:
@@ -87,8 +93,10 @@ def read_checkpoint(path: str | Path, kind: Kind) -> dict[str, Any]:
     if payload["format"] != FORMAT:
         payload = {**payload, "format": FORMAT, "version": 1, "kind": found}
     elif payload.get("version") != VERSION:
-        raise InputError(f"{path}: {name} checkpoint of format version {payload.get('version')}; this crysloop "
-                         f"reads versions 1 and {VERSION}")  # fmt: skip
+        raise InputError(
+            f"{path}: {name} checkpoint of format version {payload.get('version')}; this crysloop "
+            f"reads versions 1 and {VERSION}"
+        )
     return payload
 
 

@@ -68,11 +68,15 @@ def slab_geometry(data: CrystalTensors, cutoff: float = MIN_VACUUM) -> SlabGeome
         raise InputError("no crystals to take the slab geometry from")
     for b, (perpendicular, _, vacuum, _) in enumerate(extents):
         if not perpendicular:
-            raise InputError("semi-periodic training needs layered cells with c perpendicular to the layers "
-                             f"(crystal {b} has alpha/beta away from 90 degrees)")  # fmt: skip
+            raise InputError(
+                "semi-periodic training needs layered cells with c perpendicular to the layers "
+                f"(crystal {b} has alpha/beta away from 90 degrees)"
+            )
         if vacuum <= cutoff:
-            raise InputError(f"semi-periodic training needs slabs: crystal {b} has {vacuum:.1f} A of vacuum along c, "
-                             f"not more than the {cutoff} A graph cut-off")  # fmt: skip
+            raise InputError(
+                f"semi-periodic training needs slabs: crystal {b} has {vacuum:.1f} A of vacuum along c, "
+                f"not more than the {cutoff} A graph cut-off"
+            )
     half_width = max(e[1] for e in extents) / 2 + SLAB_MARGIN
     c = max(max(e[3] for e in extents), 2 * half_width + cutoff + 1.0)  # slab regions further apart than the cut-off
     return SlabGeometry(c=c, half_width=half_width)
@@ -81,8 +85,13 @@ def slab_geometry(data: CrystalTensors, cutoff: float = MIN_VACUUM) -> SlabGeome
 def fits_slab(data: CrystalTensors, geometry: SlabGeometry, min_vacuum: float = MIN_VACUUM) -> torch.Tensor:
     """(B,) booleans: which crystals are slabs (c perpendicular to the layers, more than ``min_vacuum`` A of vacuum)
     thin enough for ``geometry``."""
-    return torch.tensor([perpendicular and thickness / 2 <= geometry.half_width and vacuum > min_vacuum
-                         for perpendicular, thickness, vacuum, _ in _extents(data)], dtype=torch.bool)  # fmt: skip
+    return torch.tensor(
+        [
+            perpendicular and thickness / 2 <= geometry.half_width and vacuum > min_vacuum
+            for perpendicular, thickness, vacuum, _ in _extents(data)
+        ],
+        dtype=torch.bool,
+    )
 
 
 def to_slab_cells(data: CrystalTensors, geometry: SlabGeometry) -> CrystalTensors:
@@ -96,8 +105,10 @@ def to_slab_cells(data: CrystalTensors, geometry: SlabGeometry) -> CrystalTensor
         unwrapped, _ = _vacuum_unwrapped(frac[start : start + n, 2].double())
         cart = unwrapped * length
         if float(cart.max()) / 2 > geometry.half_width:
-            raise InputError(f"crystal {b}: a {float(cart.max()):.1f} A thick slab does not fit the model's "
-                             f"{2 * geometry.half_width:.1f} A slab region")  # fmt: skip
+            raise InputError(
+                f"crystal {b}: a {float(cart.max()):.1f} A thick slab does not fit the model's "
+                f"{2 * geometry.half_width:.1f} A slab region"
+            )
         centred = (cart - float(cart.max()) / 2) / geometry.c + 0.5
         frac[start : start + n, 2] = centred.to(frac.dtype)
         lattice[b, 2] = lattice[b, 2] * (geometry.c / length)
@@ -118,8 +129,9 @@ def confine(frac_coords: torch.Tensor, geometry: SlabGeometry) -> torch.Tensor:
     return torch.cat([frac_coords[:, :2] % 1.0, reflect(frac_coords[:, 2:], low, high)], dim=1)
 
 
-def random_slab_coords(n: int, geometry: SlabGeometry, device: torch.device | str,
-                       generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def random_slab_coords(
+    n: int, geometry: SlabGeometry, device: torch.device | str, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``n`` uniform random fractional positions inside the slab region (the start of sampling)."""
     low, high = geometry.bounds()
     frac = torch.rand(n, 3, device=device, generator=generator)

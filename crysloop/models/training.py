@@ -60,12 +60,14 @@ class OptimizerConfig:
     def scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
         """The learning-rate schedule of ``optimizer`` over a run of ``total_steps`` steps (None: constant)."""
         if self.schedule == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=self.plateau_factor,
-                                                              patience=self.plateau_patience, min_lr=self.min_lr)  # fmt: skip
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=self.plateau_factor, patience=self.plateau_patience, min_lr=self.min_lr
+            )
         if self.schedule == "one-cycle":
             steps = max(total_steps, 4)  # at least two warm-up steps (a campaign round may fine-tune on a few labels)
-            return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=steps,
-                                                       pct_start=max(0.1, 2 / steps))  # fmt: skip
+            return torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=self.lr, total_steps=steps, pct_start=max(0.1, 2 / steps)
+            )
         return None
 
 
@@ -135,8 +137,13 @@ class Trainer:
     """Trains the named parts of a model (``{name: (module, optimiser config)}``) on a task; ``fit`` runs the loop,
     ``state_dict``/``load_state_dict`` save and resume it, ``on_checkpoint(trainer)`` writes checkpoints."""
 
-    def __init__(self, parts: dict[str, tuple[nn.Module, OptimizerConfig]], task: TrainingTask, run: RunConfig,
-                 on_checkpoint: Callable[[Trainer], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        parts: dict[str, tuple[nn.Module, OptimizerConfig]],
+        task: TrainingTask,
+        run: RunConfig,
+        on_checkpoint: Callable[[Trainer], None] | None = None,
+    ):
         self.task, self.run, self.on_checkpoint = task, run, on_checkpoint
         self.total_steps = run.steps if run.steps is not None else run.epochs * task.steps_per_epoch
         self.modules: dict[str, nn.Module] = {}
@@ -184,8 +191,9 @@ class Trainer:
         if run.log_path is not None:
             Path(run.log_path).parent.mkdir(parents=True, exist_ok=True)
             log = open(run.log_path, "a")  # noqa: SIM115 - closed in the finally below
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=run.name, disable=not run.progress,
-                   dynamic_ncols=True)  # fmt: skip
+        bar = tqdm(
+            total=self.total_steps, initial=self.step, desc=run.name, disable=not run.progress, dynamic_ncols=True
+        )
         try:
             out_of_time = False
             while self.step < self.total_steps and not out_of_time:
@@ -222,8 +230,11 @@ class Trainer:
         rates = {name: optimizer.param_groups[0]["lr"] for name, optimizer in self.optimizers.items()}
         prefix = self.run.log_prefix
         metrics.update({f"{prefix}epoch": self.epoch, f"{prefix}step": self.step})
-        metrics.update({"lr": rates[name] for name in rates} if len(rates) == 1 else
-                       {f"lr_{name}": rate for name, rate in rates.items()})  # fmt: skip
+        metrics.update(
+            {"lr": next(iter(rates.values()))}
+            if len(rates) == 1
+            else {f"lr_{name}": rate for name, rate in rates.items()}
+        )
         metrics["seconds"] = round(self.elapsed, 2)
         self.metrics = metrics
         if self.task.monitor in metrics:
@@ -259,8 +270,10 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue the run saved in ``state``."""
         if "modules" not in state:
-            raise InputError("this training state was written by an earlier crysloop (checkpoint format 1) and "
-                             "cannot be resumed; start from the checkpoint's weights instead")  # fmt: skip
+            raise InputError(
+                "this training state was written by an earlier crysloop (checkpoint format 1) and "
+                "cannot be resumed; start from the checkpoint's weights instead"
+            )
         for name, module in self.modules.items():
             module.load_state_dict(state["modules"][name])
             self.optimizers[name].load_state_dict(state["optimizers"][name])

@@ -43,9 +43,10 @@ class ScreeningConfig(StrictConfig):
     steps: int = Field(500, ge=1, description="Step limit of the relaxation; a relaxation reaching it is unconverged.")
     batch_size: int = Field(16, ge=1, description="Structures per forward pass of the potential.")
     hull: Literal["mp", "mlip"] = Field(
-        "mp", description="Hull references: mp (Materials Project phases, MP2020-corrected energies: the shipped "
-        "table, or mp-api with MP_API_KEY) or mlip (references relaxed with the same potential)."
-    )  # fmt: skip
+        "mp",
+        description="Hull references: mp (Materials Project phases, MP2020-corrected energies: the shipped "
+        "table, or mp-api with MP_API_KEY) or mlip (references relaxed with the same potential).",
+    )
     phonons: bool = Field(True, description="Check the phonon stability of converged candidates near the hull.")
     phonon_min_length: float = Field(10.0, gt=0, description="Minimum plane spacing of the phonon supercell (A).")
     phonon_tolerance_thz: float = Field(

@@ -16,8 +16,13 @@ from crysloop.settings import resolve_device
 D3_DAMPINGS = ("zero", "bj", "zerom", "bjm")
 
 
-def d3_calculator(damping: str = "zero", xc: str = "pbe", device: str | None = None,
-                  cutoff: float = 95.0 * Bohr, cnthr: float = 40.0 * Bohr) -> Calculator:
+def d3_calculator(
+    damping: str = "zero",
+    xc: str = "pbe",
+    device: str | None = None,
+    cutoff: float = 95.0 * Bohr,
+    cnthr: float = 40.0 * Bohr,
+) -> Calculator:
     """A D3 dispersion calculator alone (energy, forces, stress), with torch-dftd's default cut-offs."""
     from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
 

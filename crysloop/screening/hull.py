@@ -115,14 +115,20 @@ def build_phase_diagram(references: Sequence[ComputedEntry], chemsys: str) -> Ph
     """The phase diagram of ``chemsys`` from the references inside it; every element needs a reference."""
     elements = chemsys.split("-")
     entries = [e for e in references if set(map(str, e.composition.elements)) <= set(elements)]
-    missing = [el for el in elements if not any(e.composition.is_element and str(e.composition.elements[0]) == el for e in entries)]
+    missing = [
+        el
+        for el in elements
+        if not any(e.composition.is_element and str(e.composition.elements[0]) == el for e in entries)
+    ]
     if missing:
         raise CrysloopError(f"no elemental reference for {', '.join(missing)} in {chemsys}")
     return PhaseDiagram(entries, elements=[Element(el) for el in elements])
 
 
 def energy_above_hull(
-    composition: Composition | Structure, energy: float, references: Sequence[ComputedEntry] | PhaseDiagram,
+    composition: Composition | Structure,
+    energy: float,
+    references: Sequence[ComputedEntry] | PhaseDiagram,
     source: str = "mlip",
 ) -> HullResult:
     """Energy above hull and formation energy per atom of ``energy`` (eV, whole cell) at ``composition``.
@@ -147,7 +153,9 @@ def energy_above_hull(
     )
 
 
-def materials_project_structures(chemsys: str, api_key: str | None = None, max_e_above_hull: float = 0.05) -> list[Structure]:
+def materials_project_structures(
+    chemsys: str, api_key: str | None = None, max_e_above_hull: float = 0.05
+) -> list[Structure]:
     """Structures of all Materials Project phases within ``max_e_above_hull`` of the hull in every sub-system.
 
     Needs the ``mp-api`` client, network access and an API key (argument or ``MP_API_KEY``).
@@ -161,6 +169,6 @@ def materials_project_structures(chemsys: str, api_key: str | None = None, max_e
             docs = mpr.materials.summary.search(
                 chemsys=chemical_subsystems(chemsys), energy_above_hull=(0, max_e_above_hull), fields=["structure"]
             )
-    except Exception as exc:  # noqa: BLE001 - network, key and server errors all end here
+    except Exception as exc:
         raise CrysloopError(f"Materials Project query for {chemsys} failed: {exc}") from exc
     return [doc.structure for doc in docs]

@@ -74,8 +74,9 @@ def corrected_energy(structure: Structure, energy: float, mlip: str) -> float:
 def table_entry(material_id: str, formula: str, energy_per_atom: float) -> ComputedEntry:
     """A hull entry of one table row (energy already corrected)."""
     composition = Composition(formula)
-    return ComputedEntry(composition, energy_per_atom * composition.num_atoms, entry_id=material_id,
-                         data={"source": SOURCE_TABLE})  # fmt: skip
+    return ComputedEntry(
+        composition, energy_per_atom * composition.num_atoms, entry_id=material_id, data={"source": SOURCE_TABLE}
+    )
 
 
 @lru_cache(maxsize=1)
@@ -110,8 +111,11 @@ def api_entries(chemsys: str, api_key: str | None = None) -> list[ComputedEntry]
         raise CrysloopError("Materials Project references need the mp-api package (pip install mp-api)") from exc
     try:
         with MPRester(api_key) as mpr:
-            entries = mpr.get_entries_in_chemsys(chemsys.split("-"), compatible_only=True,
-                                                 additional_criteria={"thermo_types": ["GGA_GGA+U"]})  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - network, key and server errors all end here
+            entries = mpr.get_entries_in_chemsys(
+                chemsys.split("-"), compatible_only=True, additional_criteria={"thermo_types": ["GGA_GGA+U"]}
+            )
+    except Exception as exc:
         raise CrysloopError(f"Materials Project query for {chemsys} failed: {exc}") from exc
-    return [ComputedEntry(e.composition, e.energy, entry_id=str(e.entry_id), data={"source": SOURCE_API}) for e in entries]
+    return [
+        ComputedEntry(e.composition, e.energy, entry_id=str(e.entry_id), data={"source": SOURCE_API}) for e in entries
+    ]

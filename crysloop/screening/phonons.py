@@ -83,8 +83,12 @@ def right_handed(structure: Structure) -> Structure:
     """
     if np.linalg.det(structure.lattice.matrix) > 0:
         return structure
-    return Structure(Lattice(-structure.lattice.matrix), structure.species, -structure.frac_coords,
-                     site_properties=structure.site_properties)  # fmt: skip
+    return Structure(
+        Lattice(-structure.lattice.matrix),
+        structure.species,
+        -structure.frac_coords,
+        site_properties=structure.site_properties,
+    )
 
 
 def _counted_frequencies(phonon: Phonopy, qpoints: np.ndarray, frequencies: np.ndarray, config: PhononConfig):
@@ -97,8 +101,9 @@ def _counted_frequencies(phonon: Phonopy, qpoints: np.ndarray, frequencies: np.n
     return counted
 
 
-def phonon_stability(structure: Structure, calculator: Calculator, config: PhononConfig | None = None,
-                     **overrides) -> PhononResult:  # fmt: skip
+def phonon_stability(
+    structure: Structure, calculator: Calculator, config: PhononConfig | None = None, **overrides
+) -> PhononResult:
     """Harmonic phonons of a relaxed ``structure`` with forces from ``calculator``; unstable on imaginary modes.
 
     Keyword ``overrides`` replace fields of ``config`` (e.g. ``min_length=20``).
@@ -111,8 +116,12 @@ def phonon_stability(structure: Structure, calculator: Calculator, config: Phono
     supercell_matrix = supercell_matrix_for(structure, config.min_length)
     with warnings.catch_warnings():  # 'auto' (find the primitive cell) is our choice, not phonopy's old default
         warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
-        phonon = Phonopy(get_phonopy_structure(structure), supercell_matrix=supercell_matrix, primitive_matrix="auto",
-                         symprec=config.symprec)  # fmt: skip
+        phonon = Phonopy(
+            get_phonopy_structure(structure),
+            supercell_matrix=supercell_matrix,
+            primitive_matrix="auto",
+            symprec=config.symprec,
+        )
     phonon.generate_displacements(distance=config.displacement)
     supercells = [get_pmg_structure(phonon.supercell)]
     supercells += [get_pmg_structure(cell) for cell in phonon.supercells_with_displacements]
@@ -148,4 +157,3 @@ def phonon_stability(structure: Structure, calculator: Calculator, config: Phono
         wall_time_s=time.perf_counter() - started,
         phonon=phonon,
     )
-

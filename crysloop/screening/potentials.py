@@ -78,7 +78,7 @@ def default_mlip_name() -> str:
     base = name.removesuffix(D3_SUFFIX)
     if base in MATTERSIM_CHECKPOINTS and not (MATTERSIM_CACHE / MATTERSIM_CHECKPOINTS[base]).is_file():
         _say_fallback_once(base)
-        return OFFLINE_DEFAULT + name[len(base):]
+        return OFFLINE_DEFAULT + name[len(base) :]
     return name
 
 
@@ -88,12 +88,14 @@ _fallback_said: set[str] = set()
 def _say_fallback_once(name: str) -> None:
     if name not in _fallback_said:
         _fallback_said.add(name)
-        print(f"note: {name} weights not found in {MATTERSIM_CACHE}; using {OFFLINE_DEFAULT} (offline)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"note: {name} weights not found in {MATTERSIM_CACHE}; using {OFFLINE_DEFAULT} (offline)", file=sys.stderr
+        )
 
 
-def get_calculator(name: str | None = None, device: str | None = None, weights: str | Path | None = None,
-                   d3: bool = False) -> Calculator:  # fmt: skip
+def get_calculator(
+    name: str | None = None, device: str | None = None, weights: str | Path | None = None, d3: bool = False
+) -> Calculator:
     """A fresh ASE calculator for potential ``name`` on ``device`` (models are loaded once and shared).
 
     ``weights`` is a local MatterSim checkpoint file, overriding the cache and download for MatterSim names;
@@ -172,7 +174,7 @@ def mattersim_checkpoint_path(name: str, weights: str | Path | None = None) -> P
 
     try:
         download_checkpoint(filename, save_folder=str(MATTERSIM_CACHE))
-    except Exception as exc:  # noqa: BLE001 - any network failure means the weights are missing
+    except Exception as exc:
         raise OfflineError(
             f"MatterSim weights {filename} are not in {MATTERSIM_CACHE} and could not be downloaded "
             f"({type(exc).__name__}); download them from github.com/microsoft/mattersim/tree/main/pretrained_models "
@@ -181,9 +183,13 @@ def mattersim_checkpoint_path(name: str, weights: str | Path | None = None) -> P
     return path
 
 
-def load_mattersim_potential(name: str = "mattersim-1m", device: str | None = None, weights: str | Path | None = None) -> Potential:
+def load_mattersim_potential(
+    name: str = "mattersim-1m", device: str | None = None, weights: str | Path | None = None
+) -> Potential:
     """The pretrained MatterSim ``Potential`` (cached per name, device and file), loaded with ``weights_only``."""
-    return _load_mattersim_cached(check_mlip_name(name), resolve_device(device), mattersim_checkpoint_path(name, weights))
+    return _load_mattersim_cached(
+        check_mlip_name(name), resolve_device(device), mattersim_checkpoint_path(name, weights)
+    )
 
 
 @lru_cache(maxsize=4)
@@ -200,7 +206,9 @@ def _load_mattersim_cached(name: str, device: str, path: Path) -> Potential:
         return mattersim_potential(checkpoint["model_args"], checkpoint["model"], device)
 
 
-def mattersim_potential(model_args: dict | None = None, state_dict: dict | None = None, device: str | None = None) -> Potential:
+def mattersim_potential(
+    model_args: dict | None = None, state_dict: dict | None = None, device: str | None = None
+) -> Potential:
     """A MatterSim ``Potential`` around an M3GNet built from ``model_args`` (mattersim defaults when None).
 
     Without ``state_dict`` the weights stay randomly initialised: useful to exercise the code path without weights.
@@ -258,8 +266,13 @@ def atom_batches(sizes: Sequence[int], batch_size: int, max_atoms: int = MAX_BAT
     return batches
 
 
-def predict_batch(items: Sequence[Atoms | Structure], calculator: Calculator, batch_size: int = 16,
-                  max_atoms: int = MAX_BATCH_ATOMS, stress: bool = True) -> list[Prediction]:  # fmt: skip
+def predict_batch(
+    items: Sequence[Atoms | Structure],
+    calculator: Calculator,
+    batch_size: int = 16,
+    max_atoms: int = MAX_BATCH_ATOMS,
+    stress: bool = True,
+) -> list[Prediction]:
     """Energies, forces and (with ``stress``) stresses of many structures, batched through the model when possible.
 
     CHGNet and MatterSim calculators run up to ``batch_size`` structures and ``max_atoms`` atoms per forward pass
@@ -289,8 +302,9 @@ def predict_batch(items: Sequence[Atoms | Structure], calculator: Calculator, ba
     for item in items:
         atoms = _as_atoms(item).copy()
         atoms.calc = calculator
-        predictions.append(Prediction(atoms.get_potential_energy(), atoms.get_forces(),
-                                      atoms.get_stress() if stress else np.zeros(6)))  # fmt: skip
+        predictions.append(
+            Prediction(atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress() if stress else np.zeros(6))
+        )
     return predictions
 
 
@@ -308,9 +322,12 @@ def _predict_chgnet(model: CHGNet, structures: list[Structure], stress: bool, st
     device = next(model.parameters()).device
     with torch.enable_grad():
         graphs = [model.graph_converter(s).to(device) for s in structures]
-        batched = BatchedGraph.from_graphs(graphs, bond_basis_expansion=model.bond_basis_expansion,
-                                           angle_basis_expansion=model.angle_basis_expansion,
-                                           compute_stress=stress)  # fmt: skip
+        batched = BatchedGraph.from_graphs(
+            graphs,
+            bond_basis_expansion=model.bond_basis_expansion,
+            angle_basis_expansion=model.angle_basis_expansion,
+            compute_stress=stress,
+        )
         out = model._compute(batched)
         composition = 0 if model.composition_model is None else model.composition_model(graphs)
         natoms = out["atoms_per_graph"]
@@ -363,16 +380,20 @@ def predict_sevenn(calculator: Calculator, atoms_list: Sequence[Atoms]) -> list[
     from sevenn.train.dataload import unlabeled_atoms_to_graph
     from torch_geometric.loader.dataloader import Collater
 
-    graphs = [AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(a, calculator.cutoff, with_shift=False))
-              for a in atoms_list]  # fmt: skip
+    graphs = [
+        AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(a, calculator.cutoff, with_shift=False))
+        for a in atoms_list
+    ]
     batch = Collater([], follow_batch=None, exclude_keys=None)(graphs).to(torch_device(calculator))
     output = _sevenn_batch_model(calculator)(batch)
     energies = output[keys.PRED_TOTAL_ENERGY].detach().cpu().numpy()
     forces = output[keys.PRED_FORCE].detach().cpu().numpy().astype(float)
     stresses = -output[keys.PRED_STRESS].detach().cpu().numpy()[:, [0, 1, 2, 4, 5, 3]]  # SevenNet order to ASE Voigt
     offsets = np.cumsum([0] + [len(a) for a in atoms_list])
-    return [Prediction(float(energies[i]), forces[offsets[i] : offsets[i + 1]], stresses[i].astype(float))
-            for i in range(len(atoms_list))]  # fmt: skip
+    return [
+        Prediction(float(energies[i]), forces[offsets[i] : offsets[i + 1]], stresses[i].astype(float))
+        for i in range(len(atoms_list))
+    ]
 
 
 def _predict_mattersim(potential: Potential, atoms_list: list[Atoms], batch_size: int) -> list[Prediction]:
@@ -394,7 +415,8 @@ def _predict_mattersim(potential: Potential, atoms_list: list[Atoms], batch_size
     ]
 
 
-def batch_forces(items: Sequence[Atoms | Structure], calculator: Calculator, batch_size: int = 16,
-                 max_atoms: int = MAX_BATCH_ATOMS) -> list[np.ndarray]:  # fmt: skip
+def batch_forces(
+    items: Sequence[Atoms | Structure], calculator: Calculator, batch_size: int = 16, max_atoms: int = MAX_BATCH_ATOMS
+) -> list[np.ndarray]:
     """Forces (eV/A) on many structures, e.g. displaced supercells for phonopy/phono3py, batched by atom count."""
     return [p.forces for p in predict_batch(items, calculator, batch_size, max_atoms, stress=False)]

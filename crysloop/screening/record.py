@@ -21,8 +21,13 @@ def stability(status: str, hull: HullResult | None, ehull_stable: float) -> str:
     return "stable" if hull.e_above_hull <= ehull_stable else "unstable"
 
 
-def result_fields(relax: RelaxResult, hull: HullResult | None, phonon: PhononResult | None, ehull_stable: float,
-                  error: str | None = None) -> dict:  # fmt: skip
+def result_fields(
+    relax: RelaxResult,
+    hull: HullResult | None,
+    phonon: PhononResult | None,
+    ehull_stable: float,
+    error: str | None = None,
+) -> dict:
     """The stored fields of one screening result; a candidate whose result is not ``ok`` is never ``stable``.
 
     ``stable`` means within ``ehull_stable`` of the hull (a metastable window, not strictly on it) and is None

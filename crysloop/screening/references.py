@@ -12,8 +12,9 @@ from crysloop.screening.hull import elemental_reference_structures, reference_en
 from crysloop.screening.relax import RelaxConfig, relax_structures
 
 
-def new_reference_entries(chemsys: str, known: set[str], structures: Sequence[Structure], mlip: str,
-                          config: RelaxConfig, batch_size: int) -> list[ComputedStructureEntry]:  # fmt: skip
+def new_reference_entries(
+    chemsys: str, known: set[str], structures: Sequence[Structure], mlip: str, config: RelaxConfig, batch_size: int
+) -> list[ComputedStructureEntry]:
     """Entries of the references of exactly ``chemsys`` not among ``known`` (entry ids = canonical structure hashes),
     relaxed with potential ``mlip``.
 

@@ -46,7 +46,9 @@ class RelaxConfig:
     timeout_s: float = 600.0  # per structure: its own steps plus its share of each batched evaluation
     max_volume_ratio: float = 4.0  # final / initial volume beyond this (or below its inverse) is an explosion
     min_distance: float = 0.5  # A; closer atoms mean a collapsed structure
-    min_volume_per_atom: float = 4.0  # A^3; below diamond's 5.7, so a denser cell has collapsed (and its graph explodes)
+    min_volume_per_atom: float = (
+        4.0  # A^3; below diamond's 5.7, so a denser cell has collapsed (and its graph explodes)
+    )
     fix_symmetry: bool = False  # keep the starting space group (ASE FixSymmetry), as phonon/kappa protocols do
 
     def __post_init__(self) -> None:
@@ -88,7 +90,11 @@ class RelaxationFailed(RuntimeError):
 
 
 def _sanity_check(atoms: Atoms, prediction: Prediction, initial_volume: float, config: RelaxConfig) -> None:
-    if not (np.isfinite(prediction.energy) and np.all(np.isfinite(prediction.forces)) and np.all(np.isfinite(prediction.stress))):
+    if not (
+        np.isfinite(prediction.energy)
+        and np.all(np.isfinite(prediction.forces))
+        and np.all(np.isfinite(prediction.stress))
+    ):
         raise RelaxationFailed("non-finite energy, forces or stress")
     ratio = atoms.get_volume() / initial_volume
     if not (1 / config.max_volume_ratio < ratio < config.max_volume_ratio):
@@ -125,26 +131,36 @@ class _Relaxation:
         return AseAtomsAdaptor.get_structure(atoms)
 
     def fail(self, reason: str) -> None:
-        self.result = RelaxResult(self.structure(), status="failed", error=reason, steps=self.optimizer.nsteps,
-                                  wall_time_s=self.elapsed)  # fmt: skip
+        self.result = RelaxResult(
+            self.structure(), status="failed", error=reason, steps=self.optimizer.nsteps, wall_time_s=self.elapsed
+        )
 
     def advance(self, prediction: Prediction) -> None:
         """Take the evaluation at the current geometry; finish if converged or out of steps, else step."""
         try:
             _sanity_check(self.atoms, prediction, self.initial_volume, self.config)
             self.atoms.calc = SinglePointCalculator(
-                self.atoms, energy=prediction.energy, free_energy=prediction.energy, forces=prediction.forces,
+                self.atoms,
+                energy=prediction.energy,
+                free_energy=prediction.energy,
+                forces=prediction.forces,
                 stress=prediction.stress,
-            )  # fmt: skip
+            )
             gradient = self.optimizer.optimizable.get_gradient()
             converged = bool(self.optimizer.gradient_converged(gradient))
             if converged or self.optimizer.nsteps >= self.config.steps:
                 self.result = RelaxResult(
-                    self.structure(), energy=float(prediction.energy), converged=converged, steps=self.optimizer.nsteps,
-                    wall_time_s=self.elapsed, stress=[float(s) for s in prediction.stress],
+                    self.structure(),
+                    energy=float(prediction.energy),
+                    converged=converged,
+                    steps=self.optimizer.nsteps,
+                    wall_time_s=self.elapsed,
+                    stress=[float(s) for s in prediction.stress],
                     status="ok" if converged else "unconverged",
-                    error=None if converged else f"step limit {self.config.steps} reached before fmax {self.config.fmax}",
-                )  # fmt: skip
+                    error=None
+                    if converged
+                    else f"step limit {self.config.steps} reached before fmax {self.config.fmax}",
+                )
                 return
             if self.elapsed > self.config.timeout_s:
                 raise RelaxationFailed(f"timed out after {self.config.timeout_s:.0f} s ({self.optimizer.nsteps} steps)")
@@ -161,11 +177,11 @@ def _evaluate(relaxations: list[_Relaxation], calculator: Calculator, batch_size
     started = time.perf_counter()
     try:
         predictions = predict_batch([r.atoms for r in relaxations], calculator, batch_size)
-    except Exception:  # noqa: BLE001 - one bad structure must not sink the batch
+    except Exception:
         for relaxation in relaxations:
             try:
                 prediction = predict_batch([relaxation.atoms], calculator, 1)[0]
-            except Exception as exc:  # noqa: BLE001 - recorded as the failure reason
+            except Exception as exc:
                 relaxation.fail(f"potential failed: {type(exc).__name__}: {exc}")
                 continue
             relaxation.advance(prediction)
@@ -208,7 +224,12 @@ def relax_structures(
     return [r for r in results if r is not None]
 
 
-def relax_structure(structure: Structure, calculator: Calculator | str | None = None, fmax: float | None = None,
-                    steps: int | None = None, config: RelaxConfig | None = None) -> RelaxResult:  # fmt: skip
+def relax_structure(
+    structure: Structure,
+    calculator: Calculator | str | None = None,
+    fmax: float | None = None,
+    steps: int | None = None,
+    config: RelaxConfig | None = None,
+) -> RelaxResult:
     """Relax one structure; see :func:`relax_structures`."""
     return relax_structures([structure], calculator, fmax=fmax, steps=steps, batch_size=1, config=config)[0]

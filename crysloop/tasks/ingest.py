@@ -14,13 +14,15 @@ def _retry_unless_input_error(task, task_run, state) -> bool:
         state.result()
     except InputError:
         return False
-    except Exception:  # noqa: BLE001 - anything else may be transient
+    except Exception:
         return True
     return False
 
 
 @task(name="load-dataset", retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_unless_input_error, tags=["io"])
-def load_dataset_task(source: str, split: str = "train", skip_bad: bool = False, limit: int | None = None) -> CrystalDataset:
+def load_dataset_task(
+    source: str, split: str = "train", skip_bad: bool = False, limit: int | None = None
+) -> CrystalDataset:
     """Read a dataset by name or path; downloads are retried (network hiccups)."""
     dataset = load_dataset(source, split=split, skip_bad=skip_bad, progress=False)
     if limit is not None:

@@ -37,21 +37,34 @@ def _config_key(*configs: object) -> str:
 
 def _relax_cache_key(context, parameters: dict) -> str:
     ids = ",".join(item.candidate_id for item in parameters["items"])
-    return f"screen-relax-{parameters['mlip']}-{_config_key(parameters['config'])}-{hashlib.sha1(ids.encode()).hexdigest()}"
+    digest = hashlib.sha1(ids.encode()).hexdigest()
+    return f"screen-relax-{parameters['mlip']}-{_config_key(parameters['config'])}-{digest}"
 
 
-@task(name="relax-candidates", task_run_name="relax-{label}", tags=["mlip"], persist_result=True,
-      cache_key_fn=_relax_cache_key)  # fmt: skip
-def relax_candidates_task(items: Sequence[ScreenItem], mlip: str, config: RelaxConfig, batch_size: int,
-                          label: str) -> list[RelaxResult]:  # fmt: skip
+@task(
+    name="relax-candidates",
+    task_run_name="relax-{label}",
+    tags=["mlip"],
+    persist_result=True,
+    cache_key_fn=_relax_cache_key,
+)
+def relax_candidates_task(
+    items: Sequence[ScreenItem], mlip: str, config: RelaxConfig, batch_size: int, label: str
+) -> list[RelaxResult]:
     """Relax a chunk of candidates together (batched inference); cached by candidate ids, potential and settings."""
-    return relax_structures([item.structure for item in items], get_calculator(mlip), batch_size=batch_size, config=config)
+    return relax_structures(
+        [item.structure for item in items], get_calculator(mlip), batch_size=batch_size, config=config
+    )
 
 
 @task(name="hull-references", task_run_name="references-{mlip}-{chemsys}", tags=["mlip"], cache_policy=NO_CACHE)
-def hull_references_task(chemsys: str, mlip: str, config: RelaxConfig, extra_structures: Sequence[Structure] = (),
-                         batch_size: int = ScreeningConfig.model_fields["batch_size"].default,
-                         ) -> list[ComputedStructureEntry]:  # fmt: skip
+def hull_references_task(
+    chemsys: str,
+    mlip: str,
+    config: RelaxConfig,
+    extra_structures: Sequence[Structure] = (),
+    batch_size: int = ScreeningConfig.model_fields["batch_size"].default,
+) -> list[ComputedStructureEntry]:
     """Reference entries of exactly ``chemsys`` under ``mlip``: the cached ones, plus any new reference relaxed now
     (from ``extra_structures``, the dataset's known compounds and, for an element, its elemental structures)."""
     cached = hull_reference_entries(mlip, chemsys)
@@ -86,8 +99,13 @@ def _phonon_cache_key(context, parameters: dict) -> str:
     return f"screen-phonons-{parameters['mlip']}-{_config_key(parameters['config'])}-{item.candidate_id}"
 
 
-@task(name="phonon-stability", task_run_name="phonons-{item.formula}-{item.candidate_id}", tags=["mlip"],
-      persist_result=True, cache_key_fn=_phonon_cache_key)  # fmt: skip
+@task(
+    name="phonon-stability",
+    task_run_name="phonons-{item.formula}-{item.candidate_id}",
+    tags=["mlip"],
+    persist_result=True,
+    cache_key_fn=_phonon_cache_key,
+)
 def phonon_task(item: ScreenItem, structure: Structure, mlip: str, config: PhononConfig) -> PhononResult:
     """Phonon stability of one relaxed candidate; cached by candidate id, potential and settings."""
     result = phonon_stability(structure, get_calculator(mlip), config)
@@ -95,13 +113,26 @@ def phonon_task(item: ScreenItem, structure: Structure, mlip: str, config: Phono
     return result
 
 
-@task(name="save-screening-result", task_run_name="save-{item.formula}-{item.candidate_id}", tags=["db"],
-      retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)  # fmt: skip
-def save_screening_result_task(item: ScreenItem, mlip: str, relax: RelaxResult, hull: HullResult | None,
-                               phonon: PhononResult | None, ehull_stable: float,
-                               error: str | None = None) -> str:  # fmt: skip
+@task(
+    name="save-screening-result",
+    task_run_name="save-{item.formula}-{item.candidate_id}",
+    tags=["db"],
+    retries=2,
+    retry_delay_seconds=2,
+    cache_policy=NO_CACHE,
+)
+def save_screening_result_task(
+    item: ScreenItem,
+    mlip: str,
+    relax: RelaxResult,
+    hull: HullResult | None,
+    phonon: PhononResult | None,
+    ehull_stable: float,
+    error: str | None = None,
+) -> str:
     """Store the ``ScreeningResult`` of one candidate (:func:`crysloop.screening.record.result_fields`); its status."""
     fields = result_fields(relax, hull, phonon, ehull_stable, error)
-    save_screening_result(item.candidate_id, mlip, {"campaign": item.campaign, "formula": item.formula,
-                                                    "chemsys": item.chemsys, **fields})  # fmt: skip
+    save_screening_result(
+        item.candidate_id, mlip, {"campaign": item.campaign, "formula": item.formula, "chemsys": item.chemsys, **fields}
+    )
     return fields["status"]

@@ -61,7 +61,9 @@ def _layer_geometry(structure: Structure, flipped: bool) -> tuple[np.ndarray, np
     return frac[order], z, [species[i] for i in order]
 
 
-def _supercell(frac: np.ndarray, z: np.ndarray, species: list[str], m: int, n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _supercell(
+    frac: np.ndarray, z: np.ndarray, species: list[str], m: int, n: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """A 1x1 layer's atoms in its (m, n) supercell (first vector m a1 + n a2 in the 60-degree basis)."""
     matrix = np.array([[m + n, n], [-n, m]], dtype=float)  # rows: supercell vectors in pymatgen's 120-degree basis
     inverse = np.linalg.inv(matrix)
@@ -83,8 +85,9 @@ def twist_angle(m: int, n: int) -> float:
     return abs(math.degrees(angle(m, n) - angle(n, m)))
 
 
-def make_bilayer(lower: Structure, upper: Structure, stacking: Stacking, gap: float = DEFAULT_GAP,
-                 vacuum: float = DEFAULT_VACUUM) -> Structure:  # fmt: skip
+def make_bilayer(
+    lower: Structure, upper: Structure, stacking: Stacking, gap: float = DEFAULT_GAP, vacuum: float = DEFAULT_VACUUM
+) -> Structure:
     """The bilayer of relaxed monolayer cells ``lower`` and ``upper`` stacked as ``stacking`` says.
 
     Atoms of the lower layer come first; site properties ``layer`` (0 lower, 1 upper) record which is which.
@@ -121,8 +124,10 @@ def check_twists(twists: Sequence[str]) -> None:
     """An unknown twist cell is an ``InputError``; sqrt3 gets the reason it has no twist."""
     for twist in twists:
         if twist == "sqrt3":
-            raise InputError("sqrt3: two equal hexagonal lattices share no twisted sqrt3 cell (its 0 and 60 degree "
-                             f"stackings are the 1x1 ones); choose from {', '.join(TWISTS)}")  # fmt: skip
+            raise InputError(
+                "sqrt3: two equal hexagonal lattices share no twisted sqrt3 cell (its 0 and 60 degree "
+                f"stackings are the 1x1 ones); choose from {', '.join(TWISTS)}"
+            )
         if twist not in TWISTS:
             raise InputError(f"unknown twist {twist!r}; choose one of {', '.join(TWISTS)}")
 
@@ -130,20 +135,26 @@ def check_twists(twists: Sequence[str]) -> None:
 def stackings(lower: str, upper: str, twists: Sequence[str] = ()) -> list[Stacking]:
     """Every stacking of ``upper`` on ``lower``: 4 flips x 2 rotations x 3 registries, plus each twist (AA, 8 each)."""
     flips = list(itertools.product((False, True), repeat=2))
-    out = [Stacking(lower, upper, fl, fu, rotation, registry)
-           for (fl, fu), rotation, registry in itertools.product(flips, ROTATIONS, REGISTRIES)]  # fmt: skip
+    out = [
+        Stacking(lower, upper, fl, fu, rotation, registry)
+        for (fl, fu), rotation, registry in itertools.product(flips, ROTATIONS, REGISTRIES)
+    ]
     check_twists(twists)
     for twist in twists:
         angle = round(twist_angle(*TWISTS[twist]), 2)
-        out += [Stacking(lower, upper, fl, fu, rotation, "AA", twist, angle)
-                for (fl, fu), rotation in itertools.product(flips, ROTATIONS)]  # fmt: skip
+        out += [
+            Stacking(lower, upper, fl, fu, rotation, "AA", twist, angle)
+            for (fl, fu), rotation in itertools.product(flips, ROTATIONS)
+        ]
     return out
 
 
 def _matcher() -> StructureMatcher:
     # The geometries of equivalent stackings are identical, so tight tolerances suffice; the vacuum inflates the
     # volume per atom that StructureMatcher scales ``stol`` by, which loose tolerances would turn into false matches.
-    return StructureMatcher(ltol=0.05, stol=0.05, angle_tol=1.0, primitive_cell=False, scale=False, attempt_supercell=False)
+    return StructureMatcher(
+        ltol=0.05, stol=0.05, angle_tol=1.0, primitive_cell=False, scale=False, attempt_supercell=False
+    )
 
 
 def _profile(structure: Structure) -> tuple:
@@ -166,11 +177,19 @@ def unique_bilayers(items: Sequence[tuple[Stacking, Structure]]) -> list[tuple[S
     return out
 
 
-def pair_bilayers(monolayers: dict[str, Structure], first: str, second: str, twists: Sequence[str] = (),
-                  gap: float = DEFAULT_GAP, vacuum: float = DEFAULT_VACUUM) -> list[tuple[Stacking, Structure]]:  # fmt: skip
+def pair_bilayers(
+    monolayers: dict[str, Structure],
+    first: str,
+    second: str,
+    twists: Sequence[str] = (),
+    gap: float = DEFAULT_GAP,
+    vacuum: float = DEFAULT_VACUUM,
+) -> list[tuple[Stacking, Structure]]:
     """The distinct bilayers of two monolayers in either order (both orders can give the same bilayer upside down)."""
     orders = [(first, second)] if first == second else [(first, second), (second, first)]
-    items = [(s, make_bilayer(monolayers[s.lower], monolayers[s.upper], s, gap, vacuum))
-             for lower, upper in orders for s in stackings(lower, upper, twists)]  # fmt: skip
+    items = [
+        (s, make_bilayer(monolayers[s.lower], monolayers[s.upper], s, gap, vacuum))
+        for lower, upper in orders
+        for s in stackings(lower, upper, twists)
+    ]
     return unique_bilayers(items)
-

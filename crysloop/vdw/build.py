@@ -45,6 +45,8 @@ SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 # per cell) is too large for a CPU build; the chain lies a few tens of meV/atom above it.
 _ALPHA_GA = (4.5197, 7.6633, 4.5260, (0.0, 0.1549, 0.0810))
 _CHAINS = {"Se": (4.366, 4.954, 0.2254), "Te": (4.457, 5.929, 0.2636)}
+
+
 @dataclass
 class BuildSummary:
     """What a build produced: counts, label ranges, timing and where the files are."""
@@ -102,10 +104,15 @@ def relax_bilayer(structure: dict, layer: list[int], config: BuildConfig) -> dic
 
 def _record(result: RelaxResult) -> dict:
     return {
-        "formula": result.structure.composition.reduced_formula, "status": result.status, "error": result.error,
-        "converged": result.converged, "steps": result.steps, "energy": result.energy,
-        "structure": result.structure.as_dict(), "wall_time_s": result.wall_time_s,
-    }  # fmt: skip
+        "formula": result.structure.composition.reduced_formula,
+        "status": result.status,
+        "error": result.error,
+        "converged": result.converged,
+        "steps": result.steps,
+        "energy": result.energy,
+        "structure": result.structure.as_dict(),
+        "wall_time_s": result.wall_time_s,
+    }
 
 
 def chemical_potentials(config: BuildConfig, records: dict[str, dict]) -> dict[str, float]:
@@ -121,8 +128,9 @@ def relaxed_monolayers(records: dict[str, dict]) -> dict[str, Structure]:
     return {name: Structure.from_dict(r["structure"]) for name, r in records.items() if r["status"] == "ok"}
 
 
-def candidate_bilayers(config: BuildConfig, monolayers: dict[str, Structure],
-                       progress: bool = True) -> list[tuple[Stacking, Structure]]:  # fmt: skip
+def candidate_bilayers(
+    config: BuildConfig, monolayers: dict[str, Structure], progress: bool = True
+) -> list[tuple[Stacking, Structure]]:
     """Distinct bilayers of the monolayer pairs, pairs taken in a seeded random order until ``max_bilayers``.
 
     With ``per_pair``, a seeded random choice of that many distinct stackings of each pair.
@@ -150,16 +158,31 @@ def bilayer_row(record: dict, mu: dict[str, float], monolayers: dict[str, Struct
         "cif": str(CifWriter(structure)),
         "formula": structure.composition.reduced_formula,
         "formation_energy_per_atom": formation_energy_per_atom(structure, record["energy"], mu),
-        "binding_energy": binding_energy_per_area(record["energy"], record["extra"]["lower_alone"],
-                                                  record["extra"]["upper_alone"], in_plane_area(structure.lattice)),
+        "binding_energy": binding_energy_per_area(
+            record["energy"],
+            record["extra"]["lower_alone"],
+            record["extra"]["upper_alone"],
+            in_plane_area(structure.lattice),
+        ),
         "interlayer_distance": interlayer_distance(structure, layer),
         "strain_lower": layer_strain(structure, n_lower, monolayers[stacking["lower"]]),
         "strain_upper": layer_strain(structure, len(layer) - n_lower, monolayers[stacking["upper"]]),
         "energy_per_atom": record["energy"] / len(structure),
         "converged": bool(record["converged"]),
-        **{key: stacking[key] for key in ("lower", "upper", "lower_flipped", "upper_flipped", "rotation", "registry",
-                                          "twist", "twist_angle")},
-    }  # fmt: skip
+        **{
+            key: stacking[key]
+            for key in (
+                "lower",
+                "upper",
+                "lower_flipped",
+                "upper_flipped",
+                "rotation",
+                "registry",
+                "twist",
+                "twist_angle",
+            )
+        },
+    }
 
 
 def write_dataset(rows: list[dict], names: list[str], out_dir: Path, seed: int) -> dict[str, dict]:
@@ -186,8 +209,16 @@ def _ranges(rows: list[dict], keys: Sequence[str]) -> dict[str, list[float]]:
     return {k: [round(float(min(r[k] for r in rows)), 4), round(float(max(r[k] for r in rows)), 4)] for k in keys}
 
 
-def summarise(config: BuildConfig, records: dict[str, dict], mu: dict[str, float], monolayers: dict[str, Structure],
-              out_dir: Path, relaxed_now: int, wall: float, command: str = "") -> BuildSummary:  # fmt: skip
+def summarise(
+    config: BuildConfig,
+    records: dict[str, dict],
+    mu: dict[str, float],
+    monolayers: dict[str, Structure],
+    out_dir: Path,
+    relaxed_now: int,
+    wall: float,
+    command: str = "",
+) -> BuildSummary:
     """Label the bilayer ``records`` (stacking key -> record), write the split CSVs and ``manifest.json``."""
     ok = {name: r for name, r in records.items() if r["status"] == "ok"}
     if not ok:
@@ -195,25 +226,35 @@ def summarise(config: BuildConfig, records: dict[str, dict], mu: dict[str, float
     rows = [bilayer_row(r, mu, monolayers) for r in ok.values()]
     summary = BuildSummary(bilayers=len(rows), failed=len(records) - len(ok), relaxed_now=relaxed_now)
     summary.seconds_per_bilayer = wall / relaxed_now if relaxed_now else None
-    summary.label_ranges = _ranges(rows, ("formation_energy_per_atom", "binding_energy", "interlayer_distance",
-                                          "strain_lower", "strain_upper"))  # fmt: skip
+    summary.label_ranges = _ranges(
+        rows, ("formation_energy_per_atom", "binding_energy", "interlayer_distance", "strain_lower", "strain_upper")
+    )
     summary.splits = write_dataset(rows, list(ok), out_dir, config.seed)
     manifest = {
         "command": command,
         "config": config.model_dump(mode="json") | {"key": config.key},
-        "bilayers": summary.bilayers, "failed": summary.failed, "monolayers": len(monolayers),
+        "bilayers": summary.bilayers,
+        "failed": summary.failed,
+        "monolayers": len(monolayers),
         "monolayer_pairs": len({frozenset((r["lower"], r["upper"])) for r in rows}),
         "monolayers_in_bilayers": len({name for r in rows for name in (r["lower"], r["upper"])}),
         "chemical_potentials_eV_per_atom": mu,
-        "label_units": {"formation_energy_per_atom": "eV/atom", "binding_energy": "meV/A^2 (< 0 bound)",
-                        "interlayer_distance": "A", "strain_lower": "fraction", "strain_upper": "fraction"},
-        "label_ranges": summary.label_ranges, "converged": sum(r["converged"] for r in rows),
-        "seconds_per_bilayer_this_run": summary.seconds_per_bilayer, "relaxed_this_run": summary.relaxed_now,
+        "label_units": {
+            "formation_energy_per_atom": "eV/atom",
+            "binding_energy": "meV/A^2 (< 0 bound)",
+            "interlayer_distance": "A",
+            "strain_lower": "fraction",
+            "strain_upper": "fraction",
+        },
+        "label_ranges": summary.label_ranges,
+        "converged": sum(r["converged"] for r in rows),
+        "seconds_per_bilayer_this_run": summary.seconds_per_bilayer,
+        "relaxed_this_run": summary.relaxed_now,
         "relax_seconds_per_bilayer_recorded": _mean([r["wall_time_s"] for r in ok.values()]),
         "relax_steps_per_bilayer": _mean([r["steps"] for r in ok.values()]),
         "splits": {split: part["rows"] for split, part in summary.splits.items()},
         "files": {split: Path(part["path"]).name for split, part in summary.splits.items()},
-    }  # fmt: skip
+    }
     summary.manifest = str(out_dir / "manifest.json")
     Path(summary.manifest).write_text(json.dumps(manifest, indent=2) + "\n")
     return summary

@@ -19,8 +19,11 @@ class BuildConfig(StrictConfig):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
-    mlip: str = Field(default_factory=settings_mlip, validate_default=True,
-                      description="Potential the build adds D3 to: chgnet, mattersim-1m, ... Unset: CRYSLOOP_MLIP.")
+    mlip: str = Field(
+        default_factory=settings_mlip,
+        validate_default=True,
+        description="Potential the build adds D3 to: chgnet, mattersim-1m, ... Unset: CRYSLOOP_MLIP.",
+    )
     damping: str = Field("zero", description=f"D3 damping: {', '.join(D3_DAMPINGS)} (zero as the paper's DFT-D3).")
     fmax: float = Field(0.05, gt=0, description="Force threshold of every relaxation (eV/A).")
     steps: int = Field(300, ge=1, description="Step limit of every relaxation.")
@@ -29,8 +32,11 @@ class BuildConfig(StrictConfig):
     twists: tuple[str, ...] = Field((), description="Commensurate twisted cells to add, e.g. sqrt7,sqrt13.")
     elements: tuple[str, ...] = Field((), description="Only monolayers of these elements, e.g. Ga,In,Se (none: all).")
     max_bilayers: int | None = Field(None, ge=1, description="Stop after this many distinct bilayers.")
-    per_pair: int | None = Field(None, ge=1, description="Random distinct stackings kept per monolayer pair "
-                                 "(spreads a small subset over the pairs).")  # fmt: skip
+    per_pair: int | None = Field(
+        None,
+        ge=1,
+        description="Random distinct stackings kept per monolayer pair (spreads a small subset over the pairs).",
+    )
     seed: int = Field(0, description="Seed of the pair order, the per-pair choice and the 6:2:2 split.")
     device: str | None = Field(None, description="torch device (unset: settings).")
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
@@ -66,8 +72,10 @@ class BuildConfig(StrictConfig):
     @property
     def key(self) -> str:
         """Identifies the relaxations this build shares with another build (subset size and executor excluded)."""
-        return (f"{self.mlip}+d3-{self.damping}|fmax={self.fmax:g}|steps={self.steps}|gap={self.gap:g}"
-                f"|vacuum={self.vacuum:g}")  # fmt: skip
+        return (
+            f"{self.mlip}+d3-{self.damping}|fmax={self.fmax:g}|steps={self.steps}|gap={self.gap:g}"
+            f"|vacuum={self.vacuum:g}"
+        )
 
     def relax_config(self, in_plane: bool) -> RelaxConfig:
         """Relaxation of a bulk reference (cell and positions) or of a layer (``in_plane``: c fixed)."""

@@ -25,7 +25,8 @@ def formation_energy_per_atom(structure: Structure, energy: float, chemical_pote
 
 
 def binding_energy_per_area(energy: float, lower_alone: float, upper_alone: float, area: float) -> float:
-    """Interlayer binding energy (meV/A^2): bilayer minus its two layers computed alone in the same cell; < 0 = bound."""
+    """Interlayer binding energy (meV/A^2): bilayer minus its two layers computed alone in the same cell; < 0 is
+    bound."""
     return 1000.0 * (energy - lower_alone - upper_alone) / area
 
 

@@ -101,18 +101,21 @@ def all_monolayers() -> list[Monolayer]:
 
 
 def select_monolayers(elements: list[str] | None = None) -> list[Monolayer]:
-    """The monolayers made only of ``elements`` (all 45 when None); an element outside Al, Ga, In, S, Se, Te is an error."""
+    """The monolayers made only of ``elements`` (all 45 when None); an element outside Al, Ga, In, S, Se, Te is an
+    error."""
     layers = all_monolayers()
     if not elements:
         return layers
     allowed = set(METALS + CHALCOGENS)
     bad = sorted(set(elements) - allowed)
     if bad:
-        raise InputError(f"element(s) {', '.join(bad)} are not III-VI layer elements; "
-                         f"choose from {', '.join(METALS + CHALCOGENS)}")  # fmt: skip
+        raise InputError(
+            f"element(s) {', '.join(bad)} are not III-VI layer elements; choose from {', '.join(METALS + CHALCOGENS)}"
+        )
     chosen = set(elements)
     picked = [m for m in layers if {m.bottom[0], m.bottom[1], m.top[0], m.top[1]} <= chosen]
     if not picked:
-        raise InputError(f"no III-VI monolayer uses only {', '.join(sorted(chosen))}: "
-                         "give at least one metal and one chalcogen")  # fmt: skip
+        raise InputError(
+            f"no III-VI monolayer uses only {', '.join(sorted(chosen))}: give at least one metal and one chalcogen"
+        )
     return picked

@@ -25,7 +25,6 @@ def equiformer_config(config: CDVAEConfig):
     return dataclasses.replace(net, **{k: v for k, v in wanted.items() if k in names})
 
 
-
 @torch.no_grad()
 def output_sizes(network: nn.Module, num_species: int, cond_dim: int) -> tuple[int, int]:
     """Scalar and l=1 channel counts of an EquiformerV2-interface network, read off one tiny forward pass."""

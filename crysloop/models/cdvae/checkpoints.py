@@ -28,16 +28,25 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
     return resolve_shipped(path, SHIPPED_CHECKPOINT)
 
 
-def save_checkpoint(model: ConditionCDVAE, path: str | Path, gan: LatentGAN | None = None,
-                    metadata: dict[str, Any] | None = None, training_state: dict[str, Any] | None = None) -> Path:  # fmt: skip
+def save_checkpoint(
+    model: ConditionCDVAE,
+    path: str | Path,
+    gan: LatentGAN | None = None,
+    metadata: dict[str, Any] | None = None,
+    training_state: dict[str, Any] | None = None,
+) -> Path:
     """Write config (with the training-set scalers), weights and the GAN's generator (and, for resuming,
     ``training_state``) to ``path`` atomically."""
     saved_gan = None
     if gan is not None:
-        saved_gan = {"config": gan.config.to_dict(), "cond_dim": gan.cond_dim,
-                     "generator": {k: v.detach().cpu() for k, v in gan.generator.state_dict().items()}}  # fmt: skip
-    return write_checkpoint(path, KIND, model.config.to_dict(), model.state_dict(), metadata, training_state,
-                            gan=saved_gan)  # fmt: skip
+        saved_gan = {
+            "config": gan.config.to_dict(),
+            "cond_dim": gan.cond_dim,
+            "generator": {k: v.detach().cpu() for k, v in gan.generator.state_dict().items()},
+        }
+    return write_checkpoint(
+        path, KIND, model.config.to_dict(), model.state_dict(), metadata, training_state, gan=saved_gan
+    )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -45,7 +54,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return read_kind(path, KIND)
 
 
-def load_checkpoint(path: str | Path | None = None, device: str | None = None) -> tuple[ConditionCDVAE, LatentGAN | None]:
+def load_checkpoint(
+    path: str | Path | None = None, device: str | None = None
+) -> tuple[ConditionCDVAE, LatentGAN | None]:
     """The model (eval mode) and its latent generator (None if no GAN was trained) stored at ``path``
     (default: the shipped checkpoint; see ``resolve_checkpoint``)."""
 
@@ -56,8 +67,9 @@ def load_checkpoint(path: str | Path | None = None, device: str | None = None) -
     gan = None
     if payload.get("gan"):
         saved = payload["gan"]
-        gan = LatentGAN(GANConfig.from_dict(saved["config"]), saved["cond_dim"], model.config.latent_dim,
-                        with_critic=False)  # fmt: skip
+        gan = LatentGAN(
+            GANConfig.from_dict(saved["config"]), saved["cond_dim"], model.config.latent_dim, with_critic=False
+        )
         gan.generator.load_state_dict(saved["generator"])
         gan = gan.to(device).eval()
     return model.to(device).eval(), gan

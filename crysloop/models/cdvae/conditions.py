@@ -36,20 +36,26 @@ class ConditionEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.basis = GaussianBasis(config.num_gaussians)
-        self.embeddings = nn.ModuleDict({
-            name: _mlp(config.num_species if name == FORMULA else config.num_gaussians, config.cond_dim)
-            for name in config.conditions
-        })  # fmt: skip
+        self.embeddings = nn.ModuleDict(
+            {
+                name: _mlp(config.num_species if name == FORMULA else config.num_gaussians, config.cond_dim)
+                for name in config.conditions
+            }
+        )
         self.absent = nn.Parameter(0.1 * torch.randn(len(config.conditions), config.cond_dim))
 
     def standardise(self, values: torch.Tensor) -> torch.Tensor:
         """Raw property values (B, P) in ``scalar_conditions`` order -> zero mean, unit std (training statistics)."""
-        stats = torch.tensor([self.config.property_stats[name] for name in self.config.scalar_conditions],
-                             dtype=values.dtype, device=values.device).reshape(-1, 2)
+        stats = torch.tensor(
+            [self.config.property_stats[name] for name in self.config.scalar_conditions],
+            dtype=values.dtype,
+            device=values.device,
+        ).reshape(-1, 2)
         return (values - stats[:, 0]) / stats[:, 1]
 
-    def forward(self, properties: torch.Tensor, compositions: torch.Tensor | None,
-                keep: torch.Tensor) -> list[torch.Tensor]:  # fmt: skip
+    def forward(
+        self, properties: torch.Tensor, compositions: torch.Tensor | None, keep: torch.Tensor
+    ) -> list[torch.Tensor]:
         """``properties`` (B, P) raw values (NaN = absent), ``compositions`` (B, num_species) element fractions,
         ``keep`` (B, K) bool: where False (or the value is missing) the condition's absent embedding is used."""
         standard = self.standardise(properties) if self.config.scalar_conditions else properties
@@ -57,7 +63,11 @@ class ConditionEncoder(nn.Module):
         for k, name in enumerate(self.config.conditions):
             if name == FORMULA:
                 present = keep[:, k] & (compositions is not None)
-                feats = compositions if compositions is not None else properties.new_zeros(len(keep), self.config.num_species)
+                feats = (
+                    compositions
+                    if compositions is not None
+                    else properties.new_zeros(len(keep), self.config.num_species)
+                )
             else:
                 value = standard[:, column]
                 column += 1
@@ -96,7 +106,7 @@ def formula_atoms(config: CDVAEConfig, formula: str) -> list[int]:
 
     try:
         composition = Composition(formula)
-    except Exception as exc:  # noqa: BLE001 - pymatgen raises several types for bad formulas
+    except Exception as exc:
         raise InputError(f"cannot read formula {formula!r}: {exc}") from None
     atoms: list[int] = []
     for element, amount in composition.items():
@@ -104,7 +114,7 @@ def formula_atoms(config: CDVAEConfig, formula: str) -> list[int]:
             raise InputError(f"formula {formula!r}: {element} is not a chemical element")
         if abs(amount - round(amount)) > 1e-6 or round(amount) < 1:
             raise InputError(f"formula {formula!r} needs whole numbers of atoms")
-        if (config.elements and element.Z not in config.elements) or element.Z > config.num_species:
+        if (config.elements and element.Z not in config.elements) or config.num_species < element.Z:
             raise InputError(f"formula {formula!r}: element {element} is outside this model's vocabulary")
         atoms += [element.Z] * round(amount)
     if not atoms:
@@ -114,8 +124,9 @@ def formula_atoms(config: CDVAEConfig, formula: str) -> list[int]:
     return atoms
 
 
-def condition_tensor(config: CDVAEConfig, conditions: Mapping[str, float], n: int,
-                     device: torch.device | str) -> torch.Tensor:  # fmt: skip
+def condition_tensor(
+    config: CDVAEConfig, conditions: Mapping[str, float], n: int, device: torch.device | str
+) -> torch.Tensor:
     """(n, P) raw property targets in ``scalar_conditions`` order, NaN where not given."""
     row = [conditions.get(name, float("nan")) for name in config.scalar_conditions]
     return torch.tensor([row] * n, dtype=torch.float32, device=device).reshape(n, len(row))

@@ -23,14 +23,21 @@ class ScoreDecoder(nn.Module):
         if network is None:
             from crysloop.models.equiformer import EquiformerV2
 
-            network = EquiformerV2(equiformer_config(config), num_species=config.num_species,
-                                   cond_dim=config.latent_dim)  # fmt: skip
+            network = EquiformerV2(
+                equiformer_config(config), num_species=config.num_species, cond_dim=config.latent_dim
+            )
         self.network = network
         scalar_dim, vector_dim = output_sizes(network, config.num_species, config.latent_dim)
         self.type_head = nn.Linear(scalar_dim, config.num_species)
         self.coord_head = nn.Linear(vector_dim, 1, bias=False)  # mixes the l=1 channels; no bias keeps equivariance
 
-    def forward(self, z_c: torch.Tensor, type_probs: torch.Tensor, frac_coords: torch.Tensor, lattice: torch.Tensor,
-                batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def forward(
+        self,
+        z_c: torch.Tensor,
+        type_probs: torch.Tensor,
+        frac_coords: torch.Tensor,
+        lattice: torch.Tensor,
+        batch: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         scalars, vectors = self.network(type_probs, frac_coords, lattice, batch, z_c)
         return self.type_head(scalars), self.coord_head(vectors.transpose(1, 2)).squeeze(-1)

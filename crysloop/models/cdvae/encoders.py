@@ -52,9 +52,7 @@ def periodic_triplets(edge_index: torch.Tensor, cell_offsets: torch.Tensor, num_
         torch.cumsum(counts, 0) - counts, counts
     )
     idx_kj = order[ptr[neighbour[idx_ji]] + local]
-    same_image = (neighbour[idx_kj] == centre[idx_ji]) & (
-        (cell_offsets[idx_kj] + cell_offsets[idx_ji]) == 0
-    ).all(dim=1)
+    same_image = (neighbour[idx_kj] == centre[idx_ji]) & ((cell_offsets[idx_kj] + cell_offsets[idx_ji]) == 0).all(dim=1)
     return idx_kj[~same_image], idx_ji[~same_image]
 
 
@@ -67,12 +65,18 @@ class DimeNetPPEncoder(nn.Module):
 
         self.cutoff, self.max_neighbors = config.cutoff, config.max_neighbors
         self.net = DimeNetPlusPlus(
-            hidden_channels=config.dimenet_hidden, out_channels=config.hidden_dim, num_blocks=config.dimenet_blocks,
-            int_emb_size=config.dimenet_int_emb, basis_emb_size=config.dimenet_basis_emb,
-            out_emb_channels=config.dimenet_out_emb, num_spherical=config.dimenet_spherical,
-            num_radial=config.dimenet_radial, cutoff=config.cutoff, max_num_neighbors=config.max_neighbors,
+            hidden_channels=config.dimenet_hidden,
+            out_channels=config.hidden_dim,
+            num_blocks=config.dimenet_blocks,
+            int_emb_size=config.dimenet_int_emb,
+            basis_emb_size=config.dimenet_basis_emb,
+            out_emb_channels=config.dimenet_out_emb,
+            num_spherical=config.dimenet_spherical,
+            num_radial=config.dimenet_radial,
+            cutoff=config.cutoff,
+            max_num_neighbors=config.max_neighbors,
             output_initializer="glorot_orthogonal",
-        )  # fmt: skip
+        )
         self.net.emb.emb = nn.Embedding(config.num_species + 1, config.dimenet_hidden)  # PyG's stops at Z = 94
         self.fc_mu = nn.Linear(config.hidden_dim, config.latent_dim)
         self.fc_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
@@ -89,7 +93,7 @@ class DimeNetPPEncoder(nn.Module):
         sbf = net.sbf(graph.distances, angle, idx_kj)
         x = net.emb(atom_types, rbf, centre, neighbour)
         per_atom = net.output_blocks[0](x, rbf, centre, num_nodes=len(atom_types))
-        for interaction, output in zip(net.interaction_blocks, net.output_blocks[1:]):
+        for interaction, output in zip(net.interaction_blocks, net.output_blocks[1:], strict=True):
             x = interaction(x, rbf, sbf, idx_kj, idx_ji)
             per_atom = per_atom + output(x, rbf, centre, num_nodes=len(atom_types))
         batch = torch.repeat_interleave(torch.arange(len(num_atoms), device=num_atoms.device), num_atoms)

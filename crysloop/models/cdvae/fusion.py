@@ -25,7 +25,7 @@ class LowRankFusion(nn.Module):
         if len(inputs) != len(self.factors):
             raise ValueError(f"LowRankFusion expects {len(self.factors)} modalities, got {len(inputs)}")
         fused = None
-        for h, factor in zip(inputs, self.factors):
+        for h, factor in zip(inputs, self.factors, strict=True):
             h1 = torch.cat([h, h.new_ones(len(h), 1)], dim=-1)
             projected = torch.einsum("bd,rdo->rbo", h1, factor)
             fused = projected if fused is None else fused * projected

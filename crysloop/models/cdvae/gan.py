@@ -38,10 +38,20 @@ class GANConfig:
     @classmethod
     def preset(cls, name: str) -> GANConfig:
         """``paper`` (hidden layers up to 1024 units) or ``cpu-small`` (up to 256) / ``cpu-tiny``."""
-        sizes = {"paper": {}, "cpu-small": {"noise_dim": 64, "generator_hidden": (64, 128, 128, 256, 256),
-                                            "critic_hidden": (256, 256, 256)},
-                 "cpu-tiny": {"noise_dim": 8, "generator_hidden": (8, 8, 16, 16, 16), "critic_hidden": (16, 16, 16),
-                              "batch_size": 8}}  # fmt: skip
+        sizes = {
+            "paper": {},
+            "cpu-small": {
+                "noise_dim": 64,
+                "generator_hidden": (64, 128, 128, 256, 256),
+                "critic_hidden": (256, 256, 256),
+            },
+            "cpu-tiny": {
+                "noise_dim": 8,
+                "generator_hidden": (8, 8, 16, 16, 16),
+                "critic_hidden": (16, 16, 16),
+                "batch_size": 8,
+            },
+        }
         return cls(**sizes.get(name, {}))
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,12 +138,17 @@ def cache_latents(model, data: CrystalTensors, batch_size: int = 64) -> dict[str
         mu, logvar = model.encode(data.select(idx))
         mus.append(mu)
         logvars.append(logvar)
-    return {"mu": torch.cat(mus), "logvar": torch.cat(logvars), "properties": data.properties,
-            "compositions": composition_fractions(data.atom_types, data.num_atoms, model.config.num_species)}
+    return {
+        "mu": torch.cat(mus),
+        "logvar": torch.cat(logvars),
+        "properties": data.properties,
+        "compositions": composition_fractions(data.atom_types, data.num_atoms, model.config.num_species),
+    }
 
 
-def condition_vector(model, properties: torch.Tensor, compositions: torch.Tensor | None,
-                     keep: torch.Tensor) -> torch.Tensor:  # fmt: skip
+def condition_vector(
+    model, properties: torch.Tensor, compositions: torch.Tensor | None, keep: torch.Tensor
+) -> torch.Tensor:
     """The GAN's condition input: the VAE's condition embeddings side by side (B, K * cond_dim)."""
     embeddings = model.conditions(properties, compositions, keep)
     return torch.cat(embeddings, dim=-1) if embeddings else properties.new_zeros(len(properties), 0)
@@ -154,9 +169,15 @@ def moment_distance(gan: LatentGAN, model, cache: dict[str, torch.Tensor]) -> fl
 
 def optimizer_config(config: GANConfig) -> OptimizerConfig:
     """The optimisation of the generator and of the critic: Adam with the WGAN-GP betas, the rate cut on plateau."""
-    return OptimizerConfig("adam", lr=config.lr, betas=config.betas, schedule="plateau",
-                           plateau_factor=config.plateau_factor, plateau_patience=config.plateau_patience,
-                           min_lr=config.min_lr)  # fmt: skip
+    return OptimizerConfig(
+        "adam",
+        lr=config.lr,
+        betas=config.betas,
+        schedule="plateau",
+        plateau_factor=config.plateau_factor,
+        plateau_patience=config.plateau_patience,
+        min_lr=config.min_lr,
+    )
 
 
 class _LatentWGAN:
@@ -193,8 +214,10 @@ class _LatentWGAN:
         g_loss = -gan.critic(fake, cond).mean()
         if config.property_weight > 0 and model.property_head is not None:
             target = model.condition_encoder.standardise(props)
-            known = ~torch.isnan(target) & keep[:, [model.config.conditions.index(c)
-                                                    for c in model.config.scalar_conditions]]  # fmt: skip
+            known = (
+                ~torch.isnan(target)
+                & keep[:, [model.config.conditions.index(c) for c in model.config.scalar_conditions]]
+            )
             if known.any():
                 pred = model.predict_properties(fake)
                 g_loss = g_loss + config.property_weight * ((pred - target)[known] ** 2).mean()
@@ -206,10 +229,18 @@ class _LatentWGAN:
         return {"moment_distance": gap, "g_loss": metrics.get("g_loss", 0.0)}
 
 
-def train_latent_gan(model, data: CrystalTensors, config: GANConfig, epochs: int = 50, seed: int = 0,
-                     log_path: str | Path | None = None, progress: bool = True,
-                     on_checkpoint: Callable[[LatentGAN, Trainer], None] | None = None, checkpoint_every: int = 0,
-                     resume_state: dict[str, Any] | None = None) -> LatentGAN:  # fmt: skip
+def train_latent_gan(
+    model,
+    data: CrystalTensors,
+    config: GANConfig,
+    epochs: int = 50,
+    seed: int = 0,
+    log_path: str | Path | None = None,
+    progress: bool = True,
+    on_checkpoint: Callable[[LatentGAN, Trainer], None] | None = None,
+    checkpoint_every: int = 0,
+    resume_state: dict[str, Any] | None = None,
+) -> LatentGAN:
     """Train the conditional WGAN-GP on the frozen model's cached latents; both learning rates follow a plateau
     schedule on ``moment_distance``, stepped every epoch (the critic's Wasserstein estimate rises while the critic
     learns, so it would cut the rates from the first epochs). ``on_checkpoint(gan, trainer)`` is called every
@@ -222,11 +253,21 @@ def train_latent_gan(model, data: CrystalTensors, config: GANConfig, epochs: int
         cache = cache_latents(model, data.to(device))
         cond_dim = len(model.config.conditions) * model.config.cond_dim
         gan = LatentGAN(config, cond_dim, model.config.latent_dim).to(device)
-        run = RunConfig(epochs=epochs, checkpoint_every=checkpoint_every, log_path=log_path, log_prefix="gan_",
-                        progress=progress, name="training latent WGAN-GP")  # fmt: skip
+        run = RunConfig(
+            epochs=epochs,
+            checkpoint_every=checkpoint_every,
+            log_path=log_path,
+            log_prefix="gan_",
+            progress=progress,
+            name="training latent WGAN-GP",
+        )
         save = (lambda trainer: on_checkpoint(gan, trainer)) if on_checkpoint is not None else None
-        trainer = Trainer({"g": (gan.generator, optimizer_config(config)), "d": (gan.critic, optimizer_config(config))},
-                          _LatentWGAN(model, gan, cache), run, save)  # fmt: skip
+        trainer = Trainer(
+            {"g": (gan.generator, optimizer_config(config)), "d": (gan.critic, optimizer_config(config))},
+            _LatentWGAN(model, gan, cache),
+            run,
+            save,
+        )
         if resume_state is not None:
             trainer.load_state_dict(resume_state)
         gan.train()

@@ -47,10 +47,11 @@ def annealed_langevin(
     sizes = step_sizes(sigmas, step_lr)
     num_species = model.config.num_species
     bar = tqdm(total=len(sigmas) * steps_per_level, desc="Langevin", disable=not progress, leave=False)
-    for sigma, step in zip(sigmas, sizes):
+    for sigma, step in zip(sigmas, sizes, strict=True):
         for _ in range(steps_per_level):
-            type_logits, coord_out = model.score(z_c, F.one_hot(types - 1, num_species).float(), frac, lattice,
-                                                 num_atoms)  # fmt: skip
+            type_logits, coord_out = model.score(
+                z_c, F.one_hot(types - 1, num_species).float(), frac, lattice, num_atoms
+            )
             noise = torch.randn(frac.shape, device=device, generator=generator) * torch.sqrt(2 * step)
             cart = torch.einsum("ni,nij->nj", frac, lattice_atom) + step * coord_out / sigma + noise
             frac = torch.einsum("ni,nij->nj", cart, inverse)

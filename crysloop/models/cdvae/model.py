@@ -9,13 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crysloop.data.tensors import lattice_params_to_matrix, matrix_to_lattice_params
+from crysloop.data.tensors import CrystalTensors, lattice_params_to_matrix, matrix_to_lattice_params
 from crysloop.models.cdvae.conditions import ConditionEncoder, composition_fractions
 from crysloop.models.cdvae.config import CDVAEConfig
 from crysloop.models.cdvae.decoder import ScoreDecoder
 from crysloop.models.cdvae.encoders import build_encoder
 from crysloop.models.cdvae.fusion import LowRankFusion
-from crysloop.data.tensors import CrystalTensors
 from crysloop.models.slab import confine
 
 MODEL_KIND = "condition-cdvae-plus"
@@ -53,8 +52,9 @@ def minimum_image(d_frac: torch.Tensor, lattice: torch.Tensor, periodic_c: bool 
     (N, 3) on per-atom lattices (N, 3, 3); ``periodic_c=False`` takes images in the a-b plane only (slabs)."""
     periodic = torch.tensor([True, True, periodic_c], device=d_frac.device)
     d_frac = torch.where(periodic, d_frac - d_frac.round(), d_frac)
-    ranges = [torch.arange(-1, 2, device=d_frac.device)] * 2 + [torch.arange(-int(periodic_c), int(periodic_c) + 1,
-                                                                             device=d_frac.device)]  # fmt: skip
+    ranges = [torch.arange(-1, 2, device=d_frac.device)] * 2 + [
+        torch.arange(-int(periodic_c), int(periodic_c) + 1, device=d_frac.device)
+    ]
     shifts = torch.cartesian_prod(*ranges).to(d_frac.dtype)
     candidates = torch.einsum("nkj,nji->nki", d_frac[:, None, :] + shifts, lattice)
     best = candidates.norm(dim=-1).argmin(dim=1)
@@ -70,17 +70,22 @@ class ConditionCDVAE(nn.Module):
         latent, hidden, layers = config.latent_dim, config.hidden_dim, config.head_layers
         self.encoder = build_encoder(config)
         self.condition_encoder = ConditionEncoder(config) if config.conditions else None
-        self.fusion = (LowRankFusion([latent] + [config.cond_dim] * len(config.conditions), latent, config.fusion_rank)
-                       if config.conditions else None)  # fmt: skip
+        self.fusion = (
+            LowRankFusion([latent] + [config.cond_dim] * len(config.conditions), latent, config.fusion_rank)
+            if config.conditions
+            else None
+        )
         self.num_atoms_head = mlp(latent, hidden, config.max_atoms + 1, layers)
         self.lattice_head = mlp(latent, hidden, 6, layers)
         self.composition_head = mlp(latent, hidden, config.num_species, layers)
-        self.property_head = (mlp(latent, hidden, len(config.scalar_conditions), layers)
-                              if config.scalar_conditions else None)  # fmt: skip
+        self.property_head = (
+            mlp(latent, hidden, len(config.scalar_conditions), layers) if config.scalar_conditions else None
+        )
         self.decoder = ScoreDecoder(config, decoder_network)
         self.register_buffer("sigmas", geometric_levels(config.sigma_begin, config.sigma_end, config.num_noise_levels))
-        self.register_buffer("type_sigmas", geometric_levels(config.type_sigma_begin, config.type_sigma_end,
-                                                             config.num_noise_levels))  # fmt: skip
+        self.register_buffer(
+            "type_sigmas", geometric_levels(config.type_sigma_begin, config.type_sigma_end, config.num_noise_levels)
+        )
         self.register_buffer("lattice_mean", torch.tensor(config.lattice_stats[0], dtype=torch.float32))
         self.register_buffer("lattice_std", torch.tensor(config.lattice_stats[1], dtype=torch.float32))
 
@@ -94,8 +99,9 @@ class ConditionCDVAE(nn.Module):
         mu, logvar = self.encoder(batch.atom_types, batch.frac_coords, batch.lattice, batch.num_atoms)
         return mu, logvar.clamp(-10.0, 10.0)
 
-    def conditions(self, properties: torch.Tensor, compositions: torch.Tensor | None,
-                   keep: torch.Tensor) -> list[torch.Tensor]:  # fmt: skip
+    def conditions(
+        self, properties: torch.Tensor, compositions: torch.Tensor | None, keep: torch.Tensor
+    ) -> list[torch.Tensor]:
         """The condition embeddings (see ``ConditionEncoder``); empty for an unconditional model."""
         return self.condition_encoder(properties, compositions, keep) if self.condition_encoder is not None else []
 
@@ -135,8 +141,9 @@ class ConditionCDVAE(nn.Module):
         batch = torch.repeat_interleave(torch.arange(len(num_atoms), device=num_atoms.device), num_atoms)
         return self.decoder(z_c, type_probs, frac_coords, lattice, batch)
 
-    def perturb(self, frac_coords: torch.Tensor, lattice_atom: torch.Tensor,
-                sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def perturb(
+        self, frac_coords: torch.Tensor, lattice_atom: torch.Tensor, sigma: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Noisy fractional coordinates (Cartesian Gaussian noise of std ``sigma`` (N, 1), wrapped into the cell,
         or for a semi-periodic model wrapped in-plane and reflected at the slab bounds along c) and the score
         target: the shortest displacement back to the clean position over sigma^2 (no images along c for slabs)."""
@@ -165,7 +172,7 @@ class ConditionCDVAE(nn.Module):
             "lattice": F.mse_loss(lattice_std[:, learned], lattice_target[:, learned]),
             "composition": F.cross_entropy(composition_logits[crystal], batch.atom_types - 1),
             "kl": (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)).mean(),
-        }  # fmt: skip
+        }
         lattice = batch.lattice if teacher_forcing else self.lattice_from_head(lattice_std.detach(), n)
         level = torch.randint(0, config.num_noise_levels, (b,), device=device)
         sigma = self.sigmas[level][crystal][:, None]
@@ -173,10 +180,12 @@ class ConditionCDVAE(nn.Module):
         lattice_atom = lattice[crystal]
         noisy_frac, target = self.perturb(batch.frac_coords, lattice_atom, sigma)
         probs = F.one_hot(batch.atom_types - 1, config.num_species).float() + type_sigma[:, None] * F.softmax(
-            composition_logits.detach()[crystal], dim=-1)
+            composition_logits.detach()[crystal], dim=-1
+        )
         noisy_types = torch.multinomial(probs, 1).squeeze(1)
-        type_logits, coord_out = self.score(z_c, F.one_hot(noisy_types, config.num_species).float(), noisy_frac,
-                                            lattice, n)  # fmt: skip
+        type_logits, coord_out = self.score(
+            z_c, F.one_hot(noisy_types, config.num_species).float(), noisy_frac, lattice, n
+        )
         coord_loss = 0.5 * ((coord_out / sigma - target) ** 2).sum(-1) * sigma[:, 0] ** 2
         type_loss = F.cross_entropy(type_logits, batch.atom_types - 1, reduction="none") / type_sigma
         per_crystal = torch.zeros(b, 2, device=device).index_add_(0, crystal, torch.stack([coord_loss, type_loss], -1))
@@ -187,8 +196,14 @@ class ConditionCDVAE(nn.Module):
             known = ~torch.isnan(target_props)
             pred = self.predict_properties(z)
             losses["property"] = F.mse_loss(pred[known], target_props[known]) if known.any() else pred.sum() * 0.0
-        weights = {"natom": config.cost_natom, "lattice": config.cost_lattice, "composition": config.cost_composition,
-                   "kl": config.cost_kl, "coord": config.cost_coord, "type": config.cost_type,
-                   "property": config.cost_property}  # fmt: skip
+        weights = {
+            "natom": config.cost_natom,
+            "lattice": config.cost_lattice,
+            "composition": config.cost_composition,
+            "kl": config.cost_kl,
+            "coord": config.cost_coord,
+            "type": config.cost_type,
+            "property": config.cost_property,
+        }
         losses["loss"] = sum(weights[k] * v for k, v in losses.items())
         return losses

@@ -14,8 +14,12 @@ from tqdm.auto import tqdm
 
 from crysloop.errors import InputError
 from crysloop.models.cdvae.conditions import (
-    check_conditions, composition_fractions, condition_tensor, formula_atoms, keep_mask,
-)  # fmt: skip
+    check_conditions,
+    composition_fractions,
+    condition_tensor,
+    formula_atoms,
+    keep_mask,
+)
 from crysloop.models.cdvae.config import FORMULA
 from crysloop.models.cdvae.gan import LatentGAN, condition_vector
 from crysloop.models.cdvae.langevin import annealed_langevin
@@ -26,9 +30,15 @@ if TYPE_CHECKING:
 
 
 @torch.no_grad()
-def decode(model: ConditionCDVAE, z_c: torch.Tensor, atom_lists: Sequence[list[int]] | None = None,
-           steps_per_level: int | None = None, step_lr: float | None = None,
-           generator: torch.Generator | None = None, progress: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
+def decode(
+    model: ConditionCDVAE,
+    z_c: torch.Tensor,
+    atom_lists: Sequence[list[int]] | None = None,
+    steps_per_level: int | None = None,
+    step_lr: float | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
     """Crystals from fused latents: atom count, lattice and composition from the heads (count and types taken
     from ``atom_lists`` when given), then annealed Langevin dynamics for the coordinates (and types)."""
     config, device = model.config, z_c.device
@@ -43,17 +53,30 @@ def decode(model: ConditionCDVAE, z_c: torch.Tensor, atom_lists: Sequence[list[i
         types = torch.multinomial(probs, 1, generator=generator).squeeze(1) + 1
     lattice = model.lattice_from_head(lattice_std, num_atoms)
     frac, types = annealed_langevin(
-        model, z_c, num_atoms, lattice, types, types_fixed=atom_lists is not None,
+        model,
+        z_c,
+        num_atoms,
+        lattice,
+        types,
+        types_fixed=atom_lists is not None,
         steps_per_level=steps_per_level or config.langevin_steps_per_level,
-        step_lr=step_lr if step_lr is not None else config.langevin_step_lr, generator=generator, progress=progress,
-    )  # fmt: skip
+        step_lr=step_lr if step_lr is not None else config.langevin_step_lr,
+        generator=generator,
+        progress=progress,
+    )
     return {"atom_types": types, "frac_coords": frac, "lattice": lattice, "num_atoms": num_atoms}
 
 
 @torch.no_grad()
-def fused_latents(model: ConditionCDVAE, gan: LatentGAN | None, n: int, conditions: Mapping[str, float],
-                  atom_lists: Sequence[list[int]] | None = None, candidates: int = 100,
-                  generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def fused_latents(
+    model: ConditionCDVAE,
+    gan: LatentGAN | None,
+    n: int,
+    conditions: Mapping[str, float],
+    atom_lists: Sequence[list[int]] | None = None,
+    candidates: int = 100,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """z_c for ``n`` samples. Without targets z comes from the prior N(0, I); with targets from the generator
     (the prior if no GAN was trained), and the property predictor keeps the latent of ``candidates`` whose
     predicted properties lie closest to the targets."""
@@ -81,14 +104,17 @@ def fused_latents(model: ConditionCDVAE, gan: LatentGAN | None, n: int, conditio
     return model.fuse(z[chosen], embeddings)
 
 
-def formulas_from_language_model(n: int, max_atoms: int, seed: int = 0, device: str = "cpu",
-                                 checkpoint: str | None = None) -> list[str]:  # fmt: skip
+def formulas_from_language_model(
+    n: int, max_atoms: int, seed: int = 0, device: str = "cpu", checkpoint: str | None = None
+) -> list[str]:
     """``n`` charge-balanced formulas (one cell each) from crysloop's Stage I language model."""
     from crysloop.models import composition
 
     lm = composition.load_checkpoint(checkpoint or composition.shipped_checkpoint_path(), device=device)
-    return [a.composition.formula.replace(" ", "")
-            for a in composition.sample_valid_compositions(lm, n, max_atoms=max_atoms, seed=seed, device=device)]
+    return [
+        a.composition.formula.replace(" ", "")
+        for a in composition.sample_valid_compositions(lm, n, max_atoms=max_atoms, seed=seed, device=device)
+    ]
 
 
 def sample_structures(
@@ -127,8 +153,14 @@ def sample_structures(
 
 
 @torch.no_grad()
-def reconstruct(model: ConditionCDVAE, batch, steps_per_level: int | None = None, step_lr: float | None = None,
-                seed: int = 0, fixed_composition: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
+def reconstruct(
+    model: ConditionCDVAE,
+    batch,
+    steps_per_level: int | None = None,
+    step_lr: float | None = None,
+    seed: int = 0,
+    fixed_composition: bool = False,
+) -> dict[str, torch.Tensor]:
     """CDVAE reconstruction: encode (mu, no sampling), fuse with the crystal's own conditions, decode;
     ``fixed_composition`` keeps each crystal's true atoms (a diagnostic: only lattice and coordinates decoded)."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
@@ -143,10 +175,16 @@ def reconstruct(model: ConditionCDVAE, batch, steps_per_level: int | None = None
     return decode(model, z_c, atom_lists, steps_per_level, step_lr, generator)
 
 
-def reconstruct_structures(model: ConditionCDVAE, records, steps_per_level: int | None = None,
-                           step_lr: float | None = None, batch_size: int = 32, seed: int = 0,
-                           progress: bool = False, fixed_composition: bool = False,
-                           ) -> tuple[list[Structure], list[Structure]]:  # fmt: skip
+def reconstruct_structures(
+    model: ConditionCDVAE,
+    records,
+    steps_per_level: int | None = None,
+    step_lr: float | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = False,
+    fixed_composition: bool = False,
+) -> tuple[list[Structure], list[Structure]]:
     """Reconstructions of ``records`` (crystals with properties) and the Niggli-reduced originals, pairwise
     (``fixed_composition``: see :func:`reconstruct`)."""
     from crysloop.data.tensors import batch_to_structures
@@ -158,8 +196,15 @@ def reconstruct_structures(model: ConditionCDVAE, records, steps_per_level: int 
     predicted, truth = [], []
     for start in tqdm(range(0, len(data.num_atoms), batch_size), desc="reconstructing", disable=not progress):
         batch = data.select(torch.arange(start, min(start + batch_size, len(data.num_atoms)), device=model.device))
-        predicted += batch_to_structures(reconstruct(model, batch, steps_per_level, step_lr, seed + start,
-                                                     fixed_composition))
-        truth += batch_to_structures({"atom_types": batch.atom_types, "frac_coords": batch.frac_coords,
-                                      "lattice": batch.lattice, "num_atoms": batch.num_atoms})  # fmt: skip
+        predicted += batch_to_structures(
+            reconstruct(model, batch, steps_per_level, step_lr, seed + start, fixed_composition)
+        )
+        truth += batch_to_structures(
+            {
+                "atom_types": batch.atom_types,
+                "frac_coords": batch.frac_coords,
+                "lattice": batch.lattice,
+                "num_atoms": batch.num_atoms,
+            }
+        )
     return predicted, truth

@@ -72,8 +72,15 @@ def dataset_statistics(data: CrystalTensors, config: CDVAEConfig, sample: int = 
 
 def optimizer_config(config: CDVAEConfig) -> OptimizerConfig:
     """The VAE's optimisation: Adam, the rate cut on plateau of the training loss, global-norm clipping."""
-    return OptimizerConfig("adam", lr=config.lr, schedule="plateau", plateau_factor=config.plateau_factor,
-                           plateau_patience=config.plateau_patience, min_lr=config.min_lr, clip=config.grad_clip)  # fmt: skip
+    return OptimizerConfig(
+        "adam",
+        lr=config.lr,
+        schedule="plateau",
+        plateau_factor=config.plateau_factor,
+        plateau_patience=config.plateau_patience,
+        min_lr=config.min_lr,
+        clip=config.grad_clip,
+    )
 
 
 class _Autoencoding:
@@ -94,7 +101,8 @@ class _Autoencoding:
     def step(self, idx: torch.Tensor, trainer: Trainer) -> dict[str, float]:
         fraction = self.model.config.teacher_forcing_fraction
         teacher = trainer.step < fraction * trainer.total_steps and (
-            self.time_limit_s is None or trainer.elapsed < fraction * self.time_limit_s)
+            self.time_limit_s is None or trainer.elapsed < fraction * self.time_limit_s
+        )
         losses = self.model.loss(self.data.select(idx.to(self.data.num_atoms.device)), teacher_forcing=teacher)
         trainer.optimise("model", losses["loss"])
         return {f"train_{key}": float(value.detach()) for key, value in losses.items()}
@@ -163,17 +171,31 @@ def train_cdvae(
     model = model.to(device).train()
     saved = resume_from(checkpoint_path, KIND) if resume else None
     state = saved["training_state"] if saved is not None else None
-    checkpoints = _Checkpoints(model, checkpoint_path, slim, {"train_crystals": len(data.num_atoms), "device": device,
-                                                              "gan_epochs": gan_epochs})  # fmt: skip
+    checkpoints = _Checkpoints(
+        model,
+        checkpoint_path,
+        slim,
+        {"train_crystals": len(data.num_atoms), "device": device, "gan_epochs": gan_epochs},
+    )
     if state is not None and state["stage"] == "gan":  # the VAE was trained to the end before the GAN began
         model.load_state_dict(saved["state_dict"])
         checkpoints.summary.update(state["summary"])
     else:
-        run = RunConfig(steps=steps, epochs=epochs if epochs is not None else 100, time_limit_s=time_limit_s,
-                        checkpoint_every=checkpoint_every, log_path=log_path, progress=progress,
-                        name="training ConditionCDVAE+")  # fmt: skip
-        vae = Trainer({"model": (model, optimizer_config(config))}, _Autoencoding(model, data, seed, time_limit_s),
-                      run, checkpoints.vae)  # fmt: skip
+        run = RunConfig(
+            steps=steps,
+            epochs=epochs if epochs is not None else 100,
+            time_limit_s=time_limit_s,
+            checkpoint_every=checkpoint_every,
+            log_path=log_path,
+            progress=progress,
+            name="training ConditionCDVAE+",
+        )
+        vae = Trainer(
+            {"model": (model, optimizer_config(config))},
+            _Autoencoding(model, data, seed, time_limit_s),
+            run,
+            checkpoints.vae,
+        )
         if state is not None:
             vae.load_state_dict(state)
             state = None
@@ -181,10 +203,18 @@ def train_cdvae(
     model.eval()
     gan = None
     if gan_epochs > 0:
-        gan = train_latent_gan(model, data, gan_config or GANConfig(), epochs=gan_epochs, seed=seed,
-                               log_path=log_path, progress=progress,
-                               on_checkpoint=checkpoints.gan,
-                               checkpoint_every=checkpoint_every, resume_state=state)  # fmt: skip
+        gan = train_latent_gan(
+            model,
+            data,
+            gan_config or GANConfig(),
+            epochs=gan_epochs,
+            seed=seed,
+            log_path=log_path,
+            progress=progress,
+            on_checkpoint=checkpoints.gan,
+            checkpoint_every=checkpoint_every,
+            resume_state=state,
+        )
     return model, gan
 
 
@@ -198,10 +228,21 @@ def with_conditions(model: ConditionCDVAE, names: Iterable[str], data: CrystalTe
         return model
     scalar = list(model.config.scalar_conditions) + list(added)
     probe = replace(model.config, conditions=tuple(scalar))
-    stats = dataset_statistics(CrystalTensors(data.atom_types, data.frac_coords, data.lattice, data.num_atoms,
-                                              data.properties[:, [names.index(n) for n in scalar]]), probe)  # fmt: skip
-    config = replace(model.config, conditions=model.config.conditions + added,
-                     property_stats={**stats["property_stats"], **model.config.property_stats})  # fmt: skip
+    stats = dataset_statistics(
+        CrystalTensors(
+            data.atom_types,
+            data.frac_coords,
+            data.lattice,
+            data.num_atoms,
+            data.properties[:, [names.index(n) for n in scalar]],
+        ),
+        probe,
+    )
+    config = replace(
+        model.config,
+        conditions=model.config.conditions + added,
+        property_stats={**stats["property_stats"], **model.config.property_stats},
+    )
     extended = ConditionCDVAE(config).to(model.device)
     target = extended.state_dict()
     for key, value in model.state_dict().items():
@@ -217,9 +258,15 @@ def with_conditions(model: ConditionCDVAE, names: Iterable[str], data: CrystalTe
     return extended
 
 
-def finetune_cdvae(model: ConditionCDVAE, records: Iterable[Any], new_conditions: Iterable[str] = (),
-                   epochs: int = 5, gan_epochs: int = 0, gan_config: GANConfig | None = None,
-                   **train_kwargs: Any) -> tuple[ConditionCDVAE, LatentGAN | None]:  # fmt: skip
+def finetune_cdvae(
+    model: ConditionCDVAE,
+    records: Iterable[Any],
+    new_conditions: Iterable[str] = (),
+    epochs: int = 5,
+    gan_epochs: int = 0,
+    gan_config: GANConfig | None = None,
+    **train_kwargs: Any,
+) -> tuple[ConditionCDVAE, LatentGAN | None]:
     """Continue training ``model`` on new labelled crystals, adding ``new_conditions`` (label names) as numeric
     conditions; its scalers and vocabulary are kept (a semi-periodic model also its slab geometry, and it skips
     crystals that are not slabs fitting it). The latent GAN is retrained when ``gan_epochs`` > 0."""
@@ -233,5 +280,6 @@ def finetune_cdvae(model: ConditionCDVAE, records: Iterable[Any], new_conditions
             raise InputError(f"none of the {len(keep)} crystals is a slab that fits this semi-periodic model")
         data = data.select(keep.nonzero().squeeze(1))
     model = with_conditions(model, names, data)
-    return train_cdvae(data, model.config, epochs=epochs, model=model, gan_epochs=gan_epochs,
-                       gan_config=gan_config, **train_kwargs)  # fmt: skip
+    return train_cdvae(
+        data, model.config, epochs=epochs, model=model, gan_epochs=gan_epochs, gan_config=gan_config, **train_kwargs
+    )

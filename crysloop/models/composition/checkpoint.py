@@ -23,8 +23,9 @@ def shipped_checkpoint_path() -> Path:
 def save_checkpoint(model: CompositionLM, path: str | Path, training_state: dict[str, Any] | None = None) -> Path:
     """Write the model (and, for resuming, ``training_state``) to ``path`` atomically."""
     species = [[element, state] for element, state in model.vocabulary.species]
-    return write_checkpoint(path, KIND, model.config.as_dict(), model.state_dict(), model.metadata, training_state,
-                            species=species)  # fmt: skip
+    return write_checkpoint(
+        path, KIND, model.config.as_dict(), model.state_dict(), model.metadata, training_state, species=species
+    )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

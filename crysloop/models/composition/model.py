@@ -70,7 +70,9 @@ class _Block(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.norm2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width), nn.Dropout(dropout)
+        )
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +82,9 @@ class _Block(nn.Module):
         attention = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
         )
-        x = x + F.dropout(self.proj(attention.transpose(1, 2).reshape(batch, length, width)), self.dropout, self.training)
+        x = x + F.dropout(
+            self.proj(attention.transpose(1, 2).reshape(batch, length, width)), self.dropout, self.training
+        )
         return x + self.mlp(self.norm2(x))
 
 
@@ -123,7 +127,9 @@ class CompositionLM(nn.Module):
         self.electronic_map = nn.Linear(self.electronic.shape[1], width)
         self.position_embedding = nn.Embedding(self.config.max_species + 2, width)
         self.conditions = nn.ModuleDict({c.name: _Condition(c, width) for c in self.config.conditions})
-        self.blocks = nn.ModuleList(_Block(width, self.config.n_head, self.config.dropout) for _ in range(self.config.n_layer))
+        self.blocks = nn.ModuleList(
+            _Block(width, self.config.n_head, self.config.dropout) for _ in range(self.config.n_layer)
+        )
         self.norm = nn.LayerNorm(width)
         self.species_head = nn.Linear(width, n_tokens)
         self.count_query = nn.Embedding(n_tokens, width)
@@ -154,7 +160,9 @@ class CompositionLM(nn.Module):
             + self.position_embedding(positions)
         )
 
-    def forward(self, species: torch.Tensor, counts: torch.Tensor, conditions: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, species: torch.Tensor, counts: torch.Tensor, conditions: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Hidden states (B, T, width); ``conditions`` maps names to (B,) values, NaN = unconditioned."""
         x = self.embed(species, counts)
         condition = torch.zeros_like(x[:, 0])

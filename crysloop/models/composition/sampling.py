@@ -25,9 +25,9 @@ import torch
 
 from crysloop.chemistry.valence import ValenceAssignment
 from crysloop.errors import InputError
-from crysloop.settings import resolve_device
 from crysloop.models.composition.model import CompositionLM
 from crysloop.models.composition.vocab import BOS, EOS, N_SPECIAL, PAD
+from crysloop.settings import resolve_device
 
 
 class _Constraints:
@@ -61,7 +61,7 @@ class _Constraints:
         batch, n_species = available.shape
         new_charge = charge[:, None, None] + self.charges[None, :, None] * self.counts[None, None, :]  # (B, S, C)
         by_charge = (available[:, :, None] * self.onehot[None]).permute(1, 0, 2).reshape(n_species, -1)
-        present = (self.compatible @ by_charge)  # charge values left once s is chosen
+        present = self.compatible @ by_charge  # charge values left once s is chosen
         present = present.reshape(n_species, batch, -1).permute(1, 0, 2)  # (B, S, K)
         in_range = new_charge.abs() <= self.max_charge
         index = (new_charge.clamp(-self.max_charge, self.max_charge) + self.max_charge).long()
@@ -125,7 +125,9 @@ def _sample_batch(model, n, conditions, temperature, top_k, constrained, generat
             if closes.any():
                 closing_logits = logits.clone()
                 closing_logits[:, :N_SPECIAL] = -math.inf
-                closing_logits[:, N_SPECIAL:] = closing_logits[:, N_SPECIAL:].masked_fill(~closing.any(dim=2), -math.inf)
+                closing_logits[:, N_SPECIAL:] = closing_logits[:, N_SPECIAL:].masked_fill(
+                    ~closing.any(dim=2), -math.inf
+                )
                 closing_logits[~closes] = 0.0
                 token = torch.where(closes, _sample_from(closing_logits, temperature, top_k, generator), token)
                 allowed = torch.where(closes[:, None, None], closing, allowed)
@@ -182,7 +184,9 @@ def sample_compositions(
     samples: list[ValenceAssignment] = []
     while len(samples) < n:
         size = min(batch_size, n - len(samples))
-        samples.extend(_sample_batch(model, size, tensors_for(size), temperature, top_k, constrained, generator, device))
+        samples.extend(
+            _sample_batch(model, size, tensors_for(size), temperature, top_k, constrained, generator, device)
+        )
     return samples
 
 
@@ -218,25 +222,52 @@ def sample_compositions_rejection(
         if draws >= max_draws:
             raise InputError(f"rejection sampling kept {len(kept)} of {draws} draws, fewer than the {n} asked for")
         size = min(batch_size, max_draws - draws)
-        batch = sample_compositions(model, size, conditions, temperature, top_k, constrained=False,
-                                    seed=int(rng.integers(2**62)), device=device, batch_size=batch_size)
+        batch = sample_compositions(
+            model,
+            size,
+            conditions,
+            temperature,
+            top_k,
+            constrained=False,
+            seed=int(rng.integers(2**62)),
+            device=device,
+            batch_size=batch_size,
+        )
         draws += size
         kept.extend(a for a in batch if admissible(model, a))
     return kept[:n], draws
 
 
-def sample_valid_compositions(model: CompositionLM, n: int, conditions: Mapping[str, float] | None = None,
-                              max_atoms: int = 20, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                              device: str = "cpu", max_tries: int = 20) -> list[ValenceAssignment]:  # fmt: skip
+def sample_valid_compositions(
+    model: CompositionLM,
+    n: int,
+    conditions: Mapping[str, float] | None = None,
+    max_atoms: int = 20,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    seed: int = 0,
+    device: str = "cpu",
+    max_tries: int = 20,
+) -> list[ValenceAssignment]:
     """``n`` charge-neutral compositions with at most ``max_atoms`` atoms per cell (constrained decoding); conditions
     the model was not trained on are left out."""
     wanted = {k: float(v) for k, v in (conditions or {}).items() if k in set(model.condition_names)}
     chosen: list[ValenceAssignment] = []
     for attempt in range(max_tries):
-        batch = sample_compositions(model, max(n, 16), conditions=wanted or None, temperature=temperature, top_k=top_k,
-                                    constrained=True, seed=seed + attempt, device=device)  # fmt: skip
+        batch = sample_compositions(
+            model,
+            max(n, 16),
+            conditions=wanted or None,
+            temperature=temperature,
+            top_k=top_k,
+            constrained=True,
+            seed=seed + attempt,
+            device=device,
+        )
         chosen += [a for a in batch if 0 < a.composition.num_atoms <= max_atoms]
         if len(chosen) >= n:
             return chosen[:n]
-    raise InputError(f"the composition model produced only {len(chosen)} compositions of at most {max_atoms} atoms "
-                     f"in {max_tries} batches; raise composition_model.max_atoms")  # fmt: skip
+    raise InputError(
+        f"the composition model produced only {len(chosen)} compositions of at most {max_atoms} atoms "
+        f"in {max_tries} batches; raise composition_model.max_atoms"
+    )

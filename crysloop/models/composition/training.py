@@ -113,8 +113,16 @@ class _LanguageModelling:
 
     monitor = None
 
-    def __init__(self, model: CompositionLM, examples: _Examples, names: list[str], batch_size: int, seed: int,
-                 condition_dropout: float, device: str):  # fmt: skip
+    def __init__(
+        self,
+        model: CompositionLM,
+        examples: _Examples,
+        names: list[str],
+        batch_size: int,
+        seed: int,
+        condition_dropout: float,
+        device: str,
+    ):
         self.model, self.examples, self.names, self.batch_size = model, examples, names, batch_size
         self.condition_dropout, self.device = condition_dropout, device
         self.steps_per_epoch = math.ceil(len(examples.tokens) / batch_size)
@@ -159,16 +167,22 @@ class _Fit:
     checkpoint_every: int
 
 
-def _fit(model: CompositionLM, examples: _Examples, names: list[str], fit: _Fit,
-         record: Callable[[dict], None]) -> None:  # fmt: skip
+def _fit(
+    model: CompositionLM, examples: _Examples, names: list[str], fit: _Fit, record: Callable[[dict], None]
+) -> None:
     """Train ``model`` on ``examples``; ``record(report)`` stores the run's report in the model's metadata before
     each checkpoint and at the end."""
     seed_everything(fit.seed)
     model.to(fit.device).train()
 
     def report(trainer: Trainer) -> dict:
-        return {"n_train": len(examples.tokens), "skipped": examples.skipped, "epochs": trainer.epoch,
-                "final_loss": trainer.metrics.get("train_loss", math.nan), "train_seconds": trainer.elapsed}  # fmt: skip
+        return {
+            "n_train": len(examples.tokens),
+            "skipped": examples.skipped,
+            "epochs": trainer.epoch,
+            "final_loss": trainer.metrics.get("train_loss", math.nan),
+            "train_seconds": trainer.elapsed,
+        }
 
     def save(trainer: Trainer) -> None:
         if fit.checkpoint_path is not None:
@@ -176,8 +190,12 @@ def _fit(model: CompositionLM, examples: _Examples, names: list[str], fit: _Fit,
             save_checkpoint(model, fit.checkpoint_path, trainer.state_dict())
 
     task = _LanguageModelling(model, examples, names, fit.batch_size, fit.seed, fit.condition_dropout, fit.device)
-    run = RunConfig(epochs=fit.epochs, checkpoint_every=fit.checkpoint_every, progress=fit.progress,
-                    name="training composition model")  # fmt: skip
+    run = RunConfig(
+        epochs=fit.epochs,
+        checkpoint_every=fit.checkpoint_every,
+        progress=fit.progress,
+        name="training composition model",
+    )
     trainer = Trainer({"model": (model, replace(OPTIMIZER, lr=fit.lr))}, task, run, save)
     saved = resume_from(fit.checkpoint_path, KIND) if fit.resume else None
     if saved is not None:
@@ -213,7 +231,7 @@ def train_composition_lm(
     properties = list(properties) if properties is not None else [{} for _ in compositions]
     if len(properties) != len(compositions):
         raise InputError(f"{len(compositions)} compositions but {len(properties)} property dicts")
-    kinds = dict(conditions) if isinstance(conditions, dict) else {n: None for n in conditions or []}
+    kinds = dict(conditions) if isinstance(conditions, dict) else dict.fromkeys(conditions or [])
     config = config or CompositionLMConfig()
     config.conditions = [
         _condition_spec(name, kind, [_value(p, name) for p in properties]) for name, kind in kinds.items()
@@ -222,8 +240,18 @@ def train_composition_lm(
     model = CompositionLM(config)
     names = model.condition_names
     examples = _Examples(model, compositions, properties, names)
-    fit = _Fit(epochs, batch_size, lr, resolve_device(device), seed, condition_dropout, progress, checkpoint_path,
-               resume, checkpoint_every)  # fmt: skip
+    fit = _Fit(
+        epochs,
+        batch_size,
+        lr,
+        resolve_device(device),
+        seed,
+        condition_dropout,
+        progress,
+        checkpoint_path,
+        resume,
+        checkpoint_every,
+    )
     _fit(model, examples, names, fit, lambda report: model.metadata.update(training=report))
     return model
 
@@ -254,14 +282,24 @@ def finetune_composition_lm(
     labels = [dict(l or {}) for _, l in records_with_labels]
     if conditions is None:
         conditions = sorted({name for l in labels for name in l})
-    kinds = dict(conditions) if isinstance(conditions, dict) else {n: None for n in conditions}
+    kinds = dict(conditions) if isinstance(conditions, dict) else dict.fromkeys(conditions)
     for name, kind in kinds.items():
         if name not in model.conditions:
             model.add_condition(_condition_spec(name, kind, [_value(l, name) for l in labels]))
     names = model.condition_names
     examples = _Examples(model, compositions, labels, names)
-    fit = _Fit(epochs, batch_size, lr, resolve_device(device), seed, condition_dropout, progress, checkpoint_path,
-               resume, checkpoint_every)  # fmt: skip
+    fit = _Fit(
+        epochs,
+        batch_size,
+        lr,
+        resolve_device(device),
+        seed,
+        condition_dropout,
+        progress,
+        checkpoint_path,
+        resume,
+        checkpoint_every,
+    )
     finetunes = model.metadata.setdefault("finetunes", [])
     finetunes.append({})
 

@@ -6,9 +6,9 @@ Modules: ``config`` (typed settings and presets), ``corruption`` (noise schedule
 (train/fine-tune), ``checkpoints`` (save/load and the shipped model).
 """
 
+from crysloop.data.tensors import CrystalTensors
 from crysloop.models.diffcsp.checkpoints import load_checkpoint, save_checkpoint, shipped_checkpoint_path
 from crysloop.models.diffcsp.config import DiffCSPConfig
-from crysloop.data.tensors import CrystalTensors
 from crysloop.models.diffcsp.model import DiffCSP
 from crysloop.models.diffcsp.sampler import sample_structures, sample_tensors
 from crysloop.models.diffcsp.training import finetune_diffcsp, records_to_tensors, train_diffcsp

@@ -21,8 +21,12 @@ def shipped_checkpoint_path() -> Path:
     return asset_path("checkpoints", SHIPPED_CHECKPOINT)
 
 
-def save_checkpoint(model: DiffCSP, path: str | Path, training_state: dict[str, Any] | None = None,
-                    metadata: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    model: DiffCSP,
+    path: str | Path,
+    training_state: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
     """Write the model's config and weights (and, for resuming, ``training_state``) to ``path`` atomically."""
     return write_checkpoint(path, KIND, model.config.to_dict(), model.state_dict(), metadata, training_state)
 

@@ -14,8 +14,12 @@ ClipMode = Literal["value", "norm"]
 
 
 # crysloop's settings before the fidelity fixes (issue 17); DiffCSPConfig(**EARLIER_SETTINGS) trains as it did then
-EARLIER_SETTINGS = {"self_edges": False, "cost_type": 1.0, "grad_clip_mode": "norm",
-                    "property_drop_mode": "independent"}  # fmt: skip
+EARLIER_SETTINGS = {
+    "self_edges": False,
+    "cost_type": 1.0,
+    "grad_clip_mode": "norm",
+    "property_drop_mode": "independent",
+}
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,14 @@ class DiffCSPConfig:
             "diffcsp": {},
             "gpu-medium": {"hidden_dim": 256, "num_layers": 6, "time_dim": 128, "num_freqs": 64, "batch_size": 512},
             "cpu-small": {"hidden_dim": 128, "num_layers": 4, "time_dim": 64, "num_freqs": 32, "batch_size": 128},
-            "cpu-tiny": {"hidden_dim": 32, "num_layers": 2, "time_dim": 16, "num_freqs": 8, "batch_size": 32,
-                         "timesteps": 100},
+            "cpu-tiny": {
+                "hidden_dim": 32,
+                "num_layers": 2,
+                "time_dim": 16,
+                "num_freqs": 8,
+                "batch_size": 32,
+                "timesteps": 100,
+            },
         }
         if name not in presets:
             raise InputError(f"unknown DiffCSP preset {name!r}; choose one of {', '.join(presets)}")

@@ -61,8 +61,10 @@ class NoiseSchedule(nn.Module):
         self.timesteps = timesteps
         alphas_cumprod = cosine_alphas_cumprod(timesteps)
         sigmas = torch.cat(
-            [torch.zeros(1, dtype=torch.float64),
-             torch.exp(torch.linspace(math.log(sigma_begin), math.log(sigma_end), timesteps, dtype=torch.float64))]
+            [
+                torch.zeros(1, dtype=torch.float64),
+                torch.exp(torch.linspace(math.log(sigma_begin), math.log(sigma_end), timesteps, dtype=torch.float64)),
+            ]
         )
         sigmas_norm = _score_norms(timesteps, sigma_begin, sigma_end)
         self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
@@ -74,8 +76,9 @@ class NoiseSchedule(nn.Module):
         return torch.randint(1, self.timesteps + 1, (n,), device=device, generator=generator)
 
 
-def noise_lattice(lattice: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedule,
-                  slab: SlabGeometry | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def noise_lattice(
+    lattice: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedule, slab: SlabGeometry | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """DDPM-noised lattices (B, 3, 3) at timesteps t and the noise (the target); for a ``slab`` only the in-plane
     block diffuses (zero noise elsewhere) and c stays fixed."""
     abar = schedule.alphas_cumprod[t][:, None, None]
@@ -86,7 +89,9 @@ def noise_lattice(lattice: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedul
     return fix_out_of_plane(abar.sqrt() * lattice + (1 - abar).sqrt() * eps, slab), eps
 
 
-def noise_types(onehot: torch.Tensor, t_atom: torch.Tensor, schedule: NoiseSchedule) -> tuple[torch.Tensor, torch.Tensor]:
+def noise_types(
+    onehot: torch.Tensor, t_atom: torch.Tensor, schedule: NoiseSchedule
+) -> tuple[torch.Tensor, torch.Tensor]:
     """DDPM-noised one-hot atom types (N, Z) at per-atom timesteps and the noise (the target)."""
     abar = schedule.alphas_cumprod[t_atom][:, None]
     eps = torch.randn_like(onehot)

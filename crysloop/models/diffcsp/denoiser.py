@@ -23,8 +23,9 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([args.sin(), args.cos()], dim=-1)
 
 
-def fully_connected_edges(num_atoms: torch.Tensor,
-                          self_edges: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+def fully_connected_edges(
+    num_atoms: torch.Tensor, self_edges: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Directed edges between every ordered pair of atoms within each crystal, self-edges i -> i included (as
     DiffCSP's fully connected graph: they carry the lattice into the message of a one-atom cell) unless
     ``self_edges`` is False (crysloop's earlier graph)."""
@@ -73,8 +74,16 @@ class CSPLayer(nn.Module):
 class CSPNet(nn.Module):
     """The denoising network: (type features, frac_coords, lattice, per-crystal latent) -> (eps_L, score_x, eps_A)."""
 
-    def __init__(self, hidden_dim: int, num_layers: int, latent_dim: int, num_freqs: int, type_dim: int,
-                 predict_types: bool, self_edges: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        hidden_dim: int,
+        num_layers: int,
+        latent_dim: int,
+        num_freqs: int,
+        type_dim: int,
+        predict_types: bool,
+        self_edges: bool = True,
+    ):
         super().__init__()
         self.num_freqs, self.self_edges = num_freqs, self_edges
         self.type_embedding = nn.Linear(type_dim, hidden_dim)

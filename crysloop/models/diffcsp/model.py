@@ -15,8 +15,9 @@ from crysloop.models.slab import in_plane_mask
 MAX_ATOMS = 256
 
 
-def condition_mask(properties: torch.Tensor, drop_prob: float, mode: str = "joint",
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def condition_mask(
+    properties: torch.Tensor, drop_prob: float, mode: str = "joint", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Which conditions (B, P) the model sees during training: known values, minus the dropped ones.
 
     ``joint`` drops every condition of a crystal on one coin, so the unconditional branch that classifier-free
@@ -41,8 +42,12 @@ class DiffCSP(nn.Module):
         self.property_embeddings = nn.ModuleList(self._property_mlp() for _ in config.properties)
         self.types_given_embedding = nn.Embedding(2, config.time_dim) if config.mode == "abinitio" else None
         self.denoiser = CSPNet(
-            hidden_dim=config.hidden_dim, num_layers=config.num_layers, latent_dim=2 * config.time_dim,
-            num_freqs=config.num_freqs, type_dim=config.max_atomic_number, predict_types=config.mode == "abinitio",
+            hidden_dim=config.hidden_dim,
+            num_layers=config.num_layers,
+            latent_dim=2 * config.time_dim,
+            num_freqs=config.num_freqs,
+            type_dim=config.max_atomic_number,
+            predict_types=config.mode == "abinitio",
             self_edges=config.self_edges,
         )
         self.register_buffer("num_atoms_counts", torch.zeros(MAX_ATOMS + 1))
@@ -57,12 +62,16 @@ class DiffCSP(nn.Module):
 
     def normalise_properties(self, values: torch.Tensor) -> torch.Tensor:
         """Raw property values (B, P) -> zero-mean, unit-std values using the training statistics."""
-        stats = torch.tensor([self.config.property_stats[name] for name in self.config.properties],
-                             dtype=values.dtype, device=values.device).reshape(-1, 2)
+        stats = torch.tensor(
+            [self.config.property_stats[name] for name in self.config.properties],
+            dtype=values.dtype,
+            device=values.device,
+        ).reshape(-1, 2)
         return (values - stats[:, 0]) / stats[:, 1]
 
-    def latent(self, t: torch.Tensor, properties: torch.Tensor, keep: torch.Tensor,
-               types_given: torch.Tensor | None) -> torch.Tensor:
+    def latent(
+        self, t: torch.Tensor, properties: torch.Tensor, keep: torch.Tensor, types_given: torch.Tensor | None
+    ) -> torch.Tensor:
         """Per-crystal latent: time embedding next to the sum of kept property embeddings (and the types flag)."""
         cond = torch.zeros(len(t), self.config.time_dim, device=t.device)
         values = torch.nan_to_num(self.normalise_properties(properties), nan=0.0) if self.config.properties else None
@@ -101,7 +110,9 @@ class DiffCSP(nn.Module):
         pred_lattice, pred_score, pred_types = self(types, noisy_coords, noisy_lattice, batch.num_atoms, latent)
         lattice_error = (pred_lattice.float() - eps_lattice) ** 2
         losses = {  # a semi-periodic model learns the in-plane block only (c is fixed)
-            "lattice": lattice_error.mean() if config.slab is None else lattice_error[:, in_plane_mask(t.device)].mean(),
+            "lattice": lattice_error.mean()
+            if config.slab is None
+            else lattice_error[:, in_plane_mask(t.device)].mean(),
             "coord": F.mse_loss(pred_score.float(), score_target),
         }
         total = config.cost_lattice * losses["lattice"] + config.cost_coord * losses["coord"]

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from tqdm.auto import tqdm
 
-from crysloop.errors import InputError
-from crysloop.settings import resolve_device
 from crysloop.data.tensors import CrystalTensors
+from crysloop.errors import InputError
 from crysloop.models.diffcsp.model import DiffCSP
 from crysloop.models.slab import (
     confine,
@@ -25,6 +24,7 @@ from crysloop.models.slab import (
     in_plane_mask,
     random_slab_coords,
 )
+from crysloop.settings import resolve_device
 
 if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
@@ -62,8 +62,9 @@ class _Guided:
     def __init__(self, model: DiffCSP, num_atoms, conditions: dict[str, float], guidance: float, types_given):
         self.model, self.guidance, self.types_given = model, guidance, types_given
         b, names = len(num_atoms), model.config.properties
-        self.properties = torch.tensor([[conditions.get(name, float("nan")) for name in names]] * b,
-                                       dtype=torch.float32, device=num_atoms.device).reshape(b, len(names))
+        self.properties = torch.tensor(
+            [[conditions.get(name, float("nan")) for name in names]] * b, dtype=torch.float32, device=num_atoms.device
+        ).reshape(b, len(names))
         self.keep = (~torch.isnan(self.properties)).float()
         self.two_branches = bool(conditions) and guidance != 0.0
         self.num_atoms = torch.cat([num_atoms, num_atoms]) if self.two_branches else num_atoms
@@ -75,11 +76,17 @@ class _Guided:
         if not self.two_branches:
             return self.model(types, frac_coords, lattice, self.num_atoms, latent)
         uncond = self.model.latent(tvec, self.properties, torch.zeros_like(self.keep), self.types_given)
-        outputs = self.model(torch.cat([types, types]), torch.cat([frac_coords, frac_coords]),
-                             torch.cat([lattice, lattice]), self.num_atoms, torch.cat([latent, uncond]))
+        outputs = self.model(
+            torch.cat([types, types]),
+            torch.cat([frac_coords, frac_coords]),
+            torch.cat([lattice, lattice]),
+            self.num_atoms,
+            torch.cat([latent, uncond]),
+        )
         w = self.guidance
-        return tuple(None if out is None else (1 + w) * out[: len(out) // 2] - w * out[len(out) // 2 :]
-                     for out in outputs)
+        return tuple(
+            None if out is None else (1 + w) * out[: len(out) // 2] - w * out[len(out) // 2 :] for out in outputs
+        )
 
 
 def _ddpm_step(x, eps, abar_t, abar_next, noise, clip: float | None = None):
@@ -139,6 +146,7 @@ def sample_tensors(
 
     def into_cell(frac: torch.Tensor) -> torch.Tensor:
         return frac % 1.0 if slab is None else confine(frac, slab)
+
     if atom_types is not None:
         types = model.type_features(atom_types.to(device))
     else:
@@ -175,7 +183,7 @@ def _composition_atoms(composition: Composition | str) -> list[int]:
 
     try:
         composition = Composition(composition)
-    except Exception as exc:  # noqa: BLE001 - pymatgen raises several types for bad formulas
+    except Exception as exc:
         raise InputError(f"cannot read composition {composition!r}: {exc}") from exc
     atoms: list[int] = []
     for element, amount in composition.items():
@@ -207,6 +215,7 @@ def sample_structures(
     ``n`` ab initio structures with atom counts drawn from the training set; optional property ``conditions``
     with classifier-free ``guidance`` weight w. ``lattice_clip`` as in ``sample_tensors``."""
     from crysloop.data.tensors import batch_to_structures
+
     if (compositions is None) == (n is None):
         raise InputError("give either compositions (structure prediction) or n (ab initio generation)")
     if batch_size < 1 or (n is not None and n < 0):
@@ -229,10 +238,15 @@ def sample_structures(
         types = None
         if atom_lists is not None:
             types = torch.tensor([z for atoms in atom_lists[start : start + batch_size] for z in atoms])
-        out = sample_tensors(model, chunk, types, conditions, guidance, steps, step_lr, generator, progress,
-                             lattice_clip)
+        out = sample_tensors(
+            model, chunk, types, conditions, guidance, steps, step_lr, generator, progress, lattice_clip
+        )
         structures += batch_to_structures(
-            {"atom_types": out.atom_types, "frac_coords": out.frac_coords, "lattice": out.lattice,
-             "num_atoms": out.num_atoms}
+            {
+                "atom_types": out.atom_types,
+                "frac_coords": out.frac_coords,
+                "lattice": out.lattice,
+                "num_atoms": out.num_atoms,
+            }
         )
     return structures

@@ -36,8 +36,9 @@ def records_to_tensors(records: Iterable[Any], properties: Sequence[str] = ()) -
     return tensors_of(records, properties, max_atoms=MAX_ATOMS)
 
 
-def property_statistics(tensors: CrystalTensors, names: Sequence[str],
-                        wanted: Sequence[str] | None = None) -> dict[str, tuple[float, float]]:
+def property_statistics(
+    tensors: CrystalTensors, names: Sequence[str], wanted: Sequence[str] | None = None
+) -> dict[str, tuple[float, float]]:
     """(mean, std) of each ``wanted`` property (default: all) over the crystals that have it; ``names`` is the
     column order of ``tensors.properties``."""
     stats = {}
@@ -53,10 +54,18 @@ def property_statistics(tensors: CrystalTensors, names: Sequence[str],
 
 def optimizer_config(config: DiffCSPConfig) -> OptimizerConfig:
     """DiffCSP's optimisation: AdamW, the learning rate cut on plateau, gradient clipping, EMA weights."""
-    return OptimizerConfig("adamw", lr=config.lr, weight_decay=config.weight_decay, schedule="plateau",
-                           plateau_factor=config.plateau_factor, plateau_patience=config.plateau_patience,
-                           min_lr=config.min_lr, clip=config.grad_clip, clip_mode=config.grad_clip_mode,
-                           ema_decay=config.ema_decay)  # fmt: skip
+    return OptimizerConfig(
+        "adamw",
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        schedule="plateau",
+        plateau_factor=config.plateau_factor,
+        plateau_patience=config.plateau_patience,
+        min_lr=config.min_lr,
+        clip=config.grad_clip,
+        clip_mode=config.grad_clip_mode,
+        ema_decay=config.ema_decay,
+    )
 
 
 def _as_tensors(data: Any, properties: Sequence[str]) -> CrystalTensors:
@@ -158,15 +167,28 @@ def train_diffcsp(
     def save(trainer: Trainer) -> None:
         if checkpoint_path is None:
             return
-        metadata = {"steps": trainer.step, "epochs": trainer.epoch, "train_crystals": n, "device": device,
-                    "train_seconds": trainer.elapsed}  # fmt: skip
+        metadata = {
+            "steps": trainer.step,
+            "epochs": trainer.epoch,
+            "train_crystals": n,
+            "device": device,
+            "train_seconds": trainer.elapsed,
+        }
         save_checkpoint(trainer.weights("model"), checkpoint_path, None if slim else trainer.state_dict(), metadata)
 
     use_amp = device.startswith("cuda") if amp is None else amp
-    run = RunConfig(steps=steps, epochs=epochs if epochs is not None else 100, time_limit_s=time_limit_s,
-                    checkpoint_every=checkpoint_every, log_path=log_path, progress=progress, name="training DiffCSP")
-    trainer = Trainer({"model": (model, optimizer_config(config))}, _Denoising(model, data, val, seed, use_amp), run,
-                      save)  # fmt: skip
+    run = RunConfig(
+        steps=steps,
+        epochs=epochs if epochs is not None else 100,
+        time_limit_s=time_limit_s,
+        checkpoint_every=checkpoint_every,
+        log_path=log_path,
+        progress=progress,
+        name="training DiffCSP",
+    )
+    trainer = Trainer(
+        {"model": (model, optimizer_config(config))}, _Denoising(model, data, val, seed, use_amp), run, save
+    )
     saved = resume_from(checkpoint_path, KIND) if resume else None
     if saved is not None:
         trainer.load_state_dict(saved["training_state"])

@@ -9,7 +9,6 @@ from e3nn import o3
 from torch import nn
 
 
-
 class SmoothLeakyReLU(nn.Module):
     """EquiformerV2's smooth leaky ReLU, x (1+a)/2 + x (1-a)/2 (2 sigmoid(x) - 1), for attention logits."""
 

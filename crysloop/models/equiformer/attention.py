@@ -24,8 +24,13 @@ class GraphAttention(nn.Module):
         self.heads, self.alpha_channels, self.value_channels = c.num_heads, c.attn_alpha_channels, c.attn_value_channels
         self.hidden = c.attn_hidden_channels
         self.edge_features = EdgeFeatures(num_species, c.edge_channels)
-        self.conv1 = SO2Convolution(2 * c.channels, c.attn_hidden_channels, c.lmax, c.mmax,
-                                    extra_scalars=c.num_heads * c.attn_alpha_channels + c.attn_hidden_channels)
+        self.conv1 = SO2Convolution(
+            2 * c.channels,
+            c.attn_hidden_channels,
+            c.lmax,
+            c.mmax,
+            extra_scalars=c.num_heads * c.attn_alpha_channels + c.attn_hidden_channels,
+        )
         self.radial = RadialMLP(scalar_dim + 2 * c.edge_channels, c.edge_channels, self.conv1.radial_size)
         self.alpha_norm = nn.LayerNorm(c.attn_alpha_channels)
         self.alpha_act = SmoothLeakyReLU()

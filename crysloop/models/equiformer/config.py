@@ -41,15 +41,37 @@ class EquiformerConfig:
         two CPU cores in minutes) and ``tiny`` (for tests)."""
         presets: dict[str, dict[str, Any]] = {
             "paper": {},
-            "cpu-small": {"num_layers": 2, "channels": 32, "lmax": 2, "mmax": 1, "num_heads": 2,
-                          "attn_hidden_channels": 16, "attn_alpha_channels": 8, "attn_value_channels": 8,
-                          "ffn_hidden_channels": 32, "edge_channels": 32, "num_rbf": 32, "grid_resolution": 8,
-                          "drop_path_rate": 0.0},
-            "tiny": {"num_layers": 2, "channels": 8, "lmax": 2, "mmax": 1, "num_heads": 2,
-                     "attn_hidden_channels": 8, "attn_alpha_channels": 4, "attn_value_channels": 4,
-                     "ffn_hidden_channels": 8, "edge_channels": 8, "num_rbf": 8, "grid_resolution": 10,
-                     "drop_path_rate": 0.0},
-        }  # fmt: skip
+            "cpu-small": {
+                "num_layers": 2,
+                "channels": 32,
+                "lmax": 2,
+                "mmax": 1,
+                "num_heads": 2,
+                "attn_hidden_channels": 16,
+                "attn_alpha_channels": 8,
+                "attn_value_channels": 8,
+                "ffn_hidden_channels": 32,
+                "edge_channels": 32,
+                "num_rbf": 32,
+                "grid_resolution": 8,
+                "drop_path_rate": 0.0,
+            },
+            "tiny": {
+                "num_layers": 2,
+                "channels": 8,
+                "lmax": 2,
+                "mmax": 1,
+                "num_heads": 2,
+                "attn_hidden_channels": 8,
+                "attn_alpha_channels": 4,
+                "attn_value_channels": 4,
+                "ffn_hidden_channels": 8,
+                "edge_channels": 8,
+                "num_rbf": 8,
+                "grid_resolution": 10,
+                "drop_path_rate": 0.0,
+            },
+        }
         if name not in presets:
             raise InputError(f"unknown EquiformerV2 preset {name!r}; choose one of {', '.join(presets)}")
         return replace(cls(**presets[name]), **overrides)

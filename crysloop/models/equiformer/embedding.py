@@ -26,10 +26,14 @@ class RadialMLP(nn.Module):
     def __init__(self, in_features: int, hidden: int, out_features: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_features, hidden), nn.LayerNorm(hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.SiLU(),
+            nn.Linear(in_features, hidden),
+            nn.LayerNorm(hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.LayerNorm(hidden),
+            nn.SiLU(),
             nn.Linear(hidden, out_features),
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

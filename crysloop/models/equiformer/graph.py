@@ -32,7 +32,11 @@ def capped_radius_graph(
 
 
 def average_degree(
-    frac_coords: torch.Tensor, lattice: torch.Tensor, num_atoms: torch.Tensor, cutoff: float, max_neighbors: int,
+    frac_coords: torch.Tensor,
+    lattice: torch.Tensor,
+    num_atoms: torch.Tensor,
+    cutoff: float,
+    max_neighbors: int,
     tolerance: float,
 ) -> float:
     """Mean number of neighbours per atom of a batch of crystals in the capped graph (set ``avg_degree`` to it)."""

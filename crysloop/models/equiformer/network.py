@@ -59,9 +59,15 @@ class TransformerBlock(nn.Module):
         self.drop_path = DropPath(config.drop_path_rate)
 
     def forward(
-        self, x: torch.Tensor, atom_feats: torch.Tensor, edge_index: torch.Tensor, edge_scalars: torch.Tensor,
-        rotation: torch.Tensor, batch: torch.Tensor, num_graphs: int,
-    ) -> torch.Tensor:  # fmt: skip
+        self,
+        x: torch.Tensor,
+        atom_feats: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_scalars: torch.Tensor,
+        rotation: torch.Tensor,
+        batch: torch.Tensor,
+        num_graphs: int,
+    ) -> torch.Tensor:
         update = self.attention(self.norm_attention(x), atom_feats, edge_index, edge_scalars, rotation)
         x = x + self.drop_path(update, batch, num_graphs)
         return x + self.drop_path(self.ffn(self.norm_ffn(x)), batch, num_graphs)
@@ -82,8 +88,9 @@ class EquiformerV2(nn.Module):
         scalar_dim = c.num_rbf + (c.edge_channels if cond_dim else 0)
         self.rbf = GaussianBasis(c.num_rbf, c.cutoff)
         self.rotation = EdgeRotation(c.lmax, c.mmax)
-        self.edge_degree = EdgeDegreeEmbedding(num_species, scalar_dim, c.edge_channels, c.channels, c.lmax,
-                                               c.avg_degree)  # fmt: skip
+        self.edge_degree = EdgeDegreeEmbedding(
+            num_species, scalar_dim, c.edge_channels, c.channels, c.lmax, c.avg_degree
+        )
         self.blocks = nn.ModuleList(TransformerBlock(c, num_species, scalar_dim) for _ in range(c.num_layers))
         self.norm = EquivariantLayerNorm(c.lmax, c.channels)
         self.vector_gate = nn.Linear(c.channels, c.channels)

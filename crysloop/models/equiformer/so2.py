@@ -39,8 +39,9 @@ class EdgeRotation(nn.Module):
         generic = torch.tensor(_GENERIC_ANGLES, dtype=torch.float64)
         self.register_buffer("generic_matrix", o3.angles_to_matrix(*generic), persistent=False)
         # D(rotation about x by b) = P D(rotation about y by b) P^T with P the D of the rotation sending y to x.
-        y_to_x = o3.matrix_to_angles(torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
-                                                  dtype=torch.float64))  # fmt: skip
+        y_to_x = o3.matrix_to_angles(
+            torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+        )
         for l in range(lmax + 1):
             swap, generic_d = wigner_d_float64(l, *y_to_x), wigner_d_float64(l, *generic)
             self.register_buffer(f"swap_{l}", swap, persistent=False)
@@ -87,8 +88,11 @@ class SO2Convolution(nn.Module):
         """(E, K', C_in) edge-frame features -> (E, K', C_out) and (E, extra_scalars)."""
         num_edges = x.shape[0]
         n0 = self.lmax + 1
-        weights = radial.split([(self.lmax - m + 1) * self.in_channels for m in range(self.mmax + 1)], dim=1) \
-            if radial is not None else [None] * (self.mmax + 1)  # fmt: skip
+        weights = (
+            radial.split([(self.lmax - m + 1) * self.in_channels for m in range(self.mmax + 1)], dim=1)
+            if radial is not None
+            else [None] * (self.mmax + 1)
+        )
         x0 = x[:, :n0].reshape(num_edges, -1)
         if weights[0] is not None:
             x0 = x0 * weights[0]
