@@ -45,7 +45,7 @@ def test_rejection_gives_up_with_an_input_error(model):
 
 
 def test_default_vocabulary_is_common_and_old_checkpoints_stay_full(tmp_path, model):
-    assert model.config.vocabulary == "common" and len(model.vocabulary.species) == 215
+    assert model.config.vocabulary == "common" and len(model.vocabulary.species) == 239
     full = CompositionLM(CompositionLMConfig(**TINY, vocabulary="full"))
     assert len(full.vocabulary.species) == 311
     path = save_checkpoint(full, tmp_path / "old.pt")

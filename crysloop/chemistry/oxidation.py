@@ -2,12 +2,29 @@
 
 Two vocabularies (``vocabulary=``):
 
-* ``"common"`` (default; CrysVCD uses a curated set of 217 common species): pymatgen's
-  ``common_oxidation_states`` united with the states that make up at least 3 % of an element's reports in
-  SMACT's ICSD-24 oxidation-state counts (``smact/data/oxidation_states_icsd24_counts.json``, ICSD 2024), which
-  brings in e.g. Cu+, Mn3+, Ti3+, S- (pyrite) and B3- (borides). Carbon keeps only C4- and C4+: pymatgen calls
-  every state -4..+4 common and the ICSD lists C3+ (oxalate) and C2+ (cyanide, carbonyls), which are states of
-  carbon in molecular anions, not of a carbon ion. Exotic states such as Mg+, N2-, C3+ and B+ are absent.
+* ``"common"`` (default; CrysVCD uses a curated set of 217 common species), in two tiers:
+
+  - *established* states: pymatgen's ``common_oxidation_states`` united with the states that make up at least
+    ``ICSD24_MIN_SHARE`` (3 %) of an element's reports in SMACT's ICSD-24 oxidation-state counts
+    (``smact/data/oxidation_states_icsd24_counts.json``, ICSD 2024), which brings in e.g. Cu+, Mn3+, Ti3+, S-
+    (pyrite) and B3- (borides). Carbon keeps only C4- and C4+: pymatgen calls every state -4..+4 common and the
+    ICSD lists C3+ (oxalate) and C2+ (cyanide, carbonyls), which are states of carbon in molecular anions, not
+    of a carbon ion.
+  - *occasional* states: cation states of metals with at least ``OCCASIONAL_MIN_SHARE`` (1 %) of the element's
+    ICSD-24 reports (Cu3+ cuprates, Co4+ and Ni4+ of delithiated cathodes and perovskites, Fe4+ ferrates, Ag2+
+    in AgF2, Ti2+ in TiO, Zr3+ in ZrCl3, W5+ bronzes ...), less ``AVERAGED_STATES`` and plus
+    ``TEXTBOOK_STATES`` (both below, each with its reason). The labeller uses them only for a composition that
+    has neither an ionic assignment in established states nor the alloy label (see
+    :mod:`crysloop.chemistry.valence`), so they label oxides, nitrides and halides that were unlabelled before
+    and turn no intermetallic into a salt; an established label changes only where an occasional state sits
+    between two established ones and so forbids their mixture (CrF5: Cr4+/Cr6+ becomes Cr5+). Non-metal states
+    below 3 % stay out: they are per-atom charges of homonuclear or molecular anions (N2- of pernitrides and
+    hydrazine, P- and Sb- of Zintl chains, O- of peroxides, which as a state of single atoms would also label
+    every hole-doped oxide such as CoO2 as a Co2+ peroxide).
+
+  No state of the common vocabulary is *exotic* (:func:`is_exotic`): below ``EXOTIC_MAX_SHARE`` (1 %) of the
+  element's ICSD-24 reports and in neither of pymatgen's tables of common and ICSD (bond-valence) states, as
+  Mg+, B+, O- or Mn5+ are. N2- and C3+ are not exotic by that rule but are molecular-anion states (above).
 * ``"full"`` (crysloop's earlier vocabulary, 311 species): everything pymatgen knows, as below.
 
 Choices common to both (documented because they decide which compositions can be labelled and generated):
@@ -39,8 +56,22 @@ from crysloop.errors import InputError
 
 Vocabulary = Literal["common", "full"]
 VOCABULARIES = ("common", "full")
-ICSD24_MIN_SHARE = 0.03  # a state enters the common vocabulary with at least this share of the element's reports
+ICSD24_MIN_SHARE = 0.03  # a state is established with at least this share of the element's ICSD-24 reports
+OCCASIONAL_MIN_SHARE = 0.01  # a metal's cation state with at least this share is an occasional state
+EXOTIC_MAX_SHARE = 0.01  # below this share, and in neither of pymatgen's tables, a state is exotic
 CARBON_COMMON_STATES = frozenset({-4, 4})
+# Intermediate states that the textbooks assign as a mixture of the two established states around them; as a state
+# of the vocabulary they would also forbid that mixture (the comproportionation rule of the labeller).
+AVERAGED_STATES: dict[tuple[str, int], str] = {
+    ("Sn", 3): "Sn2S3 is Sn(II)Sn(IV)S3; tin(III) compounds are Sn(II)/Sn(IV) mixtures",
+    ("Pd", 3): "PdF3 is Pd(II)[Pd(IV)F6]",
+    ("Bi", 4): "BaBiO3 is Ba2Bi(III)Bi(V)O6 (charge disproportionation)",
+}
+# Occasional states below OCCASIONAL_MIN_SHARE: textbook states of an element whose main state dominates its counts.
+TEXTBOOK_STATES: dict[tuple[str, int], str] = {
+    ("Ag", 3): "silver(III): KAgF4, CsAgF4, Ag2O3 (AgF4- and periodate complexes); in pymatgen's ICSD states",
+    ("Nb", 2): "niobium(II): NbO (Nb6O12 clusters), just below the threshold; in pymatgen's ICSD states",
+}
 
 NOBLE_GASES = frozenset({"He", "Ne", "Ar", "Kr", "Xe", "Rn"})
 RADIOACTIVE = frozenset({"Tc", "Pm"})
@@ -89,11 +120,31 @@ def icsd24_state_shares() -> dict[str, dict[int, float]]:
     return {el: {s: n / sum(c.values()) for s, n in c.items()} for el, c in counts.items()}
 
 
-def _common_states(element: Element) -> set[int]:
+def _established_states(element: Element) -> set[int]:
     if element.symbol == "C":
         return set(CARBON_COMMON_STATES)
     shares = icsd24_state_shares().get(element.symbol, {})
     return set(element.common_oxidation_states) | {s for s, share in shares.items() if share >= ICSD24_MIN_SHARE}
+
+
+def _occasional_states(element: Element) -> set[int]:
+    shares = icsd24_state_shares().get(element.symbol, {})
+    frequent = {s for s, share in shares.items() if share >= OCCASIONAL_MIN_SHARE and s > 0 and element.is_metal}
+    textbook = {s for symbol, s in TEXTBOOK_STATES if symbol == element.symbol}
+    averaged = {s for symbol, s in AVERAGED_STATES if symbol == element.symbol}
+    return (frequent | textbook) - averaged - _established_states(element)
+
+
+def is_exotic(symbol: str, oxidation_state: int) -> bool:
+    """A non-zero state below ``EXOTIC_MAX_SHARE`` of the element's ICSD-24 reports and in neither of pymatgen's
+    tables of common and ICSD states (e.g. Mg+, B+, O-); no state of the common vocabulary is exotic."""
+    element = Element(symbol)
+    return (
+        oxidation_state != 0
+        and oxidation_state not in element.common_oxidation_states
+        and oxidation_state not in element.icsd_oxidation_states
+        and icsd24_state_shares().get(symbol, {}).get(oxidation_state, 0.0) < EXOTIC_MAX_SHARE
+    )
 
 
 @cache
@@ -104,7 +155,7 @@ def ionic_states(symbol: str, vocabulary: Vocabulary = "common") -> tuple[int, .
         return ()
     element = Element(symbol)
     if vocabulary == "common":
-        states = _common_states(element)
+        states = _established_states(element) | _occasional_states(element)
     else:
         states = (
             set(element.common_oxidation_states) | set(element.icsd_oxidation_states) | set(element.oxidation_states)
@@ -113,6 +164,16 @@ def ionic_states(symbol: str, vocabulary: Vocabulary = "common") -> tuple[int, .
     if element.is_metal:
         states = {s for s in states if s > 0}
     return tuple(sorted(states))
+
+
+@cache
+def occasional_states(symbol: str, vocabulary: Vocabulary = "common") -> frozenset[int]:
+    """The element's occasional states in a vocabulary: used in labelling only when nothing else labels a
+    composition (empty for the full vocabulary and for unsupported elements)."""
+    check_vocabulary(vocabulary)
+    if vocabulary != "common" or not is_supported_element(symbol):
+        return frozenset()
+    return frozenset(_occasional_states(Element(symbol)) & set(ionic_states(symbol, vocabulary)))
 
 
 @cache

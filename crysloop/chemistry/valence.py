@@ -10,8 +10,11 @@ Rules of an ionic assignment (CrysVCD's, plus an electronegativity order):
   are ionic (Zn2+ S2-, Ga3+ As3-, Si4+ C4-, Na+ H-) while Ni3Al, whose elements have no anionic state, is not.
 
 Ionic vs alloy (``alloy_rule``): by default (``"ionic-first"``) a composition is ionic when such an assignment
-exists; otherwise it is an alloy (all elements in state 0) when every element has a metallic state; otherwise it
-has no assignment and the labeller returns ``None``. This deliberately differs from CrysVCD, whose rule
+in established states exists; otherwise it is an alloy (all elements in state 0) when every element has a
+metallic state; otherwise it is ionic when an assignment that also uses the vocabulary's occasional states
+(:func:`crysloop.chemistry.oxidation.occasional_states`, e.g. Cu3+, Co4+) exists; otherwise it has no assignment
+and the labeller returns ``None``. Occasional states count as allowed states for the comproportionation rule
+in both passes. This deliberately differs from CrysVCD, whose rule
 (``"paper"``) calls a composition an alloy whenever every element can take state 0 (so every compound without
 O, N or a halogen, ZnS and GaAs included) and ionic only otherwise. ``vocabulary`` picks the oxidation states
 (see :mod:`crysloop.chemistry.oxidation`). Among neutral assignments the
@@ -39,6 +42,7 @@ from crysloop.chemistry.oxidation import (
     has_metallic_state,
     ionic_states,
     is_supported_element,
+    occasional_states,
     state_cost,
 )
 from crysloop.errors import InputError
@@ -106,17 +110,19 @@ def as_composition(composition: Composition | str | dict) -> Composition:
 
 
 def _element_options(
-    element: str, count: int, sign: int, vocabulary: Vocabulary
+    element: str, count: int, sign: int, vocabulary: Vocabulary, occasional: bool
 ) -> list[tuple[int, float, tuple[tuple[int, int], ...]]]:
-    """(charge, cost, ((state, count), ...)) for every allowed way one element of ``count`` atoms takes states."""
+    """(charge, cost, ((state, count), ...)) for every allowed way one element of ``count`` atoms takes states;
+    occasional states only if ``occasional``, but always as neighbours in the comproportionation rule."""
     states = ionic_states(element, vocabulary)
+    usable = set(states) if occasional else set(states) - occasional_states(element, vocabulary)
     cost = {s: state_cost(element, s) for s in states}
     options = []
     for i, state in enumerate(states):
-        if state * sign <= 0:
+        if state * sign <= 0 or state not in usable:
             continue
         options.append((state * count, cost[state], ((state, count),)))
-        if i + 1 < len(states) and states[i + 1] * sign > 0:
+        if i + 1 < len(states) and states[i + 1] * sign > 0 and states[i + 1] in usable:
             upper = states[i + 1]
             pair_cost = cost[state] + cost[upper] + MIXED_VALENCE_COST
             for k in range(1, count):
@@ -126,7 +132,7 @@ def _element_options(
 
 
 def _ionic_assignment(
-    items: tuple[tuple[str, int], ...], vocabulary: Vocabulary
+    items: tuple[tuple[str, int], ...], vocabulary: Vocabulary, occasional: bool
 ) -> tuple[tuple[str, int, int], ...] | None:
     """Cheapest neutral ionic assignment of integer counts, or None."""
     if len(items) < 2:
@@ -137,7 +143,7 @@ def _ionic_assignment(
         if electronegativity(ordered[split - 1][0]) >= electronegativity(ordered[split][0]):
             continue
         options = [
-            _element_options(element, count, +1 if position < split else -1, vocabulary)
+            _element_options(element, count, +1 if position < split else -1, vocabulary, occasional)
             for position, (element, count) in enumerate(ordered)
         ]
         if any(not opts for opts in options):
@@ -178,12 +184,15 @@ def _label_counts(
     alloy = all(has_metallic_state(element) for element, _ in items)
     if alloy and alloy_rule == "paper":
         return ValenceAssignment(False, tuple((element, 0, count) for element, count in items))
-    ionic = _ionic_assignment(items, vocabulary)
+    ionic = _ionic_assignment(items, vocabulary, occasional=False)
     if ionic is not None:
         return ValenceAssignment(True, ionic)
     if alloy:
         return ValenceAssignment(False, tuple((element, 0, count) for element, count in items))
-    return None
+    if not any(occasional_states(element, vocabulary) for element, _ in items):
+        return None
+    ionic = _ionic_assignment(items, vocabulary, occasional=True)
+    return None if ionic is None else ValenceAssignment(True, ionic)
 
 
 def _integer_items(composition: Composition) -> tuple[tuple[str, int], ...]:
